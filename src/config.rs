@@ -1,0 +1,253 @@
+//! Configuration: one TOML file plus `FORWARDER_*` environment overrides (figment), checked by
+//! [`Config::validate`] before anything is built.
+//!
+//! Environment variables use `__` between levels: `FORWARDER_SMTP__URL`,
+//! `FORWARDER_UPLOAD__PART_SIZE_MB`, `FORWARDER_LISTEN`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where the SQLite job store, the server key, the outbox and the demo data live.
+    pub data_dir: PathBuf,
+    /// Catalog file (TOML) naming the tables queries may read. Default: the demo catalog in
+    /// the data directory, created on first start.
+    pub catalog: Option<PathBuf>,
+    /// Rows of the generated demo table when the default catalog is created.
+    pub demo_rows: u64,
+    pub worker: WorkerConfig,
+    pub limits: Limits,
+    pub upload: UploadConfig,
+    pub smtp: SmtpConfig,
+    pub auth: AuthConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: PathBuf::from("forwarder-data"),
+            catalog: None,
+            demo_rows: 100_000,
+            worker: WorkerConfig::default(),
+            limits: Limits::default(),
+            upload: UploadConfig::default(),
+            smtp: SmtpConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Run a worker inside `forwarder serve` (set false for API-only nodes).
+    pub enabled: bool,
+    /// Jobs one worker process runs at the same time.
+    pub concurrency: usize,
+    /// How long a claimed job stays ours without a heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often an idle worker looks for new jobs.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// gzip / zip deflate level, 0-9.
+    pub compression_level: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            concurrency: 2,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            compression_level: 6,
+        }
+    }
+}
+
+/// Operator bounds for destination parameters. The defaults are Devo's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub retention_size_mb_min: f64,
+    pub retention_size_mb_max: f64,
+    pub retention_size_mb_default: f64,
+    pub retention_time_secs_min: u64,
+    pub retention_time_secs_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            retention_size_mb_min: 50.0,
+            retention_size_mb_max: 500.0,
+            retention_size_mb_default: 500.0,
+            retention_time_secs_min: 300,
+            retention_time_secs_max: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Size of one S3 multipart upload part, in MiB (at least 5, S3's minimum). It doubles
+    /// every 1,000 parts so that one object can grow past 10,000 parts' worth.
+    pub part_size_mib: u64,
+    /// Upload parts in flight at once, per job.
+    pub concurrency: usize,
+    /// Attempts per S3 call (transient errors are retried with backoff and jitter).
+    pub max_attempts: u32,
+    /// Time limit of one S3 call attempt.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self { part_size_mib: 8, concurrency: 4, max_attempts: 6, attempt_timeout: Duration::from_secs(120) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `smtp://host:port` (plain), `smtps://…` or `smtp://…?tls=required`. Unset: emails are
+    /// written as `.eml` files into `outbox`.
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    /// Default: `<data_dir>/outbox`.
+    pub outbox: Option<PathBuf>,
+    /// Delivery attempts before the failure is recorded in the job's `error` list.
+    pub max_attempts: u32,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            from: "Forwarder <forwarder@localhost>".into(),
+            outbox: None,
+            max_attempts: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer tokens and the domain each belongs to. With none configured the API is open
+    /// and every job belongs to the domain `default`.
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: Secret,
+    pub domain: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then `FORWARDER_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!("file {} does not exist", file.display())));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        let config: Config =
+            fig.merge(Env::prefixed("FORWARDER_").split("__")).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        let l = &self.limits;
+        if !(l.retention_size_mb_min > 0.0 && l.retention_size_mb_min <= l.retention_size_mb_max) {
+            return bad("limits: need 0 < retention_size_mb_min <= retention_size_mb_max");
+        }
+        if !(l.retention_size_mb_min..=l.retention_size_mb_max).contains(&l.retention_size_mb_default) {
+            return bad("limits: retention_size_mb_default must lie between the min and the max");
+        }
+        if l.retention_time_secs_min == 0 || l.retention_time_secs_min > l.retention_time_secs_max {
+            return bad("limits: need 0 < retention_time_secs_min <= retention_time_secs_max");
+        }
+        if self.upload.part_size_mib < 5 || self.upload.part_size_mib > 5 * 1024 {
+            return bad("upload.part_size_mib must be between 5 and 5120 (S3's part size limits)");
+        }
+        if self.upload.concurrency == 0 || self.upload.max_attempts == 0 {
+            return bad("upload.concurrency and upload.max_attempts must be at least 1");
+        }
+        if self.worker.concurrency == 0 {
+            return bad("worker.concurrency must be at least 1");
+        }
+        if self.worker.compression_level > 9 {
+            return bad("worker.compression_level must be 0-9");
+        }
+        if self.smtp.max_attempts == 0 {
+            return bad("smtp.max_attempts must be at least 1");
+        }
+        if self.auth.tokens.iter().any(|t| t.token.expose().len() < 16 || t.domain.is_empty()) {
+            return bad("auth.tokens: every token needs at least 16 characters and a domain");
+        }
+        Ok(())
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.catalog.clone().unwrap_or_else(|| self.data_dir.join("demo").join("catalog.toml"))
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.smtp.outbox.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
+    }
+
+    pub fn temp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_part_size_below_s3_minimum() {
+        let mut c = Config::default();
+        c.upload.part_size_mib = 4;
+        assert!(c.validate().unwrap_err().to_string().contains("part_size_mib"));
+    }
+}

@@ -1,0 +1,84 @@
+//! The job model: what was asked ([`JobSpec`], its secrets apart in [`JobSecrets`]), where a
+//! job stands ([`JobStatus`], [`Progress`], [`PartRecord`]), and the Devo-shaped view of it.
+//! Pure code: no I/O here.
+
+mod request;
+mod spec;
+mod status;
+mod view;
+
+pub use request::{RequestError, SubmitRequest, parse_submit};
+pub use spec::{Destination, Format, JobSecrets, JobSpec};
+pub use status::JobStatus;
+pub use view::{JobView, job_view};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A job as the store keeps it (secrets stay sealed, see [`crate::secret::SecretBox`]).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: Uuid,
+    pub domain: String,
+    pub owner: String,
+    pub friendly_name: String,
+    pub status: JobStatus,
+    pub spec: JobSpec,
+    pub sealed_secrets: Option<Vec<u8>>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub progress: Progress,
+    pub parts: Vec<PartRecord>,
+    pub errors: Vec<String>,
+}
+
+/// Counters the worker moves while it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Rows the query produced so far.
+    pub events_generated: u64,
+    /// Rows inside completed (uploaded) parts.
+    pub events_sent: u64,
+    /// Time watermark (epoch ms) of the rows sent.
+    pub last_datetime_ms: Option<i64>,
+    pub percent_complete: u8,
+}
+
+/// One uploaded part file: the checkpoint a resumed job continues from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub index: u32,
+    pub key: String,
+    pub url: String,
+    /// Size of the stored (compressed) object.
+    pub bytes: u64,
+    pub rows: u64,
+    /// Rows of the job's result before this part: a resumed run skips `rows_before + rows`.
+    pub rows_before: u64,
+    pub completed_at_ms: i64,
+}
+
+/// Part file name: `apiv2_<jobid>_<index>.<ext>`, the index zero-padded to three digits
+/// (`001` … `999`, then `1000`, `1001`, …).
+pub fn part_file_name(job_id: &Uuid, index: u32, format: Format) -> String {
+    format!("apiv2_{job_id}_{index:03}.{}", format.extension())
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_pad_to_three_digits_then_grow() {
+        let id = Uuid::nil();
+        assert_eq!(part_file_name(&id, 1, Format::Gzip), format!("apiv2_{id}_001.csv.gz"));
+        assert_eq!(part_file_name(&id, 999, Format::Zip), format!("apiv2_{id}_999.csv.zip"));
+        assert_eq!(part_file_name(&id, 1000, Format::Plain), format!("apiv2_{id}_1000.csv"));
+    }
+}

@@ -1,0 +1,351 @@
+//! Parsing and validation of `POST /search/query` bodies (Devo Query API v2). Everything is
+//! checked here, before anything is queued; an error says what to fix, with Devo's code where
+//! Devo has one.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::spec::{Destination, Format, JobSecrets, JobSpec};
+use crate::config::Limits;
+use crate::secret::Secret;
+
+/// A refused request: the Devo `status` code and a message that says what to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{msg}")]
+pub struct RequestError {
+    pub code: u16,
+    pub msg: String,
+}
+
+fn err<T>(code: u16, msg: impl Into<String>) -> Result<T, RequestError> {
+    Err(RequestError { code, msg: msg.into() })
+}
+
+/// Error codes. 205, 210 and 211 are Devo's; the others are ours.
+pub mod codes {
+    pub const BAD_BODY: u16 = 100;
+    pub const BAD_QUERY: u16 = 101;
+    pub const BAD_TIME: u16 = 102;
+    pub const BAD_LIMIT: u16 = 103;
+    pub const BAD_DESTINATION: u16 = 200;
+    pub const BUCKET_NEEDS_CREDENTIALS: u16 = 205;
+    pub const BAD_AWS_PARAM: u16 = 206;
+    pub const BAD_FORMAT: u16 = 210;
+    pub const PASSWORD_NEEDS_ZIP: u16 = 211;
+    pub const SINGLE_FILE_FORMAT: u16 = 212;
+    pub const BAD_RETENTION_SIZE: u16 = 213;
+    pub const BAD_RETENTION_TIME: u16 = 214;
+    pub const RETENTION_NEEDS_MULTIPLE: u16 = 215;
+    pub const BAD_EMAIL: u16 = 216;
+    pub const UNKNOWN_PARAM: u16 = 217;
+}
+use codes::*;
+
+/// The body as Devo clients send it. Unknown top-level fields (`mode`, `keepAlive`,
+/// `timeZone`, `ipAsString`, `dateFormat`, `offset`, …) are accepted and ignored.
+#[derive(Debug, Deserialize)]
+pub struct SubmitRequest {
+    pub query: Option<Value>,
+    pub from: Option<Value>,
+    pub to: Option<Value>,
+    pub limit: Option<Value>,
+    pub destination: Option<Value>,
+}
+
+const KNOWN_PARAMS: &[&str] = &[
+    "aws.bucket",
+    "aws.region",
+    "aws.accesskey",
+    "aws.secretkey",
+    "aws.sessiontoken",
+    "aws.endpoint",
+    "aws.pathstyle",
+    "aws.prefix",
+    "aws.sse",
+    "aws.kmskeyid",
+    "aws.storageclass",
+    "format",
+    "file.password",
+    "notification.email",
+    "multiplefile",
+    "retention.size",
+    "retention.time",
+];
+
+/// Turns a request body into a job spec and its secrets, or says what is wrong.
+pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<(JobSpec, JobSecrets), RequestError> {
+    let req: SubmitRequest = serde_json::from_slice(body).or_else(|e| {
+        err(BAD_BODY, format!("the body must be a JSON object with a \"query\" field: {e}"))
+    })?;
+    let query = match req.query {
+        Some(Value::String(q)) => strip_pragmas(&q),
+        Some(_) => return err(BAD_QUERY, "\"query\" must be a string"),
+        None => return err(BAD_QUERY, "\"query\" is missing"),
+    };
+    if query.trim().is_empty() {
+        return err(BAD_QUERY, "\"query\" is empty");
+    }
+    let from_ms = req.from.as_ref().map(|v| parse_time("from", v)).transpose()?.flatten();
+    let to_ms = req.to.as_ref().map(|v| parse_time("to", v)).transpose()?.flatten();
+    if let (Some(f), Some(t)) = (from_ms, to_ms)
+        && f > t
+    {
+        return err(BAD_TIME, "\"from\" is after \"to\"; swap them");
+    }
+    let limit = match req.limit {
+        None | Some(Value::Null) => None,
+        Some(v) => match as_u64(&v) {
+            Some(n) if n > 0 => Some(n),
+            _ => return err(BAD_LIMIT, "\"limit\" must be a positive whole number of rows"),
+        },
+    };
+    let (destination, secrets) = match req.destination {
+        Some(Value::Object(d)) => parse_destination(&d, limits)?,
+        Some(_) => return err(BAD_DESTINATION, "\"destination\" must be an object"),
+        None => {
+            return err(BAD_DESTINATION, "\"destination\" is missing: send {\"type\":\"s3\",\"params\":{…}}");
+        }
+    };
+    Ok((JobSpec { query, from_ms, to_ms, limit, destination }, secrets))
+}
+
+/// Devo clients append `pragma comment.id:"…" pragma comment.user:"…"`; strip them.
+pub fn strip_pragmas(query: &str) -> String {
+    static PRAGMA: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"(?i)\s*pragma\s+[\w.]+\s*:\s*"(?:[^"\\]|\\.)*""#).expect("valid regex")
+    });
+    PRAGMA.replace_all(query, "").trim().to_string()
+}
+
+/// Epoch seconds, epoch milliseconds (anything above 10^11) or ISO-8601; `null` = absent.
+fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, RequestError> {
+    let bad = || {
+        err(BAD_TIME, format!("\"{field}\" must be epoch seconds, epoch milliseconds or an ISO-8601 date-time"))
+    };
+    let number = |n: f64| -> Result<Option<i64>, RequestError> {
+        if !n.is_finite() || n < 0.0 || n > 1e15 {
+            return bad();
+        }
+        Ok(Some(if n > 1e11 { n as i64 } else { (n * 1000.0) as i64 }))
+    };
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => number(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => {
+            if let Ok(n) = s.trim().parse::<f64>() {
+                return number(n);
+            }
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
+                return Ok(Some(t.timestamp_millis()));
+            }
+            for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+                if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s.trim(), fmt) {
+                    return Ok(Some(t.and_utc().timestamp_millis()));
+                }
+            }
+            if let Ok(d) = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+                return Ok(Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis()));
+            }
+            bad()
+        }
+        _ => bad(),
+    }
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e18).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|f: &f64| f.is_finite())
+}
+
+fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_u64().filter(|n| *n <= 1).map(|n| n == 1),
+        _ => None,
+    }
+}
+
+fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destination, JobSecrets), RequestError> {
+    match d.get("type") {
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("s3") => {}
+        Some(Value::String(t)) => {
+            return err(BAD_DESTINATION, format!("destination type \"{t}\" is not supported; use \"s3\""));
+        }
+        _ => return err(BAD_DESTINATION, "destination.type is missing; use \"s3\""),
+    }
+    let empty = Map::new();
+    let params = match d.get("params") {
+        Some(Value::Object(p)) => p,
+        None | Some(Value::Null) => &empty,
+        Some(_) => return err(BAD_DESTINATION, "destination.params must be an object"),
+    };
+    if let Some(unknown) = params.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
+        return err(UNKNOWN_PARAM, format!("destination.params has an unknown parameter \"{unknown}\"; known: {}", KNOWN_PARAMS.join(", ")));
+    }
+    let text = |key: &str| -> Result<Option<String>, RequestError> {
+        match params.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(_) => err(BAD_AWS_PARAM, format!("destination.params.{key} must be a string")),
+        }
+    };
+    let bucket = text("aws.bucket")?;
+    let region = text("aws.region")?;
+    let access_key = text("aws.accesskey")?;
+    let secret_key = text("aws.secretkey")?;
+    let session_token = text("aws.sessiontoken")?;
+    if bucket.is_some() && (region.is_none() || access_key.is_none() || secret_key.is_none()) {
+        return err(BUCKET_NEEDS_CREDENTIALS, "with aws.bucket, aws.region, aws.accesskey and aws.secretkey are required too");
+    }
+    if bucket.is_none() && (access_key.is_some() || secret_key.is_some()) {
+        return err(BUCKET_NEEDS_CREDENTIALS, "aws.accesskey and aws.secretkey need aws.bucket (and aws.region)");
+    }
+    if access_key.is_some() != secret_key.is_some() {
+        return err(BUCKET_NEEDS_CREDENTIALS, "aws.accesskey and aws.secretkey go together");
+    }
+    if let Some(b) = &bucket
+        && !valid_bucket_name(b)
+    {
+        return err(BAD_AWS_PARAM, format!("aws.bucket \"{b}\" is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)"));
+    }
+    let endpoint = text("aws.endpoint")?;
+    if let Some(e) = &endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        return err(BAD_AWS_PARAM, "aws.endpoint must be an http:// or https:// URL");
+    }
+    let path_style = match params.get("aws.pathstyle") {
+        None | Some(Value::Null) => false,
+        Some(v) => as_bool(v).map_or_else(|| err(BAD_AWS_PARAM, "aws.pathstyle must be true or false"), Ok)?,
+    };
+    let prefix = text("aws.prefix")?.unwrap_or_default();
+    if prefix.starts_with('/') || prefix.len() > 512 {
+        return err(BAD_AWS_PARAM, "aws.prefix must not start with '/' and must be under 512 characters");
+    }
+
+    let format = match params.get("format") {
+        None | Some(Value::Null) => Format::Zip,
+        Some(Value::String(s)) => Format::parse(s).map_or_else(
+            || err(BAD_FORMAT, format!("format \"{s}\" is not supported; use zip, gzip or plain")),
+            Ok,
+        )?,
+        Some(_) => return err(BAD_FORMAT, "format must be one of zip, gzip, plain"),
+    };
+    let file_password = match params.get("file.password") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if p.is_empty() => None,
+        Some(Value::String(p)) => Some(Secret::new(p.clone())),
+        Some(_) => return err(PASSWORD_NEEDS_ZIP, "file.password must be a string"),
+    };
+    if file_password.is_some() && format != Format::Zip {
+        return err(PASSWORD_NEEDS_ZIP, "file.password works only with format zip");
+    }
+    let multiple_file = match params.get("multiplefile") {
+        None | Some(Value::Null) => true,
+        Some(v) => as_bool(v).map_or_else(|| err(SINGLE_FILE_FORMAT, "multiplefile must be true or false"), Ok)?,
+    };
+    if !multiple_file && format == Format::Zip {
+        return err(SINGLE_FILE_FORMAT, "multiplefile=false works only with format gzip or plain");
+    }
+    let size = params.get("retention.size").filter(|v| !v.is_null());
+    let time = params.get("retention.time").filter(|v| !v.is_null());
+    if !multiple_file && (size.is_some() || time.is_some()) {
+        return err(RETENTION_NEEDS_MULTIPLE, "retention.size and retention.time work only with multiplefile=true");
+    }
+    let retention_bytes = if multiple_file {
+        let mb = match size {
+            None => limits.retention_size_mb_default,
+            Some(v) => as_f64(v).map_or_else(|| err(BAD_RETENTION_SIZE, "retention.size must be a number of MB"), Ok)?,
+        };
+        if mb < limits.retention_size_mb_min || mb > limits.retention_size_mb_max {
+            return err(BAD_RETENTION_SIZE, format!(
+                "retention.size must be between {} and {} (MB)", limits.retention_size_mb_min, limits.retention_size_mb_max
+            ));
+        }
+        Some((mb * 1_000_000.0).round() as u64)
+    } else {
+        None
+    };
+    let retention_time = match time {
+        None => None,
+        Some(v) => {
+            let secs = as_u64(v).map_or_else(|| err(BAD_RETENTION_TIME, "retention.time must be whole seconds"), Ok)?;
+            if secs < limits.retention_time_secs_min || secs > limits.retention_time_secs_max {
+                return err(BAD_RETENTION_TIME, format!(
+                    "retention.time must be between {} and {} seconds", limits.retention_time_secs_min, limits.retention_time_secs_max
+                ));
+            }
+            Some(Duration::from_secs(secs))
+        }
+    };
+    let notification_emails = match text("notification.email").map_err(|e| RequestError { code: BAD_EMAIL, ..e })? {
+        None => vec![],
+        Some(list) => list
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|a| {
+                a.parse::<lettre::Address>()
+                    .map(|_| a.to_string())
+                    .or_else(|_| err(BAD_EMAIL, format!("notification.email: \"{}\" is not a valid address", a.escape_debug())))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+
+    let destination = Destination {
+        bucket,
+        region,
+        endpoint,
+        path_style,
+        prefix,
+        sse: text("aws.sse")?,
+        kms_key_id: text("aws.kmskeyid")?,
+        storage_class: text("aws.storageclass")?,
+        format,
+        encrypted: file_password.is_some(),
+        multiple_file,
+        retention_bytes,
+        retention_time,
+        notification_emails,
+    };
+    let secrets = JobSecrets {
+        access_key: access_key.map(Secret::new),
+        secret_key: secret_key.map(Secret::new),
+        session_token: session_token.map(Secret::new),
+        file_password,
+    };
+    Ok((destination, secrets))
+}
+
+fn valid_bucket_name(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.as_bytes()[0].is_ascii_alphanumeric()
+        && b.as_bytes()[b.len() - 1].is_ascii_alphanumeric()
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

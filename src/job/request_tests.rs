@@ -1,0 +1,132 @@
+use serde_json::json;
+
+use super::*;
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+fn parse(v: serde_json::Value) -> Result<(JobSpec, JobSecrets), RequestError> {
+    parse_submit(v.to_string().as_bytes(), &limits())
+}
+
+fn with_params(params: serde_json::Value) -> serde_json::Value {
+    json!({"query": "SELECT 1", "from": 1767225600, "to": 1767312000,
+           "destination": {"type": "s3", "params": params}})
+}
+
+fn full() -> serde_json::Value {
+    json!({"aws.bucket": "my-bucket", "aws.region": "eu-west-1",
+           "aws.accesskey": "AKIAX", "aws.secretkey": "s3cr3t"})
+}
+
+#[test]
+fn accepts_devo_body_with_defaults() {
+    let (spec, secrets) = parse(with_params(full())).unwrap();
+    assert_eq!(spec.from_ms, Some(1_767_225_600_000));
+    assert_eq!(spec.to_ms, Some(1_767_312_000_000));
+    let d = &spec.destination;
+    assert_eq!(d.format, Format::Zip);
+    assert!(d.multiple_file);
+    assert_eq!(d.retention_bytes, Some(500_000_000));
+    assert_eq!(d.retention_time, None);
+    assert_eq!(secrets.secret_key.unwrap().expose(), "s3cr3t");
+    assert!(!format!("{spec:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn accepts_unknown_top_level_fields_and_strips_pragmas() {
+    let mut body = with_params(full());
+    body["mode"] = json!({"type": "csv"});
+    body["keepAlive"] = json!(true);
+    body["query"] = json!("from demo.ecommerce.data select * pragma comment.id:\"x\\\"y\" pragma comment.user:\"me\"");
+    let (spec, _) = parse(body).unwrap();
+    assert_eq!(spec.query, "from demo.ecommerce.data select *");
+}
+
+#[test]
+fn times_accept_seconds_millis_iso_and_null() {
+    let mut body = with_params(full());
+    body["from"] = json!(1_767_225_600_123_i64);
+    body["to"] = json!("2026-01-02T00:00:00Z");
+    let (spec, _) = parse(body.clone()).unwrap();
+    assert_eq!(spec.from_ms, Some(1_767_225_600_123));
+    assert_eq!(spec.to_ms, Some(1_767_312_000_000));
+    body["to"] = json!(null);
+    assert_eq!(parse(body).unwrap().0.to_ms, None);
+}
+
+#[test]
+fn refuses_from_after_to() {
+    let mut body = with_params(full());
+    body["from"] = json!(1767312000);
+    body["to"] = json!(1767225600);
+    assert_eq!(parse(body).unwrap_err().code, codes::BAD_TIME);
+}
+
+#[test]
+fn bucket_needs_region_and_keys() {
+    let e = parse(with_params(json!({"aws.bucket": "my-bucket"}))).unwrap_err();
+    assert_eq!(e.code, 205);
+}
+
+#[test]
+fn no_aws_params_means_worker_defaults() {
+    let (spec, secrets) = parse(with_params(json!({"format": "gzip"}))).unwrap();
+    assert_eq!(spec.destination.bucket, None);
+    assert!(secrets.is_empty());
+}
+
+#[test]
+fn format_rules() {
+    let mut p = full();
+    p["format"] = json!("rar");
+    assert_eq!(parse(with_params(p.clone())).unwrap_err().code, 210);
+    p["format"] = json!("gzip");
+    p["file.password"] = json!("pw");
+    assert_eq!(parse(with_params(p.clone())).unwrap_err().code, 211);
+    p["format"] = json!("zip");
+    let (spec, secrets) = parse(with_params(p.clone())).unwrap();
+    assert!(spec.destination.encrypted);
+    assert_eq!(secrets.file_password.unwrap().expose(), "pw");
+    p["multiplefile"] = json!(false);
+    assert_eq!(parse(with_params(p)).unwrap_err().code, codes::SINGLE_FILE_FORMAT);
+}
+
+#[test]
+fn retention_ranges() {
+    let mut p = full();
+    p["format"] = json!("gzip");
+    p["retention.size"] = json!(49);
+    assert_eq!(parse(with_params(p.clone())).unwrap_err().code, codes::BAD_RETENTION_SIZE);
+    p["retention.size"] = json!("50");
+    p["retention.time"] = json!(299);
+    assert_eq!(parse(with_params(p.clone())).unwrap_err().code, codes::BAD_RETENTION_TIME);
+    p["retention.time"] = json!(300);
+    let (spec, _) = parse(with_params(p.clone())).unwrap();
+    assert_eq!(spec.destination.retention_bytes, Some(50_000_000));
+    assert_eq!(spec.destination.retention_time, Some(Duration::from_secs(300)));
+    p["multiplefile"] = json!(false);
+    assert_eq!(parse(with_params(p)).unwrap_err().code, codes::RETENTION_NEEDS_MULTIPLE);
+}
+
+#[test]
+fn emails_are_validated() {
+    let mut p = full();
+    p["notification.email"] = json!("a@example.com, b@example.com");
+    assert_eq!(parse(with_params(p.clone())).unwrap().0.destination.notification_emails.len(), 2);
+    p["notification.email"] = json!("a@example.com\r\nBcc: evil@example.com");
+    assert_eq!(parse(with_params(p)).unwrap_err().code, codes::BAD_EMAIL);
+}
+
+#[test]
+fn unknown_params_and_types_are_refused() {
+    let mut p = full();
+    p["aws.bukket"] = json!("x");
+    assert_eq!(parse(with_params(p)).unwrap_err().code, codes::UNKNOWN_PARAM);
+    let mut body = with_params(full());
+    body["destination"]["type"] = json!("gcs");
+    assert!(parse(body).unwrap_err().msg.contains("gcs"));
+    assert_eq!(parse_submit(b"[1,2]", &limits()).unwrap_err().code, codes::BAD_BODY);
+    assert_eq!(parse_submit(b"\xff\xfe", &limits()).unwrap_err().code, codes::BAD_BODY);
+}

@@ -1,0 +1,98 @@
+//! What a validated request asks for. Built only by [`super::parse_submit`], so every value
+//! here is already within its limits.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The query text with Devo's `pragma comment.*` clauses removed.
+    pub query: String,
+    /// Inclusive lower bound of the time column, epoch ms.
+    pub from_ms: Option<i64>,
+    /// Exclusive upper bound, epoch ms. `None`: a continuous job.
+    pub to_ms: Option<i64>,
+    pub limit: Option<u64>,
+    pub destination: Destination,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Zip,
+    Gzip,
+    Plain,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "zip" => Some(Format::Zip),
+            "gzip" | "gz" => Some(Format::Gzip),
+            "plain" | "csv" | "none" => Some(Format::Plain),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Zip => "csv.zip",
+            Format::Gzip => "csv.gz",
+            Format::Plain => "csv",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Zip => "application/zip",
+            Format::Gzip => "application/gzip",
+            Format::Plain => "text/csv",
+        }
+    }
+}
+
+/// Where and how the parts go. Credentials are not here: they are in [`JobSecrets`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Destination {
+    /// `None`: the worker's configured default bucket and credential chain.
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub prefix: String,
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub storage_class: Option<String>,
+    pub format: Format,
+    /// Zip entries are AES-256 encrypted (the password itself is in [`JobSecrets`]).
+    pub encrypted: bool,
+    pub multiple_file: bool,
+    /// Rotate when the stored part reaches this many bytes (`None` with `multiplefile=false`).
+    pub retention_bytes: Option<u64>,
+    /// Rotate when the part has been open this long.
+    #[serde(with = "humantime_serde")]
+    pub retention_time: Option<Duration>,
+    pub notification_emails: Vec<String>,
+}
+
+/// The secret half of a request: sealed with the server key before it is stored, deleted
+/// when the job is removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobSecrets {
+    pub access_key: Option<Secret>,
+    pub secret_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    pub file_password: Option<Secret>,
+}
+
+impl JobSecrets {
+    pub fn is_empty(&self) -> bool {
+        self.access_key.is_none()
+            && self.secret_key.is_none()
+            && self.session_token.is_none()
+            && self.file_password.is_none()
+    }
+}

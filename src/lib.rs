@@ -1,0 +1,16 @@
+//! Forwarder: runs a query and forwards its result, as compressed CSV part files, to an S3
+//! bucket. The API is wire-compatible with Devo's Query API v2.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod job;
+pub mod notify;
+pub mod part;
+pub mod query;
+pub mod secret;
+pub mod store;
+pub mod telemetry;
+pub mod upload;
+pub mod worker;

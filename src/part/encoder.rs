@@ -1,0 +1,220 @@
+//! One part file being written: CSV rows in, compressed (gzip, zip, optionally AES-256
+//! encrypted, or plain) upload-sized chunks out. Synchronous and CPU-bound: the worker runs it
+//! on a blocking thread.
+
+use std::io::{self, Write};
+
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use zip::write::{SimpleFileOptions, StreamWriter};
+use zip::{AesMode, CompressionMethod, ZipWriter};
+
+use super::sink::ChunkSink;
+use crate::job::Format;
+use crate::secret::Secret;
+
+/// Rows are handed to the compressor in blocks of about this size (fewer, larger calls).
+const PENDING_MAX: usize = 32 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct PartOptions {
+    pub format: Format,
+    /// Deflate level 0-9 (gzip and zip).
+    pub level: u32,
+    /// Zip only: AES-256 password of the entry.
+    pub password: Option<Secret>,
+    /// Zip only: the name of the one entry (`apiv2_<jobid>_<index>.csv`).
+    pub entry_name: String,
+    /// Base size of the chunks handed to the uploader (the S3 upload part size).
+    pub chunk_size: usize,
+}
+
+enum Compressor {
+    Plain(ChunkSink),
+    Gzip(GzEncoder<ChunkSink>),
+    Zip(Box<ZipWriter<StreamWriter<ChunkSink>>>),
+}
+
+impl Compressor {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.write_all(data),
+            Compressor::Gzip(w) => w.write_all(data),
+            Compressor::Zip(w) => w.write_all(data),
+        }
+    }
+}
+
+/// A part after its last row.
+#[derive(Debug)]
+pub struct FinishedPart {
+    /// The chunks not yet taken by [`PartEncoder::take_chunks`], the last one possibly short.
+    pub chunks: Vec<Bytes>,
+    /// Size of the whole stored object.
+    pub bytes: u64,
+    pub rows: u64,
+    /// Size of the CSV inside.
+    pub csv_bytes: u64,
+}
+
+pub struct PartEncoder {
+    compressor: Compressor,
+    sink: ChunkSink,
+    pending: Vec<u8>,
+    rows: u64,
+    csv_bytes: u64,
+}
+
+impl PartEncoder {
+    /// Starts a part with `header` as its first line.
+    pub fn new(options: &PartOptions, header: &[u8]) -> io::Result<Self> {
+        let sink = ChunkSink::new(options.chunk_size);
+        let level = options.level.min(9);
+        let compressor = match options.format {
+            Format::Plain => Compressor::Plain(sink.clone()),
+            Format::Gzip => Compressor::Gzip(GzEncoder::new(sink.clone(), Compression::new(level))),
+            Format::Zip => {
+                let mut zip = ZipWriter::new_stream(sink.clone());
+                let mut file = SimpleFileOptions::default()
+                    .compression_method(CompressionMethod::Deflated)
+                    .compression_level(Some(level as i64))
+                    .large_file(true);
+                if let Some(password) = &options.password {
+                    file = file.with_aes_encryption(AesMode::Aes256, password.expose());
+                }
+                zip.start_file(options.entry_name.as_str(), file).map_err(io::Error::other)?;
+                Compressor::Zip(Box::new(zip))
+            }
+        };
+        let mut encoder = Self { compressor, sink, pending: Vec::with_capacity(PENDING_MAX * 2), rows: 0, csv_bytes: 0 };
+        encoder.pending.extend_from_slice(header);
+        Ok(encoder)
+    }
+
+    /// Appends one complete CSV row (with its line end).
+    pub fn write_row(&mut self, row: &[u8]) -> io::Result<()> {
+        self.rows += 1;
+        self.pending.extend_from_slice(row);
+        if self.pending.len() >= PENDING_MAX {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.compressor.write_all(&self.pending)?;
+            self.csv_bytes += self.pending.len() as u64;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Stored size so far: compressed output plus the (uncompressed, so generous) rows not
+    /// yet handed to the compressor.
+    pub fn stored_estimate(&self) -> u64 {
+        self.sink.written() + self.pending.len() as u64
+    }
+
+    /// Full chunks ready for upload.
+    pub fn take_chunks(&mut self) -> Vec<Bytes> {
+        self.sink.take_ready()
+    }
+
+    pub fn finish(mut self) -> io::Result<FinishedPart> {
+        self.flush_pending()?;
+        match self.compressor {
+            Compressor::Plain(_) => {}
+            Compressor::Gzip(w) => {
+                w.finish()?;
+            }
+            Compressor::Zip(w) => {
+                w.finish().map_err(io::Error::other)?;
+            }
+        }
+        let mut chunks = self.sink.take_ready();
+        let rest = self.sink.take_rest();
+        if !rest.is_empty() {
+            chunks.push(rest);
+        }
+        Ok(FinishedPart { chunks, bytes: self.sink.written(), rows: self.rows, csv_bytes: self.csv_bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn options(format: Format, password: Option<&str>) -> PartOptions {
+        PartOptions {
+            format,
+            level: 6,
+            password: password.map(Secret::new),
+            entry_name: "apiv2_x_001.csv".into(),
+            chunk_size: 1024,
+        }
+    }
+
+    fn encode(opts: &PartOptions, rows: usize) -> (Vec<u8>, String) {
+        let mut enc = PartEncoder::new(opts, b"a,b\n").unwrap();
+        let mut csv = String::from("a,b\n");
+        let mut out = Vec::new();
+        for i in 0..rows {
+            let row = format!("{i},\"x,{i}\"\n");
+            csv.push_str(&row);
+            enc.write_row(row.as_bytes()).unwrap();
+            for c in enc.take_chunks() {
+                assert_eq!(c.len(), 1024);
+                out.extend_from_slice(&c);
+            }
+        }
+        let done = enc.finish().unwrap();
+        for c in done.chunks {
+            out.extend_from_slice(&c);
+        }
+        assert_eq!(done.bytes, out.len() as u64);
+        assert_eq!(done.rows, rows as u64);
+        (out, csv)
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let (bytes, csv) = encode(&options(Format::Gzip, None), 5000);
+        let mut back = String::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut back).unwrap();
+        assert_eq!(back, csv);
+    }
+
+    #[test]
+    fn plain_is_the_csv() {
+        let (bytes, csv) = encode(&options(Format::Plain, None), 300);
+        assert_eq!(String::from_utf8(bytes).unwrap(), csv);
+    }
+
+    #[test]
+    fn zip_has_one_entry_and_aes_needs_the_password() {
+        for password in [None, Some("pa55word")] {
+            let (bytes, csv) = encode(&options(Format::Zip, password), 5000);
+            let mut archive = zip::ZipArchive::new(io::Cursor::new(&bytes)).unwrap();
+            assert_eq!(archive.len(), 1);
+            let mut back = String::new();
+            match password {
+                None => archive.by_index(0).unwrap().read_to_string(&mut back).unwrap(),
+                Some(p) => {
+                    assert!(archive.by_index(0).is_err(), "an encrypted entry must not open without its password");
+                    assert!(archive.by_index_decrypt(0, b"wrong").is_err());
+                    archive.by_index_decrypt(0, p.as_bytes()).unwrap().read_to_string(&mut back).unwrap()
+                }
+            };
+            assert_eq!(back, csv);
+            assert_eq!(archive.by_index_raw(0).unwrap().name(), "apiv2_x_001.csv");
+        }
+    }
+}

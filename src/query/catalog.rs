@@ -1,0 +1,128 @@
+//! The catalog file (TOML): table name → location, format and time column.
+//!
+//! ```toml
+//! [[tables]]
+//! name = "demo.ecommerce.data"     # one-, two- or three-part name
+//! location = "data"                # file or directory, relative to this file
+//! format = "csv"
+//! time_column = "eventdate"        # from/to and continuous windows apply to it
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    #[serde(default)]
+    pub tables: Vec<TableEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableEntry {
+    pub name: String,
+    pub location: PathBuf,
+    #[serde(default)]
+    pub format: TableFormat,
+    pub time_column: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    #[default]
+    Csv,
+    /// Newline-delimited JSON.
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog {path}: {detail}")]
+    Read { path: String, detail: String },
+    #[error("catalog: table name \"{0}\" must be one to three dot-separated identifiers")]
+    BadName(String),
+}
+
+impl Catalog {
+    /// Reads the catalog; relative locations are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, CatalogError> {
+        let read_err = |detail: String| CatalogError::Read { path: path.display().to_string(), detail };
+        let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+        let mut catalog: Catalog = toml_from_str(&text).map_err(read_err)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for t in &mut catalog.tables {
+            split_name(&t.name)?;
+            if t.location.is_relative() {
+                t.location = base.join(&t.location);
+            }
+        }
+        Ok(catalog)
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = String::new();
+        for t in &self.tables {
+            out.push_str("[[tables]]\n");
+            out.push_str(&format!("name = {:?}\n", t.name));
+            out.push_str(&format!("location = {:?}\n", t.location.display().to_string()));
+            out.push_str(&format!("format = {:?}\n", match t.format { TableFormat::Csv => "csv", TableFormat::Json => "json" }));
+            if let Some(c) = &t.time_column {
+                out.push_str(&format!("time_column = {c:?}\n"));
+            }
+            out.push('\n');
+        }
+        std::fs::write(path, out)
+    }
+}
+
+fn toml_from_str(text: &str) -> Result<Catalog, String> {
+    use figment::providers::{Format, Toml};
+    figment::Figment::from(Toml::string(text)).extract().map_err(|e| e.to_string())
+}
+
+/// `a.b.c` → (catalog, schema, table); shorter names use DataFusion's defaults.
+pub fn split_name(name: &str) -> Result<(Option<&str>, Option<&str>, &str), CatalogError> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let ok = parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    match (ok, parts.as_slice()) {
+        (true, [t]) => Ok((None, None, t)),
+        (true, [s, t]) => Ok((None, Some(s), t)),
+        (true, [c, s, t]) => Ok((Some(c), Some(s), t)),
+        _ => Err(CatalogError::BadName(name.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_names() {
+        assert_eq!(split_name("demo.ecommerce.data").unwrap(), (Some("demo"), Some("ecommerce"), "data"));
+        assert_eq!(split_name("t").unwrap(), (None, None, "t"));
+        assert!(split_name("a..b").is_err());
+        assert!(split_name("a.b.c.d").is_err());
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let dir = std::env::temp_dir().join(format!("fwd-cat-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Catalog {
+            tables: vec![TableEntry {
+                name: "demo.ecommerce.data".into(),
+                location: "data".into(),
+                format: TableFormat::Csv,
+                time_column: Some("eventdate".into()),
+            }],
+        };
+        let path = dir.join("catalog.toml");
+        c.save(&path).unwrap();
+        let back = Catalog::load(&path).unwrap();
+        assert_eq!(back.tables[0].location, dir.join("data"));
+        assert_eq!(back.tables[0].time_column.as_deref(), Some("eventdate"));
+    }
+}

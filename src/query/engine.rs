@@ -1,0 +1,172 @@
+//! The embedded engine: Apache DataFusion over the catalog's tables, each seen through a
+//! time-windowed view, with DDL, DML and statements refused.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{Expr, lit};
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SQLOptions, SessionConfig, SessionContext, ident};
+
+use super::catalog::{Catalog, TableFormat, split_name};
+
+/// The time range a run may see: `[from_ms, to_ms)` on every table's time column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryWindow {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+/// A running query: its batches, and where the time column is in them (if selected).
+pub struct QueryRun {
+    pub stream: SendableRecordBatchStream,
+    pub time_column: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query itself is wrong (syntax, unknown table or column, not allowed): the caller's
+    /// to fix.
+    #[error("query refused: {0}")]
+    Invalid(String),
+    #[error("query failed: {0}")]
+    Execution(String),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        match e {
+            DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+                QueryError::Invalid(e.to_string())
+            }
+            other => QueryError::Execution(other.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+pub trait QueryEngine: Send + Sync + 'static {
+    /// Plans `query` over the catalog restricted to `window`, skips the first `skip` rows
+    /// (a resumed run) and stops after `limit` rows in all.
+    async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError>;
+
+    /// Checks that `query` plans (tables and columns exist, it is a SELECT) without running it.
+    async fn check(&self, query: &str) -> Result<(), QueryError>;
+}
+
+pub struct DataFusionEngine {
+    catalog: Catalog,
+}
+
+impl DataFusionEngine {
+    pub fn new(catalog: Catalog) -> Self {
+        Self { catalog }
+    }
+
+    async fn context(&self, window: QueryWindow) -> Result<SessionContext, QueryError> {
+        // One partition keeps the row order of a run stable, so that a resumed run can skip
+        // exactly the rows already uploaded. Identifiers stay case-sensitive: Devo field
+        // names are camelCase (`statusCode`).
+        let mut config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+        let ctx = SessionContext::new_with_config(config);
+        for table in &self.catalog.tables {
+            let location = table.location.to_string_lossy().to_string();
+            let mut df = match table.format {
+                TableFormat::Csv => {
+                    let opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(10_000);
+                    ctx.read_csv(location, opts).await?
+                }
+                TableFormat::Json => ctx.read_json(location, JsonReadOptions::default()).await?,
+            };
+            if let Some(time) = &table.time_column {
+                let data_type = df
+                    .schema()
+                    .field_with_unqualified_name(time)
+                    .map_err(|_| QueryError::Execution(format!("catalog: table {} has no time column {time}", table.name)))?
+                    .data_type()
+                    .clone();
+                let bound = |ms: i64| time_literal(&data_type, ms);
+                if let Some(from) = window.from_ms {
+                    df = df.filter(ident(time).gt_eq(bound(from)))?;
+                }
+                if let Some(to) = window.to_ms {
+                    df = df.filter(ident(time).lt(bound(to)))?;
+                }
+            }
+            register(&ctx, &table.name, df.into_view())?;
+        }
+        Ok(ctx)
+    }
+
+    async fn plan(&self, ctx: &SessionContext, query: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        ctx.sql_with_options(query, options).await.map_err(|e| match e {
+            DataFusionError::Execution(m) | DataFusionError::Plan(m) => QueryError::Invalid(m),
+            other => other.into(),
+        })
+    }
+}
+
+/// A literal comparable with the time column: timestamps in ms, integers as epoch ms.
+fn time_literal(data_type: &DataType, ms: i64) -> Expr {
+    match data_type {
+        DataType::Timestamp(TimeUnit::Second, tz) => lit(ScalarValue::TimestampSecond(Some(ms.div_euclid(1000)), tz.clone())),
+        DataType::Timestamp(_, tz) => lit(ScalarValue::TimestampMillisecond(Some(ms), tz.clone())),
+        DataType::Date32 | DataType::Date64 => lit(ScalarValue::Date64(Some(ms))),
+        _ => lit(ms),
+    }
+}
+
+fn register(ctx: &SessionContext, name: &str, view: Arc<dyn datafusion::catalog::TableProvider>) -> Result<(), QueryError> {
+    let bad = |e: super::catalog::CatalogError| QueryError::Execution(e.to_string());
+    let (catalog_name, schema_name, table) = split_name(name).map_err(bad)?;
+    let state = ctx.state();
+    let defaults = &state.config_options().catalog;
+    let catalog_name = catalog_name.unwrap_or(&defaults.default_catalog).to_string();
+    let schema_name = schema_name.unwrap_or(&defaults.default_schema).to_string();
+    let catalog = match ctx.catalog(&catalog_name) {
+        Some(c) => c,
+        None => {
+            let c: Arc<dyn CatalogProvider> = Arc::new(MemoryCatalogProvider::new());
+            ctx.register_catalog(&catalog_name, c.clone());
+            c
+        }
+    };
+    let schema = match catalog.schema(&schema_name) {
+        Some(s) => s,
+        None => {
+            let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+            catalog.register_schema(&schema_name, s.clone())?;
+            s
+        }
+    };
+    schema.register_table(table.to_string(), view)?;
+    Ok(())
+}
+
+#[async_trait]
+impl QueryEngine for DataFusionEngine {
+    async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError> {
+        let ctx = self.context(window).await?;
+        let mut df = self.plan(&ctx, query).await?;
+        if skip > 0 || limit.is_some() {
+            let fetch = limit.map(|l| l.saturating_sub(skip) as usize);
+            df = df.limit(skip as usize, fetch)?;
+        }
+        let time_names: Vec<&str> =
+            self.catalog.tables.iter().filter_map(|t| t.time_column.as_deref()).collect();
+        let time_column = df.schema().fields().iter().position(|f| time_names.contains(&f.name().as_str()));
+        let stream = df.execute_stream().await?;
+        Ok(QueryRun { stream, time_column })
+    }
+
+    async fn check(&self, query: &str) -> Result<(), QueryError> {
+        let ctx = self.context(QueryWindow::default()).await?;
+        self.plan(&ctx, query).await.map(|_| ())
+    }
+}

@@ -1,0 +1,9 @@
+//! Queries: a catalog file names the tables, the embedded engine (Apache DataFusion) runs a
+//! job's query over time-windowed views of them and streams record batches.
+
+mod catalog;
+pub mod demo;
+mod engine;
+
+pub use catalog::{Catalog, TableEntry, TableFormat};
+pub use engine::{DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryWindow};

@@ -1,0 +1,161 @@
+//! Secrets (S3 secret keys, zip passwords, tokens) live in [`Secret`], which never prints its
+//! value, and are sealed with the server key ([`SecretBox`]) before they reach the job store.
+
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A string that must never be shown: `Debug` and `Display` print `***`.
+/// It serializes to its value only for sealing (see [`SecretBox`]); never put it in a
+/// response type.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value itself, for the one place that needs it (signing a request, encrypting a zip).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("server key file {path}: {source}")]
+    KeyFile { path: String, source: std::io::Error },
+    #[error("server key file {0} is not 32 bytes of base64")]
+    KeyFormat(String),
+    #[error("sealed secrets could not be opened (was the server key changed?)")]
+    Open,
+    #[error("secrets could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// AEAD (XChaCha20-Poly1305) with the server key: what the job store keeps is
+/// `nonce || ciphertext`, never the plain value.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: XChaCha20Poly1305,
+}
+
+impl fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBox(***)")
+    }
+}
+
+impl SecretBox {
+    pub fn from_key(key: &[u8; 32]) -> Self {
+        Self { cipher: XChaCha20Poly1305::new(key.into()) }
+    }
+
+    /// Loads the server key from `path`, creating it (mode 0600) on first start.
+    pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+        let err = |source| SecretError::KeyFile { path: path.display().to_string(), source };
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(err)?;
+            let bytes = B64
+                .decode(text.trim())
+                .map_err(|_| SecretError::KeyFormat(path.display().to_string()))?;
+            let key: [u8; 32] =
+                bytes.try_into().map_err(|_| SecretError::KeyFormat(path.display().to_string()))?;
+            return Ok(Self::from_key(&key));
+        }
+        let key: [u8; 32] = rand::random();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        write_private(path, B64.encode(key).as_bytes()).map_err(err)?;
+        Ok(Self::from_key(&key))
+    }
+
+    pub fn seal<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, SecretError> {
+        let plain = serde_json::to_vec(value)?;
+        let nonce_bytes: [u8; 24] = rand::random();
+        let nonce = XNonce::from(nonce_bytes);
+        let mut out = nonce_bytes.to_vec();
+        out.extend(self.cipher.encrypt(&nonce, plain.as_slice()).map_err(|_| SecretError::Open)?);
+        Ok(out)
+    }
+
+    pub fn open<T: for<'de> Deserialize<'de>>(&self, sealed: &[u8]) -> Result<T, SecretError> {
+        if sealed.len() < 24 {
+            return Err(SecretError::Open);
+        }
+        let (nonce, body) = sealed.split_at(24);
+        let nonce = XNonce::try_from(nonce).map_err(|_| SecretError::Open)?;
+        let plain = self.cipher.decrypt(&nonce, body).map_err(|_| SecretError::Open)?;
+        Ok(serde_json::from_slice(&plain)?)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        f.write_all(bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s}"), "***");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn seal_round_trips_and_hides_value() {
+        let b = SecretBox::from_key(&[7; 32]);
+        let sealed = b.seal(&Secret::new("hunter2")).unwrap();
+        assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
+        let back: Secret = b.open(&sealed).unwrap();
+        assert_eq!(back.expose(), "hunter2");
+        let other = SecretBox::from_key(&[8; 32]);
+        assert!(other.open::<Secret>(&sealed).is_err());
+    }
+}

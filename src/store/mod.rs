@@ -1,0 +1,71 @@
+//! The job store: a small trait whose operations fit one embedded SQLite file as well as a
+//! PostgreSQL database shared by several workers (claim with a lease, heartbeat, checkpoint
+//! at every completed part).
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::job::{Job, JobStatus, PartRecord, Progress};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("job store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("job store holds a malformed record for job {id}: {detail}")]
+    Corrupt { id: String, detail: String },
+    /// Another worker holds the job now (our lease expired), or it was removed.
+    #[error("job {0} is no longer leased to this worker")]
+    LeaseLost(Uuid),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// `None`: every domain (operators, workers).
+    pub domain: Option<String>,
+    pub status: Option<JobStatus>,
+    pub name_prefix: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// What an operator asked of a running job; the worker sees it at its next heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Stop,
+    Remove,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    Held,
+    Requested(Request),
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    async fn insert(&self, job: &Job) -> Result<(), StoreError>;
+    /// The job if it exists and (with `domain`) belongs to that domain.
+    async fn get(&self, domain: Option<&str>, id: Uuid) -> Result<Option<Job>, StoreError>;
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
+    /// Claims the oldest runnable job for `worker`: `CREATED`, or `RUNNING` with an expired
+    /// lease (its worker died). The job comes back `RUNNING` with its parts so far.
+    async fn claim_next(&self, worker: &str, lease: Duration) -> Result<Option<Job>, StoreError>;
+    /// Extends the lease and saves progress; says whether an operator asked for something.
+    async fn heartbeat(&self, id: Uuid, worker: &str, lease: Duration, progress: &Progress) -> Result<Lease, StoreError>;
+    /// Records one uploaded part and the progress that goes with it, atomically.
+    async fn checkpoint(&self, id: Uuid, worker: &str, part: &PartRecord, progress: &Progress) -> Result<(), StoreError>;
+    /// Ends the run: final status, progress and error (if any); releases the lease.
+    async fn finish(&self, id: Uuid, worker: &str, status: JobStatus, progress: &Progress, error: Option<&str>) -> Result<(), StoreError>;
+    /// Appends to the job's `error` list without touching its status (e.g. an email failure).
+    async fn add_error(&self, id: Uuid, message: &str) -> Result<(), StoreError>;
+    /// Reachable and answering (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

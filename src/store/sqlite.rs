@@ -1,0 +1,275 @@
+//! The embedded job store: one SQLite file in the data directory (WAL mode).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::{JobFilter, JobStore, Lease, Request, StoreError};
+use crate::job::{Job, JobStatus, PartRecord, Progress, now_ms};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn parts_of(&self, id: &str) -> Result<Vec<PartRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM parts WHERE job_id = ? ORDER BY idx")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(part_from_row).collect()
+    }
+
+    async fn with_parts(&self, row: &SqliteRow) -> Result<Job, StoreError> {
+        let mut job = job_from_row(row)?;
+        job.parts = self.parts_of(&job.id.to_string()).await?;
+        Ok(job)
+    }
+}
+
+fn corrupt(id: &str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt { id: id.to_string(), detail: detail.to_string() }
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    let spec: String = row.try_get("spec")?;
+    let errors: String = row.try_get("errors")?;
+    Ok(Job {
+        id: Uuid::parse_str(&id).map_err(|e| corrupt(&id, e))?,
+        domain: row.try_get("domain")?,
+        owner: row.try_get("owner")?,
+        friendly_name: row.try_get("friendly_name")?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt(&id, format!("status {status}")))?,
+        spec: serde_json::from_str(&spec).map_err(|e| corrupt(&id, e))?,
+        sealed_secrets: row.try_get("sealed_secrets")?,
+        created_at_ms: row.try_get("created_at")?,
+        updated_at_ms: row.try_get("updated_at")?,
+        started_at_ms: row.try_get("started_at")?,
+        finished_at_ms: row.try_get("finished_at")?,
+        progress: Progress {
+            events_generated: row.try_get::<i64, _>("events_generated")? as u64,
+            events_sent: row.try_get::<i64, _>("events_sent")? as u64,
+            last_datetime_ms: row.try_get("last_datetime")?,
+            percent_complete: row.try_get::<i64, _>("percent_complete")?.clamp(0, 100) as u8,
+        },
+        parts: vec![],
+        errors: serde_json::from_str(&errors).map_err(|e| corrupt(&id, e))?,
+    })
+}
+
+fn part_from_row(row: &SqliteRow) -> Result<PartRecord, StoreError> {
+    Ok(PartRecord {
+        index: row.try_get::<i64, _>("idx")? as u32,
+        key: row.try_get("key")?,
+        url: row.try_get("url")?,
+        bytes: row.try_get::<i64, _>("bytes")? as u64,
+        rows: row.try_get::<i64, _>("rows")? as u64,
+        rows_before: row.try_get::<i64, _>("rows_before")? as u64,
+        completed_at_ms: row.try_get("completed_at")?,
+    })
+}
+
+async fn save_progress(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: &str,
+    worker: &str,
+    progress: &Progress,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE jobs SET events_generated = ?, events_sent = ?, last_datetime = ?, percent_complete = ?, updated_at = ?
+         WHERE id = ? AND lease_owner = ? AND status = 'RUNNING'",
+    )
+    .bind(progress.events_generated as i64)
+    .bind(progress.events_sent as i64)
+    .bind(progress.last_datetime_ms)
+    .bind(progress.percent_complete as i64)
+    .bind(now_ms())
+    .bind(id)
+    .bind(worker)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let spec = serde_json::to_string(&job.spec).map_err(|e| corrupt(&job.id.to_string(), e))?;
+        sqlx::query(
+            "INSERT INTO jobs (id, domain, owner, friendly_name, status, spec, sealed_secrets, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job.id.to_string())
+        .bind(&job.domain)
+        .bind(&job.owner)
+        .bind(&job.friendly_name)
+        .bind(job.status.as_str())
+        .bind(spec)
+        .bind(&job.sealed_secrets)
+        .bind(job.created_at_ms)
+        .bind(job.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, domain: Option<&str>, id: Uuid) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ? AND (? IS NULL OR domain = ?)")
+            .bind(id.to_string())
+            .bind(domain)
+            .bind(domain)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.with_parts(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs
+             WHERE (?1 IS NULL OR domain = ?1) AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR substr(friendly_name, 1, length(?3)) = ?3)
+             ORDER BY created_at DESC LIMIT ?4",
+        )
+        .bind(filter.domain.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.name_prefix.as_deref())
+        .bind(filter.limit.unwrap_or(1000) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            jobs.push(self.with_parts(row).await?);
+        }
+        Ok(jobs)
+    }
+
+    async fn claim_next(&self, worker: &str, lease: Duration) -> Result<Option<Job>, StoreError> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'RUNNING', lease_owner = ?1, lease_until = ?2, updated_at = ?3,
+                    started_at = COALESCE(started_at, ?3)
+             WHERE id = (SELECT id FROM jobs
+                         WHERE status = 'CREATED' OR (status = 'RUNNING' AND lease_until < ?3)
+                         ORDER BY created_at LIMIT 1)
+             RETURNING *",
+        )
+        .bind(worker)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.with_parts(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn heartbeat(&self, id: Uuid, worker: &str, lease: Duration, progress: &Progress) -> Result<Lease, StoreError> {
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        let requested: Option<String> =
+            sqlx::query_scalar("UPDATE jobs SET lease_until = ? WHERE id = ? RETURNING requested")
+                .bind(now_ms() + lease.as_millis() as i64)
+                .bind(&id_s)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(match requested.as_deref() {
+            Some("STOP") => Lease::Requested(Request::Stop),
+            Some("REMOVE") => Lease::Requested(Request::Remove),
+            _ => Lease::Held,
+        })
+    }
+
+    async fn checkpoint(&self, id: Uuid, worker: &str, part: &PartRecord, progress: &Progress) -> Result<(), StoreError> {
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        sqlx::query(
+            "INSERT INTO parts (job_id, idx, key, url, bytes, rows, rows_before, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id_s)
+        .bind(part.index as i64)
+        .bind(&part.key)
+        .bind(&part.url)
+        .bind(part.bytes as i64)
+        .bind(part.rows as i64)
+        .bind(part.rows_before as i64)
+        .bind(part.completed_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish(&self, id: Uuid, worker: &str, status: JobStatus, progress: &Progress, error: Option<&str>) -> Result<(), StoreError> {
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL,
+                    requested = NULL,
+                    errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', ?) END
+             WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(status.is_final().then_some(now))
+        .bind(now)
+        .bind(error)
+        .bind(error)
+        .bind(&id_s)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_error(&self, id: Uuid, message: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET errors = json_insert(errors, '$[#]', ?), updated_at = ? WHERE id = ?")
+            .bind(message)
+            .bind(now_ms())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
