@@ -13,6 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::upload::S3Defaults;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +32,8 @@ pub struct Config {
     pub upload: UploadConfig,
     pub smtp: SmtpConfig,
     pub auth: AuthConfig,
+    /// The default destination, for requests without `aws.*` parameters.
+    pub s3: S3Defaults,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             upload: UploadConfig::default(),
             smtp: SmtpConfig::default(),
             auth: AuthConfig::default(),
+            s3: S3Defaults::default(),
         }
     }
 }

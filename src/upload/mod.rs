@@ -1,1 +1,51 @@
+//! Uploads in layers, as `object_store` does: raw S3 calls behind the small [`Uploader`]
+//! trait ([`s3::S3Uploader`]), and [`ObjectUpload`], the handle that turns a stream of
+//! chunks into one object (lazy multipart upload, bounded concurrency, abort on failure).
 
+mod handle;
+pub mod s3;
+
+pub use handle::ObjectUpload;
+pub use s3::{S3Defaults, S3Uploader};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// A failed S3 call, with the S3 error code when there is one (`NoSuchBucket`,
+/// `AccessDenied`, `PreconditionFailed`, …). Never holds a credential.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("S3 {operation} of {key} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct UploadError {
+    pub operation: &'static str,
+    pub key: String,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub number: i32,
+    pub etag: String,
+    pub checksum_crc32: Option<String>,
+}
+
+/// What an object is stored as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub content_type: &'static str,
+}
+
+/// The raw calls. Implementations retry transient errors themselves; an error here is final.
+/// Completion and single puts must refuse to replace an existing object.
+#[async_trait]
+pub trait Uploader: Send + Sync + 'static {
+    async fn create_multipart(&self, object: &ObjectMeta) -> Result<String, UploadError>;
+    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError>;
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError>;
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError>;
+    async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError>;
+    /// The URL of an object, as listed in the job's `extra.paths`.
+    fn url(&self, key: &str) -> String;
+}

@@ -1,1 +1,296 @@
+//! The worker: claims a job from the store, runs its query, writes and uploads its parts,
+//! checkpoints each one, ends the job and sends the email. [`Worker::try_run_next_job`] runs
+//! exactly one job, so tests never race a background loop; [`Worker::run`] is that in a loop.
 
+mod export;
+mod parts;
+
+pub use export::{Ended, Export, ExportError};
+pub use parts::{PartEvent, PartWriter};
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::{Config, SmtpConfig, UploadConfig, WorkerConfig};
+use crate::job::{Job, JobSecrets, JobStatus, Progress, now_ms};
+use crate::notify::{JobSummary, Notifier, notify_with_retry};
+use crate::part::{PartOptions, RotationPolicy};
+use crate::query::{QueryEngine, QueryWindow};
+use crate::secret::SecretBox;
+use crate::store::{JobStore, Lease, Request, StoreError};
+use crate::upload::{S3Defaults, S3Uploader, Uploader};
+
+/// Builds the uploader for one job's destination (a trait so tests can swap the target).
+#[async_trait]
+pub trait UploaderFactory: Send + Sync + 'static {
+    async fn for_job(&self, job: &Job, secrets: &JobSecrets) -> Result<Arc<dyn Uploader>, String>;
+}
+
+pub struct S3UploaderFactory {
+    pub defaults: S3Defaults,
+    pub upload: UploadConfig,
+}
+
+#[async_trait]
+impl UploaderFactory for S3UploaderFactory {
+    async fn for_job(&self, job: &Job, secrets: &JobSecrets) -> Result<Arc<dyn Uploader>, String> {
+        let u = S3Uploader::for_destination(&job.spec.destination, secrets, &self.defaults, &self.upload).await?;
+        Ok(Arc::new(u))
+    }
+}
+
+pub struct Worker {
+    pub id: String,
+    store: Arc<dyn JobStore>,
+    engine: Arc<dyn QueryEngine>,
+    notifier: Arc<dyn Notifier>,
+    uploaders: Arc<dyn UploaderFactory>,
+    secrets: SecretBox,
+    worker: WorkerConfig,
+    upload: UploadConfig,
+    smtp: SmtpConfig,
+}
+
+/// How far behind "now" a continuous job's window ends, so that rows still being written
+/// are not missed.
+const CONTINUOUS_LAG: Duration = Duration::from_secs(1);
+
+impl Worker {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn JobStore>,
+        engine: Arc<dyn QueryEngine>,
+        notifier: Arc<dyn Notifier>,
+        uploaders: Arc<dyn UploaderFactory>,
+        secrets: SecretBox,
+    ) -> Self {
+        let host = gethostname();
+        Self {
+            id: format!("{host}-{}-{}", std::process::id(), &Uuid::new_v4().to_string()[..8]),
+            store,
+            engine,
+            notifier,
+            uploaders,
+            secrets,
+            worker: config.worker.clone(),
+            upload: config.upload.clone(),
+            smtp: config.smtp.clone(),
+        }
+    }
+
+    /// Claims one runnable job and runs it to its end. `None`: nothing to do.
+    pub async fn try_run_next_job(&self) -> Result<Option<Uuid>, StoreError> {
+        let Some(job) = self.store.claim_next(&self.id, self.worker.lease).await? else {
+            return Ok(None);
+        };
+        let id = job.id;
+        self.execute(job).await;
+        Ok(Some(id))
+    }
+
+    /// Runs jobs (up to `worker.concurrency` at once) until `shutdown` is cancelled.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.worker.concurrency));
+        tracing::info!(worker = %self.id, concurrency = self.worker.concurrency, "worker started");
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+                () = shutdown.cancelled() => break,
+            };
+            match self.store.claim_next(&self.id, self.worker.lease).await {
+                Ok(Some(job)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        me.execute(job).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "could not claim a job"),
+            }
+            drop(permit);
+            tokio::select! {
+                () = tokio::time::sleep(self.worker.poll_interval) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+        // Let running jobs reach their end or their next checkpoint.
+        let _ = slots.acquire_many(self.worker.concurrency as u32).await;
+        tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job.id))]
+    async fn execute(&self, job: Job) {
+        let started = Instant::now();
+        tracing::info!(query = %job.spec.query, "job started");
+        let progress = Arc::new(Mutex::new(job.progress.clone()));
+        let (control_tx, mut control) = watch::channel(None);
+        let heartbeat = self.spawn_heartbeat(job.id, progress.clone(), control_tx);
+        let result = self.export(&job, progress.clone(), &mut control).await;
+        heartbeat.abort();
+
+        let mut final_progress = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (status, error) = match result {
+            Ok(Ended::Exhausted) => {
+                final_progress.percent_complete = 100;
+                (JobStatus::Completed, None)
+            }
+            Ok(Ended::Requested(Request::Stop)) => (JobStatus::Stopped, None),
+            Ok(Ended::Requested(Request::Remove)) => (JobStatus::Removed, None),
+            Err(ExportError::Store(StoreError::LeaseLost(_))) => {
+                tracing::warn!("lease lost: another worker owns the job now");
+                return;
+            }
+            Err(e) => (JobStatus::Failed, Some(e.to_string())),
+        };
+        if let Err(e) = self.store.finish(job.id, &self.id, status, &final_progress, error.as_deref()).await {
+            tracing::error!(error = %e, "could not record the end of the job");
+            return;
+        }
+        match &error {
+            Some(e) => tracing::warn!(%status, error = %e, "job ended"),
+            None => tracing::info!(%status, rows = final_progress.events_sent, "job ended"),
+        }
+        if !job.spec.destination.notification_emails.is_empty() && status != JobStatus::Removed {
+            self.send_email(job.id, started.elapsed()).await;
+        }
+    }
+
+    fn spawn_heartbeat(
+        &self,
+        id: Uuid,
+        progress: Arc<Mutex<Progress>>,
+        control: watch::Sender<Option<Request>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let (worker, lease) = (self.id.clone(), self.worker.lease);
+        tokio::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(200)).min(Duration::from_secs(5));
+            loop {
+                tokio::time::sleep(every).await;
+                let snapshot = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                match store.heartbeat(id, &worker, lease, &snapshot).await {
+                    Ok(Lease::Held) => {}
+                    Ok(Lease::Requested(r)) => {
+                        let _ = control.send(Some(r));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+            }
+        })
+    }
+
+    async fn export(
+        &self,
+        job: &Job,
+        progress: Arc<Mutex<Progress>>,
+        control: &mut watch::Receiver<Option<Request>>,
+    ) -> Result<Ended, ExportError> {
+        let secrets: JobSecrets = match &job.sealed_secrets {
+            Some(sealed) => self.secrets.open(sealed).map_err(|e| ExportError::Query(e.to_string()))?,
+            None => JobSecrets::default(),
+        };
+        let uploader = self.uploaders.for_job(job, &secrets).await.map_err(ExportError::Query)?;
+        let dest = &job.spec.destination;
+        let options = PartOptions {
+            format: dest.format,
+            level: self.worker.compression_level,
+            password: secrets.file_password.clone(),
+            entry_name: String::new(),
+            chunk_size: (self.upload.part_size_mib as usize) << 20,
+        };
+        let policy = RotationPolicy { max_bytes: dest.retention_bytes, max_age: dest.retention_time };
+        // Resume after the last checkpoint: continue part numbers, skip rows already sent.
+        let next_index = job.parts.last().map_or(1, |p| p.index + 1);
+        let rows_done = job.parts.last().map_or(0, |p| p.rows_before + p.rows);
+        progress.lock().unwrap_or_else(|p| p.into_inner()).events_sent = rows_done;
+        let window = job.spec.to_ms.map(|to| (job.spec.from_ms.unwrap_or(0), to));
+        let mut export = Export::new(job.id, self.id.clone(), self.store.clone(), uploader, self.upload.concurrency, progress, window);
+
+        let mut from_ms = job.spec.from_ms;
+        let mut skip = rows_done;
+        let mut writer: Option<PartWriter> = None;
+        let result = loop {
+            let to_ms = job.spec.to_ms.or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
+            // `limit` caps the rows of the whole job, over every window and every resumed run.
+            let remaining = job.spec.limit.map(|l| l.saturating_sub(writer.as_ref().map_or(rows_done, |w| w.rows_total())));
+            if remaining == Some(0)
+                && let Some(w) = writer.take()
+            {
+                break export.close_part(w, false).await.map(|_| Ended::Exhausted);
+            }
+            let run = match self.engine.run(&job.spec.query, QueryWindow { from_ms, to_ms }, skip, remaining.map(|r| r + skip)).await {
+                Ok(run) => run,
+                Err(e) => break Err(ExportError::Query(e.to_string())),
+            };
+            let w = match writer.take() {
+                Some(w) => w,
+                None => PartWriter::new(job.id, dest.prefix.clone(), options.clone(), policy, &run.stream.schema(), run.time_column, next_index, rows_done),
+            };
+            match export.pump(w, run.stream, control).await {
+                Ok((w, Ended::Exhausted)) if job.spec.to_ms.is_none() => {
+                    // Continuous: wait for the next window, keeping `retention.time` on time.
+                    from_ms = to_ms;
+                    skip = 0;
+                    let w = export.close_part(w, true).await;
+                    match w {
+                        Ok(w) => writer = Some(w),
+                        Err(e) => break Err(e),
+                    }
+                    let wait = tokio::time::sleep(self.worker.poll_interval.max(Duration::from_secs(1)));
+                    tokio::select! { () = wait => {}, _ = control.changed() => {} }
+                }
+                Ok((w, ended)) => {
+                    if ended == Ended::Requested(Request::Remove) {
+                        break Ok(ended);
+                    }
+                    break export.close_part(w, false).await.map(|_| ended);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if !matches!(result, Ok(Ended::Exhausted) | Ok(Ended::Requested(Request::Stop))) {
+            export.abort_all().await;
+        }
+        result
+    }
+
+    async fn send_email(&self, id: Uuid, duration: Duration) {
+        let job = match self.store.get(None, id).await {
+            Ok(Some(job)) => job,
+            _ => return,
+        };
+        let summary = JobSummary {
+            job_id: id.to_string(),
+            status: job.status,
+            query: job.spec.query.clone(),
+            rows: job.progress.events_sent,
+            parts: job.parts.clone(),
+            duration,
+            errors: job.errors.clone(),
+            recipients: job.spec.destination.notification_emails.clone(),
+        };
+        let backoff = Duration::from_millis(500);
+        match notify_with_retry(self.notifier.as_ref(), &summary, &self.smtp.from, self.smtp.max_attempts, backoff).await {
+            Ok(place) => tracing::info!(to = %summary.recipients.join(", "), via = %place, "notification email sent"),
+            Err(e) => {
+                tracing::error!(error = %e, "notification email failed");
+                let _ = self.store.add_error(id, &e.to_string()).await;
+            }
+        }
+    }
+}
+
+fn gethostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "worker".into())
+}

@@ -1,0 +1,222 @@
+//! The raw calls against S3 (or any S3-compatible store) with aws-sdk-s3. The SDK retries
+//! transient errors (5xx, throttling, timeouts) with exponential backoff and jitter; what
+//! comes out of here is final.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
+use crate::config::UploadConfig;
+use crate::job::{Destination, JobSecrets};
+
+/// The worker's own destination, used when a request names no `aws.*` parameters:
+/// credentials then come from the worker's AWS credential chain.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Defaults {
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Uploader {
+    client: Client,
+    bucket: String,
+    url_base: String,
+    sse: Option<ServerSideEncryption>,
+    kms_key_id: Option<String>,
+    storage_class: Option<StorageClass>,
+}
+
+impl S3Uploader {
+    /// Builds the client for one job's destination. Fails (with a message for the job's
+    /// `error`) when no bucket is known.
+    pub async fn for_destination(
+        dest: &Destination,
+        secrets: &JobSecrets,
+        defaults: &S3Defaults,
+        upload: &UploadConfig,
+    ) -> Result<Self, String> {
+        let uses_defaults = dest.bucket.is_none();
+        let bucket = dest.bucket.clone().or_else(|| defaults.bucket.clone()).ok_or(
+            "the request names no aws.bucket and the worker has no default bucket (s3.bucket in the configuration)",
+        )?;
+        let region = dest.region.clone().or_else(|| defaults.region.clone()).unwrap_or_else(|| "us-east-1".into());
+        let endpoint = dest.endpoint.clone().or_else(|| uses_defaults.then(|| defaults.endpoint.clone()).flatten());
+        let path_style = dest.path_style || (uses_defaults && defaults.path_style);
+
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.clone()))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(upload.max_attempts)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(upload.attempt_timeout)
+                    .build(),
+            );
+        if let (Some(ak), Some(sk)) = (&secrets.access_key, &secrets.secret_key) {
+            let token = secrets.session_token.as_ref().map(|t| t.expose().to_string());
+            loader = loader.credentials_provider(Credentials::new(ak.expose(), sk.expose(), token, None, "request"));
+        }
+        let sdk = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style);
+        if let Some(ep) = &endpoint {
+            conf = conf.endpoint_url(ep);
+        }
+        let url_base = match &endpoint {
+            Some(ep) if path_style => format!("{}/{bucket}", ep.trim_end_matches('/')),
+            Some(ep) => match ep.split_once("://") {
+                Some((scheme, host)) => format!("{scheme}://{bucket}.{}", host.trim_end_matches('/')),
+                None => format!("{ep}/{bucket}"),
+            },
+            None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        };
+        Ok(Self {
+            client: Client::from_conf(conf.build()),
+            bucket,
+            url_base,
+            sse: dest.sse.as_deref().map(ServerSideEncryption::from),
+            kms_key_id: dest.kms_key_id.clone(),
+            storage_class: dest.storage_class.as_deref().map(StorageClass::from),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+fn failed<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> UploadError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (code, message) = match &err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            (e.code().map(str::to_string), e.message().map(str::to_string).unwrap_or_else(|| e.to_string()))
+        }
+        other => (None, DisplayErrorContext(other).to_string()),
+    };
+    UploadError { operation, key: key.to_string(), code, message }
+}
+
+#[async_trait]
+impl Uploader for S3Uploader {
+    async fn create_multipart(&self, object: &ObjectMeta) -> Result<String, UploadError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&object.key)
+            .content_type(object.content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .set_server_side_encryption(self.sse.clone())
+            .set_ssekms_key_id(self.kms_key_id.clone())
+            .set_storage_class(self.storage_class.clone())
+            .send()
+            .await
+            .map_err(|e| failed("CreateMultipartUpload", &object.key, e))?;
+        out.upload_id.ok_or_else(|| UploadError {
+            operation: "CreateMultipartUpload",
+            key: object.key.clone(),
+            code: None,
+            message: "the answer holds no upload id".into(),
+        })
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| failed("UploadPart", key, e))?;
+        Ok(UploadedPart { number, etag: out.e_tag.unwrap_or_default(), checksum_crc32: out.checksum_crc32 })
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError> {
+        let parts = parts
+            .into_iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number)
+                    .e_tag(p.etag)
+                    .set_checksum_crc32(p.checksum_crc32)
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            // Never replace an object another job wrote.
+            .if_none_match("*")
+            .send()
+            .await
+            .map_err(|e| failed("CompleteMultipartUpload", key, e))?;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| failed("AbortMultipartUpload", key, e))?;
+        Ok(())
+    }
+
+    async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&object.key)
+            .content_type(object.content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .set_server_side_encryption(self.sse.clone())
+            .set_ssekms_key_id(self.kms_key_id.clone())
+            .set_storage_class(self.storage_class.clone())
+            .if_none_match("*")
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| failed("PutObject", &object.key, e))?;
+        Ok(())
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("{}/{key}", self.url_base)
+    }
+}

@@ -1,0 +1,188 @@
+//! The I/O side of an export: pulls batches from the query, has the [`PartWriter`] encode
+//! them on a blocking thread, uploads the chunks while parts are still being written, and
+//! checkpoints every completed part.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::parts::{PartEvent, PartWriter};
+use crate::job::{PartRecord, Progress, now_ms};
+use crate::store::{JobStore, Request, StoreError};
+use crate::upload::{ObjectMeta, ObjectUpload, UploadError, Uploader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Query(String),
+    #[error("{0}")]
+    Upload(#[from] UploadError),
+    #[error("writing a part failed: {0}")]
+    Encode(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How an export ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The query has no more rows (the open part is still open).
+    Exhausted,
+    /// An operator asked to stop or remove the job.
+    Requested(Request),
+}
+
+/// Everything the export of one job needs, and what it has done so far.
+pub struct Export {
+    pub job_id: Uuid,
+    pub worker_id: String,
+    pub store: Arc<dyn JobStore>,
+    pub uploader: Arc<dyn Uploader>,
+    pub concurrency: usize,
+    pub progress: Arc<Mutex<Progress>>,
+    /// Time range of a bounded job, for `percentComplete`.
+    pub window: Option<(i64, i64)>,
+    uploads: BTreeMap<u32, ObjectUpload>,
+}
+
+impl Export {
+    pub fn new(
+        job_id: Uuid,
+        worker_id: String,
+        store: Arc<dyn JobStore>,
+        uploader: Arc<dyn Uploader>,
+        concurrency: usize,
+        progress: Arc<Mutex<Progress>>,
+        window: Option<(i64, i64)>,
+    ) -> Self {
+        Self { job_id, worker_id, store, uploader, concurrency, progress, window, uploads: BTreeMap::new() }
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `stream` through `writer` until it is exhausted or an operator request arrives.
+    /// `writer` comes back (it moves to a blocking thread for every batch).
+    pub async fn pump(
+        &mut self,
+        mut writer: PartWriter,
+        mut stream: SendableRecordBatchStream,
+        control: &mut watch::Receiver<Option<Request>>,
+    ) -> Result<(PartWriter, Ended), ExportError> {
+        loop {
+            if let Some(request) = *control.borrow() {
+                return Ok((writer, Ended::Requested(request)));
+            }
+            let deadline = writer.deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                next = stream.next() => match next {
+                    None => return Ok((writer, Ended::Exhausted)),
+                    Some(Err(e)) => return Err(ExportError::Query(format!("query failed: {e}"))),
+                    Some(Ok(batch)) => {
+                        let rows = batch.num_rows() as u64;
+                        let (w, events) = tokio::task::spawn_blocking(move || {
+                            let mut events = Vec::new();
+                            let res = writer.write_batch(&batch, &mut events);
+                            (writer, res.map(|_| events))
+                        })
+                        .await
+                        .map_err(|e| ExportError::Encode(std::io::Error::other(e)))?;
+                        writer = w;
+                        self.progress().events_generated += rows;
+                        self.apply(events?).await?;
+                    }
+                },
+                () = sleep => {
+                    writer = self.close_part(writer, true).await?;
+                }
+                _ = control.changed() => {}
+            }
+        }
+    }
+
+    /// Closes the open part (only if `retention.time` passed, when `only_expired`) and
+    /// uploads what remains of it.
+    pub async fn close_part(&mut self, mut writer: PartWriter, only_expired: bool) -> Result<PartWriter, ExportError> {
+        let mut events = Vec::new();
+        if only_expired {
+            writer.close_if_expired(std::time::Instant::now(), &mut events)?;
+        } else {
+            writer.close(&mut events)?;
+        }
+        self.apply(events).await?;
+        Ok(writer)
+    }
+
+    async fn apply(&mut self, events: Vec<PartEvent>) -> Result<(), ExportError> {
+        for event in events {
+            match event {
+                PartEvent::Opened { index, key, content_type } => {
+                    let meta = ObjectMeta { key, content_type };
+                    let upload = ObjectUpload::new(self.uploader.clone(), meta, self.concurrency);
+                    self.uploads.insert(index, upload);
+                }
+                PartEvent::Chunk { index, data } => {
+                    if let Some(upload) = self.uploads.get_mut(&index) {
+                        upload.put_chunk(data).await?;
+                    }
+                }
+                PartEvent::Closed { index, part, rows_before, max_time_ms } => {
+                    let Some(upload) = self.uploads.remove(&index) else { continue };
+                    let key = upload.key().to_string();
+                    let mut chunks = part.chunks;
+                    let last = chunks.pop().unwrap_or_default();
+                    let mut upload = upload;
+                    for c in chunks {
+                        upload.put_chunk(c).await?;
+                    }
+                    let bytes = upload.finish(last).await?;
+                    let record = PartRecord {
+                        index,
+                        url: self.uploader.url(&key),
+                        key,
+                        bytes,
+                        rows: part.rows,
+                        rows_before,
+                        completed_at_ms: now_ms(),
+                    };
+                    let snapshot = {
+                        let mut p = self.progress();
+                        p.events_sent = rows_before + part.rows;
+                        if let Some(t) = max_time_ms {
+                            p.last_datetime_ms = Some(p.last_datetime_ms.map_or(t, |m| m.max(t)));
+                        }
+                        if let (Some((from, to)), Some(t)) = (self.window, p.last_datetime_ms)
+                            && to > from
+                        {
+                            let pct = ((t - from + 1) as f64 / (to - from) as f64 * 100.0).clamp(0.0, 99.0) as u8;
+                            p.percent_complete = p.percent_complete.max(pct);
+                        }
+                        p.clone()
+                    };
+                    tracing::info!(part = index, key = %record.key, bytes, rows = record.rows, "part uploaded");
+                    self.store.checkpoint(self.job_id, &self.worker_id, &record, &snapshot).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Aborts every upload still in flight: nothing is left half-done in the bucket.
+    pub async fn abort_all(&mut self) {
+        for (_, upload) in std::mem::take(&mut self.uploads) {
+            upload.abort().await;
+        }
+    }
+}
+
