@@ -1,1 +1,66 @@
-fn main() {}
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use forwarder::app::{App, shutdown_on_signals};
+use forwarder::config::Config;
+use forwarder::demo::{DemoOptions, run as run_demo};
+use forwarder::query::demo;
+
+/// Forwarder: runs queries and forwards their results to S3 as compressed CSV part files.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (with its worker unless worker.enabled = false).
+    Serve {
+        /// Configuration file (TOML); FORWARDER_* variables override it.
+        #[arg(long, short, env = "FORWARDER_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// See an export travel the whole path, with nothing else installed: in-process S3
+    /// endpoint, API, worker, outbox email.
+    Demo {
+        /// Where the demo keeps its data, job store, bucket and outbox.
+        #[arg(long, default_value = "forwarder-demo")]
+        dir: PathBuf,
+        /// Rows of the demo table.
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+        /// gzip, zip or plain.
+        #[arg(long, default_value = "gzip")]
+        format: String,
+        /// Part size limit, MB.
+        #[arg(long, default_value_t = 5.0)]
+        part_mb: f64,
+    },
+    /// Write the demo table (demo.ecommerce.data) with a catalog naming it.
+    GenDemo {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    forwarder::telemetry::init();
+    match Cli::parse().command {
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            App::build(config).await?.run(listener, shutdown_on_signals()).await
+        }
+        Command::Demo { dir, rows, format, part_mb } => run_demo(DemoOptions { dir, rows, format, part_mb }).await,
+        Command::GenDemo { dir, rows } => {
+            let catalog = demo::create(&dir, rows)?;
+            println!("{}", catalog.display());
+            Ok(())
+        }
+    }
+}

@@ -7,7 +7,7 @@ mod spec;
 mod status;
 mod view;
 
-pub use request::{RequestError, SubmitRequest, parse_submit};
+pub use request::{RequestError, SubmitRequest, codes as request_codes, parse_submit};
 pub use spec::{Destination, Format, JobSecrets, JobSpec};
 pub use status::JobStatus;
 pub use view::{JobView, job_view};

@@ -1,0 +1,91 @@
+//! Devo Query API v2 handlers.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{ApiError, AppState, Caller};
+use crate::job::{Job, JobStatus, Progress, job_view, now_ms, parse_submit};
+use crate::store::JobFilter;
+
+/// `POST /search/query`: validates the request, queues the job, answers with its id.
+pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let (spec, secrets) = parse_submit(&body, &state.config.limits)?;
+    state
+        .engine
+        .check(&spec.query)
+        .await
+        .map_err(|e| ApiError::bad_request(crate::job::request_codes::BAD_QUERY, e.to_string()))?;
+    let sealed = if secrets.is_empty() {
+        None
+    } else {
+        Some(state.secrets.seal(&secrets).map_err(|e| {
+            tracing::error!(error = %e, "could not seal secrets");
+            ApiError { http: axum::http::StatusCode::INTERNAL_SERVER_ERROR, code: 500, msg: "could not store the request".into() }
+        })?)
+    };
+    let id = Uuid::new_v4();
+    let now = now_ms();
+    let job = Job {
+        id,
+        domain: caller.domain,
+        owner: caller.owner,
+        friendly_name: format!("s3_{now}_{}", &id.simple().to_string()[..8]),
+        status: JobStatus::Created,
+        spec,
+        sealed_secrets: sealed,
+        created_at_ms: now,
+        updated_at_ms: now,
+        started_at_ms: None,
+        finished_at_ms: None,
+        progress: Progress::default(),
+        parts: vec![],
+        errors: vec![],
+    };
+    state.store.insert(&job).await?;
+    tracing::info!(job = %id, domain = %job.domain, "job queued");
+    Ok(Json(json!({"msg": "", "status": 0, "object": {"id": id.to_string()}})))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found(&format!("job {id}")))
+}
+
+/// `GET /search/job/{id}`.
+pub async fn job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let uuid = parse_id(&id)?;
+    let job = state.store.get(Some(&caller.domain), uuid).await?.ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
+    Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": job_view(&job)})))
+}
+
+/// `GET /search/jobs?status=RUNNING&type=s3&name=prefix`.
+pub async fn jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match q.get("status") {
+        Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(400, format!("status must be one of {}", JobStatus::ALL.map(|s| s.as_str()).join(", ")))
+        })?),
+        None => None,
+    };
+    if let Some(t) = q.get("type")
+        && !t.eq_ignore_ascii_case("s3")
+    {
+        return Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": []})));
+    }
+    let filter = JobFilter {
+        domain: Some(caller.domain),
+        status,
+        name_prefix: q.get("name").cloned(),
+        limit: q.get("limit").and_then(|l| l.parse().ok()),
+    };
+    let jobs = state.store.list(&filter).await?;
+    let views: Vec<_> = jobs.iter().map(job_view).collect();
+    Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": views})))
+}

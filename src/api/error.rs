@@ -1,0 +1,47 @@
+//! Errors as Devo clients expect them: `{"msg": "...", "status": <code>}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::job::RequestError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub http: StatusCode,
+    pub code: u16,
+    pub msg: String,
+}
+
+impl ApiError {
+    pub fn not_found(what: &str) -> Self {
+        Self { http: StatusCode::NOT_FOUND, code: 404, msg: format!("{what} not found") }
+    }
+    pub fn unauthorized(msg: &str) -> Self {
+        Self { http: StatusCode::UNAUTHORIZED, code: 401, msg: msg.to_string() }
+    }
+    pub fn bad_request(code: u16, msg: impl Into<String>) -> Self {
+        Self { http: StatusCode::BAD_REQUEST, code, msg: msg.into() }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        Self::bad_request(e.code, e.msg)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "job store error");
+        Self { http: StatusCode::SERVICE_UNAVAILABLE, code: 503, msg: "the job store is unavailable; try again".into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.http, Json(json!({"msg": self.msg, "status": self.code}))).into_response()
+    }
+}
