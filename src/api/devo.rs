@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{ApiError, AppState, Caller};
 use crate::job::{Job, JobStatus, Progress, job_view, now_ms, parse_submit};
-use crate::store::JobFilter;
+use crate::store::{JobFilter, Request};
 
 /// `POST /search/query`: validates the request, queues the job, answers with its id.
 pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
@@ -88,4 +88,26 @@ pub async fn jobs(
     let jobs = state.store.list(&filter).await?;
     let views: Vec<_> = jobs.iter().map(job_view).collect();
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": views})))
+}
+
+async fn steer(state: &AppState, caller: &Caller, id: &str, request: Request) -> Result<Json<Value>, ApiError> {
+    let uuid = parse_id(id)?;
+    let status = state
+        .store
+        .request(Some(&caller.domain), uuid, request)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
+    tracing::info!(job = %uuid, ?request, %status, "operator request");
+    let job = state.store.get(Some(&caller.domain), uuid).await?.ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
+    Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": job_view(&job)})))
+}
+
+/// `GET /search/job/stop/{id}`: the open part is closed and uploaded, the job ends `STOPPED`.
+pub async fn stop(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    steer(&state, &caller, &id, Request::Stop).await
+}
+
+/// `GET /search/job/remove/{id}`: in-flight uploads are aborted, credentials forgotten.
+pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    steer(&state, &caller, &id, Request::Remove).await
 }

@@ -32,6 +32,8 @@ pub fn router(state: AppState) -> Router {
         .route("/search/query", post(devo::submit))
         .route("/search/job/{id}", get(devo::job))
         .route("/search/jobs", get(devo::jobs))
+        .route("/search/job/stop/{id}", get(devo::stop))
+        .route("/search/job/remove/{id}", get(devo::remove))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .layer(tower_http::trace::TraceLayer::new_for_http())

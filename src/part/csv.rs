@@ -49,7 +49,10 @@ pub struct BatchRows<'a> {
     scratch: Vec<u8>,
 }
 
-const OPTIONS: FormatOptions<'static> = FormatOptions::new().with_display_error(false);
+// Timestamps as Devo shows them: `2026-01-01 00:00:00.000`.
+const OPTIONS: FormatOptions<'static> = FormatOptions::new()
+    .with_display_error(false)
+    .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
 
 impl<'a> BatchRows<'a> {
     pub fn new(batch: &'a RecordBatch) -> Result<Self, ArrowError> {

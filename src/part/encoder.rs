@@ -214,7 +214,7 @@ mod tests {
                 }
             };
             assert_eq!(back, csv);
-            assert_eq!(archive.by_index_raw(0).unwrap().name(), "apiv2_x_001.csv");
+            assert_eq!(archive.by_index_raw(0).unwrap().name().unwrap(), "apiv2_x_001.csv");
         }
     }
 }

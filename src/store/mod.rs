@@ -66,6 +66,10 @@ pub trait JobStore: Send + Sync + 'static {
     async fn finish(&self, id: Uuid, worker: &str, status: JobStatus, progress: &Progress, error: Option<&str>) -> Result<(), StoreError>;
     /// Appends to the job's `error` list without touching its status (e.g. an email failure).
     async fn add_error(&self, id: Uuid, message: &str) -> Result<(), StoreError>;
+    /// An operator asks a job to stop or be removed. A job nobody runs changes status at
+    /// once; a running one is told at its worker's next heartbeat. Returns the status after
+    /// the request, `None` when the job does not exist (in that domain).
+    async fn request(&self, domain: Option<&str>, id: Uuid, request: Request) -> Result<Option<JobStatus>, StoreError>;
     /// Reachable and answering (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -243,6 +243,7 @@ impl JobStore for SqliteStore {
         sqlx::query(
             "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL,
                     requested = NULL,
+                    sealed_secrets = CASE WHEN status = 'REMOVED' OR ?1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
                     errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', ?) END
              WHERE id = ?",
         )
@@ -266,6 +267,36 @@ impl JobStore for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn request(&self, domain: Option<&str>, id: Uuid, request: Request) -> Result<Option<JobStatus>, StoreError> {
+        let (word, idle_status) = match request {
+            Request::Stop => ("STOP", JobStatus::Stopped),
+            Request::Remove => ("REMOVE", JobStatus::Removed),
+        };
+        let now = now_ms();
+        // Running: leave a note for the worker. Not running: change the status now (a
+        // stopped or finished job can still be removed; removing forgets the credentials).
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE jobs SET
+                requested = CASE WHEN status = 'RUNNING' THEN ?1 ELSE requested END,
+                status = CASE WHEN status = 'RUNNING' THEN status
+                              WHEN ?1 = 'STOP' AND status = 'CREATED' THEN ?2
+                              WHEN ?1 = 'REMOVE' AND status <> 'REMOVED' THEN ?2
+                              ELSE status END,
+                sealed_secrets = CASE WHEN ?1 = 'REMOVE' AND status <> 'RUNNING' THEN NULL ELSE sealed_secrets END,
+                updated_at = ?3
+             WHERE id = ?4 AND (?5 IS NULL OR domain = ?5)
+             RETURNING status",
+        )
+        .bind(word)
+        .bind(idle_status.as_str())
+        .bind(now)
+        .bind(id.to_string())
+        .bind(domain)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(status.and_then(|s| JobStatus::parse(&s)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,207 @@
+//! `spawn_app()`: a Forwarder on a random port with its own data directory, demo table,
+//! bucket and SMTP settings; helpers to read the bucket and the mailbox back.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use forwarder::app::App;
+use forwarder::config::Config;
+use forwarder::query::{Catalog, DataFusionEngine, QueryEngine, QueryWindow, demo};
+use forwarder::worker::Worker;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test.sh, which starts LocalStack and the SMTP server")
+    })
+}
+
+pub struct TestApp {
+    pub api: String,
+    pub http: reqwest::Client,
+    pub worker: Arc<Worker>,
+    pub s3: Client,
+    pub bucket: String,
+    pub dir: PathBuf,
+    pub catalog: PathBuf,
+    pub rows: u64,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn s3_client() -> Client {
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(env("FORWARDER_TEST_S3_ENDPOINT"))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// A server (worker not looping: tests call `worker.try_run_next_job()`), a demo table of
+/// `rows` rows, and a fresh bucket.
+pub async fn spawn_app(rows: u64) -> TestApp {
+    spawn_app_with(rows, |_| {}).await
+}
+
+pub async fn spawn_app_with(rows: u64, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,forwarder=info").try_init();
+    let dir = std::env::temp_dir().join(format!("forwarder-it-{}", uuid::Uuid::new_v4()));
+    let catalog = demo::create(&dir.join("demo"), rows).unwrap();
+    let mut config = Config { data_dir: dir.join("data"), catalog: Some(catalog.clone()), ..Config::default() };
+    config.worker.enabled = false;
+    config.worker.lease = Duration::from_secs(5);
+    config.worker.poll_interval = Duration::from_millis(200);
+    // Small operator bounds so that tests can use small parts and short times.
+    config.limits.retention_size_mb_min = 0.01;
+    config.limits.retention_time_secs_min = 1;
+    config.upload.part_size_mib = 5;
+    config.smtp.url = Some(env("FORWARDER_TEST_SMTP_URL"));
+    config.smtp.max_attempts = 2;
+    tweak(&mut config);
+    let app = App::build(config).await.unwrap();
+    let worker = app.worker.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(listener, shutdown.clone()));
+
+    let s3 = s3_client();
+    let bucket = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    TestApp { api, http: reqwest::Client::new(), worker, s3, bucket, dir, catalog, rows, shutdown }
+}
+
+impl TestApp {
+    /// Destination params for this app's bucket on LocalStack, plus `extra`.
+    pub fn params(&self, extra: Value) -> Value {
+        let mut p = json!({
+            "aws.bucket": self.bucket, "aws.region": "us-east-1",
+            "aws.accesskey": "test", "aws.secretkey": "test-secret-key-123",
+            "aws.endpoint": env("FORWARDER_TEST_S3_ENDPOINT"), "aws.pathstyle": true,
+        });
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    }
+
+    pub async fn submit(&self, body: Value) -> (reqwest::StatusCode, Value) {
+        let r = self.http.post(format!("{}/search/query", self.api)).json(&body).send().await.unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    /// Submits an export of the whole demo table and returns the job id.
+    pub async fn submit_export(&self, query: &str, params: Value) -> String {
+        let (from, to) = demo::time_range(self.rows);
+        let (status, body) = self
+            .submit(json!({"query": query, "from": from, "to": to,
+                           "destination": {"type": "s3", "params": self.params(params)}}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["object"]["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let r = self.http.get(format!("{}/search/job/{id}", self.api)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["object"].clone()
+    }
+
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        let r = self.http.get(format!("{}{path}", self.api)).send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn keys(&self) -> Vec<String> {
+        let out = self.s3.list_objects_v2().bucket(&self.bucket).send().await.unwrap();
+        let mut keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+        keys.sort();
+        keys
+    }
+
+    pub async fn object(&self, key: &str) -> (Vec<u8>, Option<String>) {
+        let out = self.s3.get_object().bucket(&self.bucket).key(key).send().await.unwrap();
+        let ct = out.content_type().map(str::to_string);
+        (out.body.collect().await.unwrap().into_bytes().to_vec(), ct)
+    }
+
+    pub async fn open_multipart_uploads(&self) -> usize {
+        let out = self.s3.list_multipart_uploads().bucket(&self.bucket).send().await.unwrap();
+        out.uploads().len()
+    }
+
+    /// The query's rows run directly on the engine, as CSV records (header first).
+    pub async fn direct_rows(&self, query: &str) -> Vec<Vec<String>> {
+        let engine = DataFusionEngine::new(Catalog::load(&self.catalog).unwrap());
+        let (from, to) = demo::time_range(self.rows);
+        let mut run = engine.run(query, QueryWindow { from_ms: Some(from), to_ms: Some(to) }, 0, None).await.unwrap();
+        let mut csv = forwarder::part::csv::header(&run.stream.schema());
+        while let Some(batch) = run.stream.next().await {
+            let batch = batch.unwrap();
+            let mut rows = forwarder::part::csv::BatchRows::new(&batch).unwrap();
+            while rows.next_row(&mut csv).unwrap() {}
+        }
+        parse_csv(&csv)
+    }
+}
+
+pub fn parse_csv(bytes: &[u8]) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+pub fn unzip(bytes: &[u8], password: Option<&str>) -> (String, Vec<u8>) {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    assert_eq!(archive.len(), 1, "one entry per zip part");
+    let mut entry = match password {
+        Some(p) => archive.by_index_decrypt(0, p.as_bytes()).unwrap(),
+        None => archive.by_index(0).unwrap(),
+    };
+    let mut out = Vec::new();
+    entry.read_to_end(&mut out).unwrap();
+    (entry.name().unwrap().to_string(), out)
+}
+
+/// Waits for the email about `job_id` in the test SMTP server's Maildir.
+pub async fn email_for(job_id: &str) -> String {
+    let dir = PathBuf::from(env("FORWARDER_TEST_MAILDIR")).join("new");
+    for _ in 0..100 {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if text.contains(job_id) {
+                    return text;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no email about job {job_id} arrived in {}", dir.display());
+}
+
+/// Undoes quoted-printable soft line breaks and `=3D`, so that URLs can be searched for.
+pub fn unfold_qp(text: &str) -> String {
+    text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+}

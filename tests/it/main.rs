@@ -1,0 +1,6 @@
+//! Integration tests: the real HTTP API, the real worker, LocalStack (S3) and a real SMTP
+//! server. Run them with `scripts/test.sh`, which starts those services.
+
+mod common;
+mod export;
+mod store;

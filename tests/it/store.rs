@@ -1,0 +1,94 @@
+//! The job store contract, run against the SQLite store (PostgreSQL will run the same suite).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use forwarder::job::{Destination, Format, Job, JobSpec, JobStatus, PartRecord, Progress, now_ms};
+use forwarder::store::{JobFilter, JobStore, Lease, Request, SqliteStore, StoreError};
+use uuid::Uuid;
+
+fn job(domain: &str) -> Job {
+    let id = Uuid::new_v4();
+    Job {
+        id,
+        domain: domain.into(),
+        owner: "o".into(),
+        friendly_name: format!("s3_{id}"),
+        status: JobStatus::Created,
+        spec: JobSpec {
+            query: "SELECT 1".into(),
+            from_ms: None,
+            to_ms: Some(1),
+            limit: None,
+            destination: Destination {
+                bucket: None, region: None, endpoint: None, path_style: false, prefix: String::new(), sse: None,
+                kms_key_id: None, storage_class: None, format: Format::Gzip, encrypted: false, multiple_file: true,
+                retention_bytes: Some(1), retention_time: None, notification_emails: vec![],
+            },
+        },
+        sealed_secrets: Some(vec![1, 2, 3]),
+        created_at_ms: now_ms(),
+        updated_at_ms: now_ms(),
+        started_at_ms: None,
+        finished_at_ms: None,
+        progress: Progress::default(),
+        parts: vec![],
+        errors: vec![],
+    }
+}
+
+fn part(index: u32, rows_before: u64) -> PartRecord {
+    PartRecord { index, key: format!("k{index}"), url: format!("u{index}"), bytes: 10, rows: 5, rows_before, completed_at_ms: now_ms() }
+}
+
+async fn conformance(store: Arc<dyn JobStore>) {
+    let lease = Duration::from_millis(300);
+    let a = job("a");
+    store.insert(&a).await.unwrap();
+    assert!(store.get(Some("b"), a.id).await.unwrap().is_none(), "another domain's job looks absent");
+    assert_eq!(store.get(Some("a"), a.id).await.unwrap().unwrap().status, JobStatus::Created);
+
+    // Claim, checkpoint, heartbeat.
+    let claimed = store.claim_next("w1", lease).await.unwrap().unwrap();
+    assert_eq!(claimed.id, a.id);
+    assert_eq!(claimed.status, JobStatus::Running);
+    assert!(store.claim_next("w2", lease).await.unwrap().is_none(), "a leased job is not claimed twice");
+    let progress = Progress { events_generated: 9, events_sent: 5, last_datetime_ms: Some(7), percent_complete: 50 };
+    store.checkpoint(a.id, "w1", &part(1, 0), &progress).await.unwrap();
+    assert_eq!(store.heartbeat(a.id, "w1", lease, &progress).await.unwrap(), Lease::Held);
+    assert!(matches!(store.checkpoint(a.id, "w2", &part(2, 5), &progress).await, Err(StoreError::LeaseLost(_))));
+
+    // The lease expires: another worker takes the job over with its checkpoint.
+    tokio::time::sleep(lease * 2).await;
+    let taken = store.claim_next("w2", lease).await.unwrap().unwrap();
+    assert_eq!(taken.parts, vec![part(1, 0)].into_iter().map(|mut p| { p.completed_at_ms = taken.parts[0].completed_at_ms; p }).collect::<Vec<_>>());
+    assert_eq!(taken.progress, progress);
+    assert!(matches!(store.heartbeat(a.id, "w1", lease, &progress).await, Err(StoreError::LeaseLost(_))));
+
+    // Operator requests reach the worker; finishing releases the job.
+    assert_eq!(store.request(Some("a"), a.id, Request::Stop).await.unwrap(), Some(JobStatus::Running));
+    assert_eq!(store.heartbeat(a.id, "w2", lease, &progress).await.unwrap(), Lease::Requested(Request::Stop));
+    store.finish(a.id, "w2", JobStatus::Stopped, &progress, None).await.unwrap();
+    store.add_error(a.id, "email failed").await.unwrap();
+    let done = store.get(None, a.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Stopped);
+    assert_eq!(done.errors, vec!["email failed".to_string()]);
+    assert_eq!(store.request(Some("a"), a.id, Request::Remove).await.unwrap(), Some(JobStatus::Removed));
+    assert!(store.get(None, a.id).await.unwrap().unwrap().sealed_secrets.is_none(), "removal forgets the credentials");
+
+    // An idle job stops at once; listing filters.
+    let b = job("a");
+    store.insert(&b).await.unwrap();
+    assert_eq!(store.request(None, b.id, Request::Stop).await.unwrap(), Some(JobStatus::Stopped));
+    assert_eq!(store.request(Some("zz"), b.id, Request::Stop).await.unwrap(), None);
+    let stopped = store.list(&JobFilter { domain: Some("a".into()), status: Some(JobStatus::Stopped), ..Default::default() }).await.unwrap();
+    assert_eq!(stopped.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b.id]);
+    assert_eq!(store.list(&JobFilter { domain: Some("b".into()), ..Default::default() }).await.unwrap().len(), 0);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    let path = std::env::temp_dir().join(format!("forwarder-store-{}.sqlite", Uuid::new_v4()));
+    conformance(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+}
