@@ -108,7 +108,8 @@ mod tests {
         assert_eq!(chunk_size(mib8, 0), mib8);
         assert_eq!(chunk_size(mib8, 999), mib8);
         assert_eq!(chunk_size(mib8, 1000), 2 * mib8);
-        assert_eq!(chunk_size(mib8, 9999), 5 << 30);
+        assert_eq!(chunk_size(mib8, 9999), 4 << 30);
+        assert_eq!(chunk_size(4 * mib8, 9999), 5 << 30, "capped at S3's 5 GiB part limit");
         // 10,000 chunks hold far more than 10,000 × the base size.
         let total: u128 = (0..10_000).map(|i| chunk_size(mib8, i) as u128).sum();
         assert!(total > 100 * 10_000 * mib8 as u128);

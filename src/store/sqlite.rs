@@ -241,16 +241,15 @@ impl JobStore for SqliteStore {
         }
         let now = now_ms();
         sqlx::query(
-            "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL,
+            "UPDATE jobs SET status = ?1, finished_at = ?2, updated_at = ?3, lease_owner = NULL, lease_until = NULL,
                     requested = NULL,
-                    sealed_secrets = CASE WHEN status = 'REMOVED' OR ?1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
-                    errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', ?) END
-             WHERE id = ?",
+                    sealed_secrets = CASE WHEN ?1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
+                    errors = CASE WHEN ?4 IS NULL THEN errors ELSE json_insert(errors, '$[#]', ?4) END
+             WHERE id = ?5",
         )
         .bind(status.as_str())
         .bind(status.is_final().then_some(now))
         .bind(now)
-        .bind(error)
         .bind(error)
         .bind(&id_s)
         .execute(&mut *tx)
