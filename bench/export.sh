@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Benchmark: export N demo rows (default 2,000,000) as gzip to LocalStack through the real
+# API and worker, and report rows/s, CSV MB/s and the server's peak RSS.
+#   bench/export.sh [rows] [format] [level]
+# Uses the release build; starts LocalStack like the tests do (scripts/services.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+rows=${1:-2000000}
+format=${2:-gzip}
+level=${3:-6}
+work=${BENCH_DIR:-$root/target/bench}
+mkdir -p "$work"
+eval "$(scripts/services.sh)"
+cargo build --release --quiet
+target=${CARGO_TARGET_DIR:-$root/target}
+bin=$target/release/forwarder
+
+catalog=$("$bin" gen-demo --dir "$work/demo-$rows" --rows "$rows" 2>/dev/null | tail -1)
+csv_bytes=$(stat -c %s "$work/demo-$rows/data/ecommerce-000.csv")
+rm -rf "$work/data"
+port=18080
+cat > "$work/bench.toml" <<TOML
+listen = "127.0.0.1:$port"
+data_dir = "$work/data"
+catalog = "$catalog"
+[worker]
+compression_level = $level
+TOML
+bucket=bench-$(date +%s)
+curl -sf -X PUT "$FORWARDER_TEST_S3_ENDPOINT/$bucket" >/dev/null
+
+RUST_LOG=warn "$bin" serve --config "$work/bench.toml" > "$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+
+from=1767225600
+to=$(( from + (rows * 40) / 1000 + 1 ))
+start=$(date +%s.%N)
+id=$(curl -sf "127.0.0.1:$port/search/query" -H 'content-type: application/json' -d @- <<JSON | python3 -c 'import json,sys; print(json.load(sys.stdin)["object"]["id"])'
+{"query": "SELECT * FROM demo.ecommerce.data", "from": $from, "to": $to,
+ "destination": {"type": "s3", "params": {"aws.bucket": "$bucket", "aws.region": "us-east-1",
+   "aws.accesskey": "test", "aws.secretkey": "test", "aws.endpoint": "$FORWARDER_TEST_S3_ENDPOINT",
+   "aws.pathstyle": true, "format": "$format"}}}
+JSON
+)
+while :; do
+  job=$(curl -sf "127.0.0.1:$port/search/job/$id")
+  status=$(echo "$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["object"]["status"])')
+  case $status in COMPLETED|FAILED|STOPPED|REMOVED) break ;; esac
+  sleep 0.2
+done
+end=$(date +%s.%N)
+peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+echo "$job" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)["object"]
+rows, secs, csv, peak = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+stored = sum(p["bytes"] for p in j["extra"]["parts"])
+print(f"status          {j[\"status\"]} {j[\"error\"] or \"\"}")
+print(f"rows            {j[\"eventsSent\"]:,} in {len(j[\"extra\"][\"parts\"])} parts")
+print(f"time            {secs:.1f} s (submit to COMPLETED)")
+print(f"rows/s          {rows / secs:,.0f}")
+print(f"CSV MB/s        {csv / 1e6 / secs:.1f}  ({csv / 1e6:.0f} MB of CSV)")
+print(f"stored          {stored / 1e6:.1f} MB ({stored / csv * 100:.1f}% of the CSV)")
+print(f"peak RSS        {peak / 1024:.0f} MiB (server process, VmHWM)")
+' "$rows" "$(echo "$end - $start" | bc)" "$csv_bytes" "$peak_kb"
