@@ -5,7 +5,8 @@
 # Prints the environment the tests read. Idempotent: services already up are reused.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-state=${FORWARDER_TEST_STATE:-$root/target/test-services}
+# One place per machine: a service started by another checkout is reused with its mailbox.
+state=${FORWARDER_TEST_STATE:-${TMPDIR:-/tmp}/forwarder-test-services}
 venv=$root/localstack/.venv
 mkdir -p "$state/maildir"/{cur,new,tmp}
 
