@@ -171,7 +171,10 @@ async fn continuous_job_rotates_by_time_and_stops_on_request() {
     }
     let job = app.job(&id).await;
     assert_eq!(job["eventsSent"], 2_300, "{job:#}");
-    assert_eq!(job["extra"]["paths"].as_array().unwrap().len(), 2);
+    // The new rows go to new parts (more than one when a window boundary or the 1 s
+    // retention falls while they arrive).
+    assert!(job["extra"]["paths"].as_array().unwrap().len() >= 2, "{job:#}");
+    assert_eq!(job["extra"]["parts"][0]["rows"], 2_000);
 
     let (status, _) = app.get(&format!("/search/job/stop/{id}")).await;
     assert_eq!(status, 200);
