@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tracing::Instrument as _;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -183,7 +184,9 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
             }
-        })
+        }
+        // Heartbeat lines carry the job id too.
+        .in_current_span())
     }
 
     async fn export(
