@@ -2,7 +2,12 @@
 # Installs (once) and starts the real services the tests talk to, without Docker:
 #   LocalStack (S3) on 127.0.0.1:4566, from localstack/requirements.txt in a venv;
 #   aiosmtpd, a real SMTP server, on 127.0.0.1:2525, storing every message in a Maildir.
-# Prints the environment the tests read. Idempotent: services already up are reused.
+#
+#   scripts/services.sh [start]   start what is not running; print the environment the tests read
+#   scripts/services.sh stop      stop the services this script started
+#
+# Idempotent: services already up are reused. Each service runs detached, with every standard
+# stream pointed at its log file, so that `eval "$(scripts/services.sh)"` returns at once.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # One place per machine: a service started by another checkout is reused with its mailbox.
@@ -10,29 +15,50 @@ state=${FORWARDER_TEST_STATE:-${TMPDIR:-/tmp}/forwarder-test-services}
 venv=$root/localstack/.venv
 mkdir -p "$state/maildir"/{cur,new,tmp}
 
+s3_up() { curl -sf 127.0.0.1:4566/_localstack/health 2>/dev/null | grep -q '"s3": "\(available\|running\)"'; }
+smtp_up() { (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null; }
+
+# Starts "$@" in its own session, detached from this script's streams, and records its pid.
+detach() {
+  local name=$1; shift
+  (cd "$state" && exec setsid "$@") </dev/null >"$state/$name.log" 2>&1 &
+  echo $! >"$state/$name.pid"
+}
+
+stop() {
+  for name in localstack smtp; do
+    if [ -f "$state/$name.pid" ]; then
+      pid=$(cat "$state/$name.pid")
+      # setsid made the service a process-group leader: stop it with its children.
+      kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+      rm -f "$state/$name.pid"
+      echo "stopped $name" >&2
+    fi
+  done
+}
+
+if [ "${1:-start}" = stop ]; then stop; exit 0; fi
+
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$root/localstack/requirements.txt" "$venv/.installed" ; then
   echo "installing LocalStack and aiosmtpd into $venv (pinned, see localstack/requirements.txt)" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/localstack/requirements.txt"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/localstack/requirements.txt" >&2
   cp "$root/localstack/requirements.txt" "$venv/.installed"
 fi
 
-if ! curl -sf 127.0.0.1:4566/_localstack/health | grep -q '"s3": "\(available\|running\)"'; then
+if ! s3_up; then
   echo "starting LocalStack (S3) on 127.0.0.1:4566" >&2
-  (cd "$state" && GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=s3 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$state/ls" \
-     nohup "$venv/bin/python" -m localstack.runtime.main > "$state/localstack.log" 2>&1 &)
-  for _ in $(seq 1 120); do
-    curl -sf 127.0.0.1:4566/_localstack/health 2>/dev/null | grep -q '"s3": "\(available\|running\)"' && break
-    sleep 1
-  done
-  curl -sf 127.0.0.1:4566/_localstack/health | grep -q '"s3"' || { echo "LocalStack did not start; see $state/localstack.log" >&2; tail -30 "$state/localstack.log" >&2; exit 1; }
+  GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=s3 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$state/ls" \
+    detach localstack "$venv/bin/python" -m localstack.runtime.main
+  for _ in $(seq 1 120); do s3_up && break; sleep 1; done
+  s3_up || { echo "LocalStack did not start; see $state/localstack.log" >&2; tail -30 "$state/localstack.log" >&2; exit 1; }
 fi
 
-if ! (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null; then
+if ! smtp_up; then
   echo "starting aiosmtpd (SMTP) on 127.0.0.1:2525, mail in $state/maildir" >&2
-  nohup "$venv/bin/python" -m aiosmtpd -n -l 127.0.0.1:2525 -c aiosmtpd.handlers.Mailbox "$state/maildir" \
-    > "$state/smtp.log" 2>&1 &
-  for _ in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null && break; sleep 0.5; done
+  detach smtp "$venv/bin/python" -m aiosmtpd -n -l 127.0.0.1:2525 -c aiosmtpd.handlers.Mailbox "$state/maildir"
+  for _ in $(seq 1 60); do smtp_up && break; sleep 0.5; done
+  smtp_up || { echo "aiosmtpd did not start; see $state/smtp.log" >&2; tail -30 "$state/smtp.log" >&2; exit 1; }
 fi
 
 cat <<ENV

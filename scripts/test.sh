@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: starts LocalStack (S3) and a real SMTP server
 # (installing them on first use), then runs every unit and integration test.
+# Services this run started are stopped when it ends; services already running are reused
+# and left running (start them once with scripts/services.sh for a fast edit-test loop).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-eval "$(scripts/services.sh)"
+state=${FORWARDER_TEST_STATE:-${TMPDIR:-/tmp}/forwarder-test-services}
+mkdir -p "$state"
+had_pids=$(ls "$state"/*.pid 2>/dev/null || true)
+env_file=$(mktemp)
+cleanup() {
+  rm -f "$env_file"
+  if [ -z "$had_pids" ] && [ -z "${FORWARDER_KEEP_SERVICES:-}" ]; then scripts/services.sh stop; fi
+}
+trap cleanup EXIT
+# Into a file, not through a pipe: nothing a service inherits can keep this script waiting.
+scripts/services.sh >"$env_file"
+# shellcheck disable=SC1090
+. "$env_file"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"
 else
