@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{AppState, router};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::notify::notifier_from_config;
 use crate::query::{Catalog, DataFusionEngine, demo};
 use crate::secret::SecretBox;
@@ -33,9 +34,14 @@ impl App {
         let secrets = SecretBox::load_or_create(&config.data_dir.join("server.key"))?;
         let engine = Arc::new(DataFusionEngine::new(catalog));
         let notifier = notifier_from_config(&config).map_err(anyhow::Error::msg)?;
-        let uploaders = Arc::new(S3UploaderFactory { defaults: config.s3.clone(), upload: config.upload.clone() });
-        let worker = Arc::new(Worker::new(&config, store.clone(), engine.clone(), notifier, uploaders, secrets.clone()));
-        let state = AppState { config: Arc::new(config), store, engine, secrets };
+        let metrics = Arc::new(Metrics::default());
+        let uploaders = Arc::new(S3UploaderFactory {
+            defaults: config.s3.clone(),
+            upload: config.upload.clone(),
+            metrics: metrics.clone(),
+        });
+        let worker = Arc::new(Worker::new(&config, store.clone(), engine.clone(), notifier, uploaders, secrets.clone(), metrics.clone()));
+        let state = AppState { config: Arc::new(config), store, engine, secrets, metrics };
         Ok(Self { state, worker })
     }
 
@@ -55,6 +61,12 @@ impl App {
         if let Some(task) = worker_task {
             let _ = task.await;
         }
+        Ok(())
+    }
+
+    /// Runs the worker alone (no API) until `shutdown` is cancelled.
+    pub async fn run_worker(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.worker.clone().run(shutdown).await;
         Ok(())
     }
 }

@@ -68,6 +68,11 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// gzip / zip deflate level, 0-9.
     pub compression_level: u32,
+    /// On shutdown, how long running jobs get to upload their open part and record where
+    /// they stand. Past it, their in-flight uploads are aborted; either way the next start
+    /// continues them from their last checkpoint.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -78,6 +83,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
             compression_level: 6,
+            shutdown_deadline: Duration::from_secs(30),
         }
     }
 }

@@ -6,6 +6,8 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod job;
+pub mod jobs_cli;
+pub mod metrics;
 pub mod notify;
 pub mod part;
 pub mod query;

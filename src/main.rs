@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use forwarder::app::{App, shutdown_on_signals};
 use forwarder::config::Config;
 use forwarder::demo::{DemoOptions, run as run_demo};
+use forwarder::jobs_cli::{self, JobsArgs};
 use forwarder::query::demo;
 
 /// Forwarder: runs queries and forwards their results to S3 as compressed CSV part files.
@@ -22,6 +23,14 @@ enum Command {
         #[arg(long, short, env = "FORWARDER_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run a worker only (no API): several of these can share one job store.
+    Worker {
+        /// Configuration file (TOML); FORWARDER_* variables override it.
+        #[arg(long, short, env = "FORWARDER_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// List, inspect and steer the jobs of a running server.
+    Jobs(JobsArgs),
     /// See an export travel the whole path, with nothing else installed: in-process S3
     /// endpoint, API, worker, outbox email.
     Demo {
@@ -56,6 +65,11 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             App::build(config).await?.run(listener, shutdown_on_signals()).await
         }
+        Command::Worker { config } => {
+            let config = Config::load(config.as_deref())?;
+            App::build(config).await?.run_worker(shutdown_on_signals()).await
+        }
+        Command::Jobs(args) => jobs_cli::run(args).await,
         Command::Demo { dir, rows, format, part_mb } => run_demo(DemoOptions { dir, rows, format, part_mb }).await,
         Command::GenDemo { dir, rows } => {
             let catalog = demo::create(&dir, rows)?;

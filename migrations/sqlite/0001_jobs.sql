@@ -33,5 +33,9 @@ CREATE TABLE parts (
     rows         INTEGER NOT NULL,
     rows_before  INTEGER NOT NULL,
     completed_at INTEGER NOT NULL,
+    -- Where a resumed run continues: the query window starting at resume_from (NULL: the
+    -- job's own from), after resume_skip of its rows.
+    resume_from  INTEGER,
+    resume_skip  INTEGER NOT NULL,
     PRIMARY KEY (job_id, idx)
 );

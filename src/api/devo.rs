@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{ApiError, AppState, Caller};
-use crate::job::{Job, JobStatus, Progress, job_view, now_ms, parse_submit};
-use crate::store::{JobFilter, Request};
+use crate::job::{Command, Job, JobStatus, Progress, job_view, now_ms, parse_submit};
+use crate::store::{JobFilter, Outcome};
 
 /// `POST /search/query`: validates the request, queues the job, answers with its id.
 pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
@@ -90,24 +90,34 @@ pub async fn jobs(
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": views})))
 }
 
-async fn steer(state: &AppState, caller: &Caller, id: &str, request: Request) -> Result<Json<Value>, ApiError> {
+async fn steer(state: &AppState, caller: &Caller, id: &str, command: Command) -> Result<Json<Value>, ApiError> {
     let uuid = parse_id(id)?;
-    let status = state
+    let outcome = state
         .store
-        .request(Some(&caller.domain), uuid, request)
+        .command(Some(&caller.domain), uuid, command)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
-    tracing::info!(job = %uuid, ?request, %status, "operator request");
+    match outcome {
+        Outcome::Applied(status) => tracing::info!(job = %uuid, command = command.as_str(), %status, "operator command"),
+        Outcome::Refused(why) => {
+            return Err(ApiError::conflict(format!("cannot {} job {id}: {why}", command.as_str().to_lowercase())));
+        }
+    }
     let job = state.store.get(Some(&caller.domain), uuid).await?.ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": job_view(&job)})))
 }
 
 /// `GET /search/job/stop/{id}`: the open part is closed and uploaded, the job ends `STOPPED`.
 pub async fn stop(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    steer(&state, &caller, &id, Request::Stop).await
+    steer(&state, &caller, &id, Command::Stop).await
+}
+
+/// `GET /search/job/start/{id}`: a stopped job continues where it stopped.
+pub async fn start(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    steer(&state, &caller, &id, Command::Start).await
 }
 
 /// `GET /search/job/remove/{id}`: in-flight uploads are aborted, credentials forgotten.
 pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    steer(&state, &caller, &id, Request::Remove).await
+    steer(&state, &caller, &id, Command::Remove).await
 }

@@ -22,6 +22,10 @@ impl ApiError {
     pub fn unauthorized(msg: &str) -> Self {
         Self { http: StatusCode::UNAUTHORIZED, code: 401, msg: msg.to_string() }
     }
+    /// The request is well-formed but the job's state does not allow it.
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        Self { http: StatusCode::CONFLICT, code: 409, msg: msg.into() }
+    }
     pub fn bad_request(code: u16, msg: impl Into<String>) -> Self {
         Self { http: StatusCode::BAD_REQUEST, code, msg: msg.into() }
     }

@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::query::QueryEngine;
 use crate::secret::SecretBox;
 use crate::store::JobStore;
@@ -25,6 +27,7 @@ pub struct AppState {
     pub store: Arc<dyn JobStore>,
     pub engine: Arc<dyn QueryEngine>,
     pub secrets: SecretBox,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -33,11 +36,19 @@ pub fn router(state: AppState) -> Router {
         .route("/search/job/{id}", get(devo::job))
         .route("/search/jobs", get(devo::jobs))
         .route("/search/job/stop/{id}", get(devo::stop))
+        .route("/search/job/start/{id}", get(devo::start))
         .route("/search/job/remove/{id}", get(devo::remove))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let counts = state.store.count_by_status().await?;
+    let body = state.metrics.render(&counts);
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body))
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {

@@ -9,7 +9,7 @@ mod view;
 
 pub use request::{RequestError, SubmitRequest, codes as request_codes, parse_submit};
 pub use spec::{Destination, Format, JobSecrets, JobSpec};
-pub use status::JobStatus;
+pub use status::{Command, Effect, JobStatus, plan};
 pub use view::{JobView, job_view};
 
 use serde::{Deserialize, Serialize};
@@ -55,9 +55,19 @@ pub struct PartRecord {
     /// Size of the stored (compressed) object.
     pub bytes: u64,
     pub rows: u64,
-    /// Rows of the job's result before this part: a resumed run skips `rows_before + rows`.
+    /// Rows of the job's result before this part.
     pub rows_before: u64,
     pub completed_at_ms: i64,
+    /// Where a resumed run continues after this part.
+    pub resume: ResumePoint,
+}
+
+/// A position in a job's result: the query window that starts at `from_ms` (the job's own
+/// `from` for a bounded job, the current window of a continuous one), after `skip` of its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    pub from_ms: Option<i64>,
+    pub skip: u64,
 }
 
 /// Part file name: `apiv2_<jobid>_<index>.<ext>`, the index zero-padded to three digits

@@ -147,6 +147,7 @@ mod tests {
                 rows: 10,
                 rows_before: 0,
                 completed_at_ms: 0,
+                resume: Default::default(),
             }],
             duration: Duration::from_secs(75),
             errors: vec!["S3 <boom>".into()],

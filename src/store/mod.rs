@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::job::{Job, JobStatus, PartRecord, Progress};
+use crate::job::{Command, Job, JobStatus, PartRecord, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,18 +35,21 @@ pub struct JobFilter {
     pub limit: Option<u32>,
 }
 
-/// What an operator asked of a running job; the worker sees it at its next heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    Stop,
-    Remove,
-}
-
 /// Answer to a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease {
     Held,
-    Requested(Request),
+    /// An operator asked the running job to stop or be removed.
+    Requested(Command),
+}
+
+/// The answer to an operator's [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied: the job's status now (still `RUNNING` when its worker was told).
+    Applied(JobStatus),
+    /// Refused, with why: the transition is not valid. Nothing changed.
+    Refused(String),
 }
 
 #[async_trait]
@@ -66,10 +69,17 @@ pub trait JobStore: Send + Sync + 'static {
     async fn finish(&self, id: Uuid, worker: &str, status: JobStatus, progress: &Progress, error: Option<&str>) -> Result<(), StoreError>;
     /// Appends to the job's `error` list without touching its status (e.g. an email failure).
     async fn add_error(&self, id: Uuid, message: &str) -> Result<(), StoreError>;
-    /// An operator asks a job to stop or be removed. A job nobody runs changes status at
-    /// once; a running one is told at its worker's next heartbeat. Returns the status after
-    /// the request, `None` when the job does not exist (in that domain).
-    async fn request(&self, domain: Option<&str>, id: Uuid, request: Request) -> Result<Option<JobStatus>, StoreError>;
+    /// Gives the run back without ending the job (graceful shutdown): it becomes `CREATED`
+    /// again, so that the next worker continues it from its last checkpoint. A stop or
+    /// remove an operator asked for meanwhile takes effect instead.
+    async fn release(&self, id: Uuid, worker: &str, progress: &Progress) -> Result<(), StoreError>;
+    /// An operator's command, applied as [`crate::job::plan`] says: a job nobody runs changes
+    /// status at once, a running one is told at its worker's next heartbeat. Removing
+    /// forgets the job's sealed credentials. `None` when the job does not exist (in that
+    /// domain).
+    async fn command(&self, domain: Option<&str>, id: Uuid, command: Command) -> Result<Option<Outcome>, StoreError>;
+    /// How many jobs the store holds in each status (every domain).
+    async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError>;
     /// Reachable and answering (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

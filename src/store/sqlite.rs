@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::{JobFilter, JobStore, Lease, Request, StoreError};
-use crate::job::{Job, JobStatus, PartRecord, Progress, now_ms};
+use super::{JobFilter, JobStore, Lease, Outcome, StoreError};
+use crate::job::{Command, Effect, Job, JobStatus, PartRecord, Progress, ResumePoint, now_ms, plan};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -89,6 +89,10 @@ fn part_from_row(row: &SqliteRow) -> Result<PartRecord, StoreError> {
         rows: row.try_get::<i64, _>("rows")? as u64,
         rows_before: row.try_get::<i64, _>("rows_before")? as u64,
         completed_at_ms: row.try_get("completed_at")?,
+        resume: ResumePoint {
+            from_ms: row.try_get("resume_from")?,
+            skip: row.try_get::<i64, _>("resume_skip")? as u64,
+        },
     })
 }
 
@@ -203,10 +207,9 @@ impl JobStore for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
         tx.commit().await?;
-        Ok(match requested.as_deref() {
-            Some("STOP") => Lease::Requested(Request::Stop),
-            Some("REMOVE") => Lease::Requested(Request::Remove),
-            _ => Lease::Held,
+        Ok(match requested.as_deref().and_then(Command::parse) {
+            Some(command) => Lease::Requested(command),
+            None => Lease::Held,
         })
     }
 
@@ -217,7 +220,8 @@ impl JobStore for SqliteStore {
             return Err(StoreError::LeaseLost(id));
         }
         sqlx::query(
-            "INSERT INTO parts (job_id, idx, key, url, bytes, rows, rows_before, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO parts (job_id, idx, key, url, bytes, rows, rows_before, completed_at, resume_from, resume_skip)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id_s)
         .bind(part.index as i64)
@@ -227,6 +231,8 @@ impl JobStore for SqliteStore {
         .bind(part.rows as i64)
         .bind(part.rows_before as i64)
         .bind(part.completed_at_ms)
+        .bind(part.resume.from_ms)
+        .bind(part.resume.skip as i64)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -268,34 +274,69 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn request(&self, domain: Option<&str>, id: Uuid, request: Request) -> Result<Option<JobStatus>, StoreError> {
-        let (word, idle_status) = match request {
-            Request::Stop => ("STOP", JobStatus::Stopped),
-            Request::Remove => ("REMOVE", JobStatus::Removed),
-        };
-        let now = now_ms();
-        // Running: leave a note for the worker. Not running: change the status now (a
-        // stopped or finished job can still be removed; removing forgets the credentials).
-        let status: Option<String> = sqlx::query_scalar(
-            "UPDATE jobs SET
-                requested = CASE WHEN status = 'RUNNING' THEN ?1 ELSE requested END,
-                status = CASE WHEN status = 'RUNNING' THEN status
-                              WHEN ?1 = 'STOP' AND status = 'CREATED' THEN ?2
-                              WHEN ?1 = 'REMOVE' AND status <> 'REMOVED' THEN ?2
-                              ELSE status END,
-                sealed_secrets = CASE WHEN ?1 = 'REMOVE' AND status <> 'RUNNING' THEN NULL ELSE sealed_secrets END,
-                updated_at = ?3
-             WHERE id = ?4 AND (?5 IS NULL OR domain = ?5)
-             RETURNING status",
+    async fn release(&self, id: Uuid, worker: &str, progress: &Progress) -> Result<(), StoreError> {
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, requested = NULL, updated_at = ?1,
+                    status = CASE requested WHEN 'STOP' THEN 'STOPPED' WHEN 'REMOVE' THEN 'REMOVED' ELSE 'CREATED' END,
+                    sealed_secrets = CASE requested WHEN 'REMOVE' THEN NULL ELSE sealed_secrets END
+             WHERE id = ?2",
         )
-        .bind(word)
-        .bind(idle_status.as_str())
-        .bind(now)
-        .bind(id.to_string())
-        .bind(domain)
-        .fetch_optional(&self.pool)
+        .bind(now_ms())
+        .bind(&id_s)
+        .execute(&mut *tx)
         .await?;
-        Ok(status.and_then(|s| JobStatus::parse(&s)))
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn command(&self, domain: Option<&str>, id: Uuid, command: Command) -> Result<Option<Outcome>, StoreError> {
+        let id_s = id.to_string();
+        // Read, decide with the pure lifecycle, then write only if the job still stands where
+        // it was read (compare-and-set); a race with a worker is retried from the read.
+        for _ in 0..5 {
+            let row: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT status, requested FROM jobs WHERE id = ?1 AND (?2 IS NULL OR domain = ?2)")
+                    .bind(&id_s)
+                    .bind(domain)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let Some((status_s, requested)) = row else { return Ok(None) };
+            let status = JobStatus::parse(&status_s).ok_or_else(|| corrupt(&id_s, format!("status {status_s}")))?;
+            let pending = requested.as_deref().and_then(Command::parse);
+            let (new_status, note) = match plan(command, status, pending) {
+                Err(why) => return Ok(Some(Outcome::Refused(why))),
+                Ok(Effect::Become(new_status)) => (new_status, None),
+                Ok(Effect::TellWorker) => (status, Some(command.as_str())),
+            };
+            let done = sqlx::query(
+                "UPDATE jobs SET status = ?1, requested = ?2, updated_at = ?3,
+                        sealed_secrets = CASE WHEN ?1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
+                        finished_at = CASE WHEN ?1 = 'REMOVED' THEN COALESCE(finished_at, ?3) ELSE finished_at END
+                 WHERE id = ?4 AND status = ?5 AND requested IS ?6",
+            )
+            .bind(new_status.as_str())
+            .bind(note)
+            .bind(now_ms())
+            .bind(&id_s)
+            .bind(&status_s)
+            .bind(&requested)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                return Ok(Some(Outcome::Applied(new_status)));
+            }
+        }
+        Ok(Some(Outcome::Refused("the job changed while the command was applied; try again".into())))
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().filter_map(|(s, n)| Some((JobStatus::parse(&s)?, n as u64))).collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

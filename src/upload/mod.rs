@@ -3,9 +3,11 @@
 //! chunks into one object (lazy multipart upload, bounded concurrency, abort on failure).
 
 mod handle;
+mod metered;
 pub mod s3;
 
 pub use handle::ObjectUpload;
+pub use metered::Metered;
 pub use s3::{S3Defaults, S3Uploader};
 
 use async_trait::async_trait;

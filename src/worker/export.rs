@@ -11,8 +11,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::parts::{PartEvent, PartWriter};
-use crate::job::{PartRecord, Progress, now_ms};
-use crate::store::{JobStore, Request, StoreError};
+use crate::job::{Command, PartRecord, Progress, now_ms};
+use crate::metrics::Metrics;
+use crate::store::{JobStore, StoreError};
 use crate::upload::{ObjectMeta, ObjectUpload, UploadError, Uploader};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,18 @@ pub enum ExportError {
     Encode(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The worker's shutdown deadline passed before the job reached a checkpoint.
+    #[error("the worker shut down before the open part was uploaded")]
+    ShutdownDeadline,
+}
+
+/// Why a run ends before its query is exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// An operator asked to stop or remove the job.
+    Operator(Command),
+    /// The worker is shutting down: upload the open part and give the job back.
+    Shutdown,
 }
 
 /// How an export ended.
@@ -32,8 +45,8 @@ pub enum ExportError {
 pub enum Ended {
     /// The query has no more rows (the open part is still open).
     Exhausted,
-    /// An operator asked to stop or remove the job.
-    Requested(Request),
+    /// An operator or the worker's shutdown interrupted it.
+    Interrupted(Interrupt),
 }
 
 /// Everything the export of one job needs, and what it has done so far.
@@ -46,6 +59,7 @@ pub struct Export {
     pub progress: Arc<Mutex<Progress>>,
     /// Time range of a bounded job, for `percentComplete`.
     pub window: Option<(i64, i64)>,
+    metrics: Arc<Metrics>,
     uploads: BTreeMap<u32, ObjectUpload>,
 }
 
@@ -58,8 +72,9 @@ impl Export {
         concurrency: usize,
         progress: Arc<Mutex<Progress>>,
         window: Option<(i64, i64)>,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { job_id, worker_id, store, uploader, concurrency, progress, window, uploads: BTreeMap::new() }
+        Self { job_id, worker_id, store, uploader, concurrency, progress, window, metrics, uploads: BTreeMap::new() }
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -72,11 +87,11 @@ impl Export {
         &mut self,
         mut writer: PartWriter,
         mut stream: SendableRecordBatchStream,
-        control: &mut watch::Receiver<Option<Request>>,
+        control: &mut watch::Receiver<Option<Interrupt>>,
     ) -> Result<(PartWriter, Ended), ExportError> {
         loop {
-            if let Some(request) = *control.borrow() {
-                return Ok((writer, Ended::Requested(request)));
+            if let Some(interrupt) = *control.borrow() {
+                return Ok((writer, Ended::Interrupted(interrupt)));
             }
             let deadline = writer.deadline();
             let sleep = async {
@@ -137,7 +152,7 @@ impl Export {
                         upload.put_chunk(data).await?;
                     }
                 }
-                PartEvent::Closed { index, part, rows_before, max_time_ms } => {
+                PartEvent::Closed { index, part, rows_before, max_time_ms, resume } => {
                     let Some(upload) = self.uploads.remove(&index) else { continue };
                     let key = upload.key().to_string();
                     let mut chunks = part.chunks;
@@ -155,6 +170,7 @@ impl Export {
                         rows: part.rows,
                         rows_before,
                         completed_at_ms: now_ms(),
+                        resume,
                     };
                     let snapshot = {
                         let mut p = self.progress();
@@ -172,6 +188,9 @@ impl Export {
                     };
                     tracing::info!(part = index, key = %record.key, bytes, rows = record.rows, "part uploaded");
                     self.store.checkpoint(self.job_id, &self.worker_id, &record, &snapshot).await?;
+                    self.metrics.parts_uploaded.inc();
+                    self.metrics.rows_exported.inc_by(record.rows);
+                    self.metrics.bytes_uploaded.inc_by(record.bytes);
                 }
             }
         }

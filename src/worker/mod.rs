@@ -5,8 +5,8 @@
 mod export;
 mod parts;
 
-pub use export::{Ended, Export, ExportError};
-pub use parts::{PartEvent, PartWriter};
+pub use export::{Ended, Export, ExportError, Interrupt};
+pub use parts::{PartEvent, PartWriter, Start};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,13 +18,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{Config, SmtpConfig, UploadConfig, WorkerConfig};
-use crate::job::{Job, JobSecrets, JobStatus, Progress, now_ms};
+use crate::job::{Command, Job, JobSecrets, JobStatus, Progress, ResumePoint, now_ms};
 use crate::notify::{JobSummary, Notifier, notify_with_retry};
 use crate::part::{PartOptions, RotationPolicy};
 use crate::query::{QueryEngine, QueryWindow};
 use crate::secret::SecretBox;
-use crate::store::{JobStore, Lease, Request, StoreError};
-use crate::upload::{S3Defaults, S3Uploader, Uploader};
+use crate::store::{JobStore, Lease, StoreError};
+use crate::metrics::Metrics;
+use crate::upload::{Metered, S3Defaults, S3Uploader, Uploader};
 
 /// Builds the uploader for one job's destination (a trait so tests can swap the target).
 #[async_trait]
@@ -35,13 +36,14 @@ pub trait UploaderFactory: Send + Sync + 'static {
 pub struct S3UploaderFactory {
     pub defaults: S3Defaults,
     pub upload: UploadConfig,
+    pub metrics: Arc<Metrics>,
 }
 
 #[async_trait]
 impl UploaderFactory for S3UploaderFactory {
     async fn for_job(&self, job: &Job, secrets: &JobSecrets) -> Result<Arc<dyn Uploader>, String> {
         let u = S3Uploader::for_destination(&job.spec.destination, secrets, &self.defaults, &self.upload).await?;
-        Ok(Arc::new(u))
+        Ok(Arc::new(Metered::new(Arc::new(u), self.metrics.clone())))
     }
 }
 
@@ -52,9 +54,14 @@ pub struct Worker {
     notifier: Arc<dyn Notifier>,
     uploaders: Arc<dyn UploaderFactory>,
     secrets: SecretBox,
+    metrics: Arc<Metrics>,
     worker: WorkerConfig,
     upload: UploadConfig,
     smtp: SmtpConfig,
+    /// Cancelled when the worker begins to shut down: jobs checkpoint and give their lease back.
+    draining: CancellationToken,
+    /// Cancelled when the shutdown deadline passes: jobs abort their in-flight uploads.
+    deadline: CancellationToken,
 }
 
 /// How far behind "now" a continuous job's window ends, so that rows still being written
@@ -69,6 +76,7 @@ impl Worker {
         notifier: Arc<dyn Notifier>,
         uploaders: Arc<dyn UploaderFactory>,
         secrets: SecretBox,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let host = gethostname();
         Self {
@@ -78,10 +86,19 @@ impl Worker {
             notifier,
             uploaders,
             secrets,
+            metrics,
             worker: config.worker.clone(),
             upload: config.upload.clone(),
             smtp: config.smtp.clone(),
+            draining: CancellationToken::new(),
+            deadline: CancellationToken::new(),
         }
+    }
+
+    /// Asks running jobs to upload their open part and give themselves back to the store
+    /// (status `CREATED`, continued by the next worker from that checkpoint).
+    pub fn begin_shutdown(&self) {
+        self.draining.cancel();
     }
 
     /// Claims one runnable job and runs it to its end. `None`: nothing to do.
@@ -121,20 +138,35 @@ impl Worker {
                 () = shutdown.cancelled() => break,
             }
         }
-        // Let running jobs reach their end or their next checkpoint.
-        let _ = slots.acquire_many(self.worker.concurrency as u32).await;
+        // Running jobs upload their open part and give themselves back, within the deadline;
+        // past it they abort their in-flight uploads (the next start redoes that part).
+        self.begin_shutdown();
+        let all = self.worker.concurrency as u32;
+        if tokio::time::timeout(self.worker.shutdown_deadline, slots.acquire_many(all)).await.is_err() {
+            tracing::warn!(deadline = ?self.worker.shutdown_deadline, "shutdown deadline passed: aborting in-flight uploads");
+            self.deadline.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
+        }
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
     #[tracing::instrument(skip_all, fields(job = %job.id))]
     async fn execute(&self, job: Job) {
         let started = Instant::now();
-        tracing::info!(query = %job.spec.query, "job started");
+        tracing::info!(query = %job.spec.query, resumed_after_part = job.parts.last().map(|p| p.index), "job started");
         let progress = Arc::new(Mutex::new(job.progress.clone()));
         let (control_tx, mut control) = watch::channel(None);
-        let heartbeat = self.spawn_heartbeat(job.id, progress.clone(), control_tx);
+        let control_tx = Arc::new(control_tx);
+        let heartbeat = self.spawn_heartbeat(job.id, progress.clone(), control_tx.clone());
+        let draining = self.draining.clone();
+        let drain_watch = tokio::spawn(async move {
+            draining.cancelled().await;
+            // An operator's stop or remove, if one came first, still wins.
+            control_tx.send_if_modified(|c| c.is_none().then(|| *c = Some(Interrupt::Shutdown)).is_some());
+        });
         let result = self.export(&job, progress.clone(), &mut control).await;
         heartbeat.abort();
+        drain_watch.abort();
 
         let mut final_progress = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (status, error) = match result {
@@ -142,8 +174,15 @@ impl Worker {
                 final_progress.percent_complete = 100;
                 (JobStatus::Completed, None)
             }
-            Ok(Ended::Requested(Request::Stop)) => (JobStatus::Stopped, None),
-            Ok(Ended::Requested(Request::Remove)) => (JobStatus::Removed, None),
+            Ok(Ended::Interrupted(Interrupt::Operator(Command::Remove))) => (JobStatus::Removed, None),
+            Ok(Ended::Interrupted(Interrupt::Operator(_))) => (JobStatus::Stopped, None),
+            Ok(Ended::Interrupted(Interrupt::Shutdown)) | Err(ExportError::ShutdownDeadline) => {
+                match self.store.release(job.id, &self.id, &final_progress).await {
+                    Ok(()) => tracing::info!(rows = final_progress.events_sent, "job handed back for the next start"),
+                    Err(e) => tracing::error!(error = %e, "could not hand the job back; it is taken over when its lease expires"),
+                }
+                return;
+            }
             Err(ExportError::Store(StoreError::LeaseLost(_))) => {
                 tracing::warn!("lease lost: another worker owns the job now");
                 return;
@@ -154,6 +193,7 @@ impl Worker {
             tracing::error!(error = %e, "could not record the end of the job");
             return;
         }
+        self.metrics.job_ended(status);
         match &error {
             Some(e) => tracing::warn!(%status, error = %e, "job ended"),
             None => tracing::info!(%status, rows = final_progress.events_sent, "job ended"),
@@ -167,7 +207,7 @@ impl Worker {
         &self,
         id: Uuid,
         progress: Arc<Mutex<Progress>>,
-        control: watch::Sender<Option<Request>>,
+        control: Arc<watch::Sender<Option<Interrupt>>>,
     ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let (worker, lease) = (self.id.clone(), self.worker.lease);
@@ -178,8 +218,8 @@ impl Worker {
                 let snapshot = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 match store.heartbeat(id, &worker, lease, &snapshot).await {
                     Ok(Lease::Held) => {}
-                    Ok(Lease::Requested(r)) => {
-                        let _ = control.send(Some(r));
+                    Ok(Lease::Requested(command)) => {
+                        control.send_replace(Some(Interrupt::Operator(command)));
                     }
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
@@ -189,11 +229,19 @@ impl Worker {
         .in_current_span())
     }
 
+    /// Runs `step` unless the shutdown deadline passes first.
+    async fn before_deadline<T>(&self, step: impl Future<Output = Result<T, ExportError>>) -> Result<T, ExportError> {
+        tokio::select! {
+            r = step => r,
+            () = self.deadline.cancelled() => Err(ExportError::ShutdownDeadline),
+        }
+    }
+
     async fn export(
         &self,
         job: &Job,
         progress: Arc<Mutex<Progress>>,
-        control: &mut watch::Receiver<Option<Request>>,
+        control: &mut watch::Receiver<Option<Interrupt>>,
     ) -> Result<Ended, ExportError> {
         let secrets: JobSecrets = match &job.sealed_secrets {
             Some(sealed) => self.secrets.open(sealed).map_err(|e| ExportError::Query(e.to_string()))?,
@@ -209,15 +257,18 @@ impl Worker {
             chunk_size: (self.upload.part_size_mib as usize) << 20,
         };
         let policy = RotationPolicy { max_bytes: dest.retention_bytes, max_age: dest.retention_time };
-        // Resume after the last checkpoint: continue part numbers, skip rows already sent.
+        // Resume after the last checkpoint: part numbers continue, and the query continues
+        // from the window and row the last uploaded part ended at.
         let next_index = job.parts.last().map_or(1, |p| p.index + 1);
         let rows_done = job.parts.last().map_or(0, |p| p.rows_before + p.rows);
+        let resume = job.parts.last().map_or(ResumePoint { from_ms: job.spec.from_ms, skip: 0 }, |p| p.resume);
+        let start = Start { rows_total: rows_done, resume };
         progress.lock().unwrap_or_else(|p| p.into_inner()).events_sent = rows_done;
         let window = job.spec.to_ms.map(|to| (job.spec.from_ms.unwrap_or(0), to));
-        let mut export = Export::new(job.id, self.id.clone(), self.store.clone(), uploader, self.upload.concurrency, progress, window);
+        let mut export = Export::new(job.id, self.id.clone(), self.store.clone(), uploader, self.upload.concurrency, progress, window, self.metrics.clone());
 
-        let mut from_ms = job.spec.from_ms;
-        let mut skip = rows_done;
+        let mut from_ms = resume.from_ms;
+        let mut skip = resume.skip;
         let mut writer: Option<PartWriter> = None;
         let result = loop {
             let to_ms = job.spec.to_ms.or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
@@ -226,7 +277,7 @@ impl Worker {
             if remaining == Some(0)
                 && let Some(w) = writer.take()
             {
-                break export.close_part(w, false).await.map(|_| Ended::Exhausted);
+                break self.before_deadline(export.close_part(w, false)).await.map(|_| Ended::Exhausted);
             }
             let run = match self.engine.run(&job.spec.query, QueryWindow { from_ms, to_ms }, skip, remaining.map(|r| r + skip)).await {
                 Ok(run) => run,
@@ -234,31 +285,31 @@ impl Worker {
             };
             let w = match writer.take() {
                 Some(w) => w,
-                None => PartWriter::new(job.id, dest.prefix.clone(), options.clone(), policy, &run.stream.schema(), run.time_column, next_index, rows_done),
+                None => PartWriter::new(job.id, dest.prefix.clone(), options.clone(), policy, &run.stream.schema(), run.time_column, next_index, start),
             };
-            match export.pump(w, run.stream, control).await {
-                Ok((w, Ended::Exhausted)) if job.spec.to_ms.is_none() => {
-                    // Continuous: wait for the next window, keeping `retention.time` on time.
+            match self.before_deadline(export.pump(w, run.stream, control)).await {
+                Ok((mut w, Ended::Exhausted)) if job.spec.to_ms.is_none() => {
+                    // Continuous: this window is done; the next one starts where it ended.
+                    // Keep `retention.time` on time while waiting for it.
                     from_ms = to_ms;
                     skip = 0;
-                    let w = export.close_part(w, true).await;
-                    match w {
+                    w.start_window(from_ms);
+                    match self.before_deadline(export.close_part(w, true)).await {
                         Ok(w) => writer = Some(w),
                         Err(e) => break Err(e),
                     }
                     let wait = tokio::time::sleep(self.worker.poll_interval.max(Duration::from_secs(1)));
                     tokio::select! { () = wait => {}, _ = control.changed() => {} }
                 }
-                Ok((w, ended)) => {
-                    if ended == Ended::Requested(Request::Remove) {
-                        break Ok(ended);
-                    }
-                    break export.close_part(w, false).await.map(|_| ended);
+                Ok((w, Ended::Interrupted(Interrupt::Operator(Command::Remove)))) => {
+                    drop(w);
+                    break Ok(Ended::Interrupted(Interrupt::Operator(Command::Remove)));
                 }
+                Ok((w, ended)) => break self.before_deadline(export.close_part(w, false)).await.map(|_| ended),
                 Err(e) => break Err(e),
             }
         };
-        if !matches!(result, Ok(Ended::Exhausted) | Ok(Ended::Requested(Request::Stop))) {
+        if !matches!(result, Ok(Ended::Exhausted | Ended::Interrupted(Interrupt::Operator(Command::Stop) | Interrupt::Shutdown))) {
             export.abort_all().await;
         }
         result
@@ -281,8 +332,12 @@ impl Worker {
         };
         let backoff = Duration::from_millis(500);
         match notify_with_retry(self.notifier.as_ref(), &summary, &self.smtp.from, self.smtp.max_attempts, backoff).await {
-            Ok(place) => tracing::info!(to = %summary.recipients.join(", "), via = %place, "notification email sent"),
+            Ok(place) => {
+                self.metrics.emails_sent.inc();
+                tracing::info!(to = %summary.recipients.join(", "), via = %place, "notification email sent");
+            }
             Err(e) => {
+                self.metrics.smtp_errors.inc();
                 tracing::error!(error = %e, "notification email failed");
                 let _ = self.store.add_error(id, &e.to_string()).await;
             }

@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit, Timest
 use datafusion::arrow::record_batch::RecordBatch;
 use uuid::Uuid;
 
-use crate::job::{Format, part_file_name};
+use crate::job::{Format, ResumePoint, part_file_name};
 use crate::part::csv::{BatchRows, header};
 use crate::part::{FinishedPart, PartEncoder, PartOptions, Rotation, RotationPolicy};
 
@@ -19,7 +19,7 @@ use crate::part::{FinishedPart, PartEncoder, PartOptions, Rotation, RotationPoli
 pub enum PartEvent {
     Opened { index: u32, key: String, content_type: &'static str },
     Chunk { index: u32, data: Bytes },
-    Closed { index: u32, part: FinishedPart, rows_before: u64, max_time_ms: Option<i64> },
+    Closed { index: u32, part: FinishedPart, rows_before: u64, max_time_ms: Option<i64>, resume: ResumePoint },
 }
 
 struct OpenPart {
@@ -41,6 +41,9 @@ pub struct PartWriter {
     next_index: u32,
     /// Rows of the job's result written so far (including earlier runs of a resumed job).
     rows_total: u64,
+    /// The query window being written: where it starts and `rows_total` when it started.
+    window_from_ms: Option<i64>,
+    window_base: u64,
     row: Vec<u8>,
 }
 
@@ -53,7 +56,7 @@ impl PartWriter {
         schema: &Schema,
         time_column: Option<usize>,
         next_index: u32,
-        rows_total: u64,
+        start: Start,
     ) -> Self {
         Self {
             job_id,
@@ -64,7 +67,9 @@ impl PartWriter {
             time_column,
             open: None,
             next_index,
-            rows_total,
+            rows_total: start.rows_total,
+            window_from_ms: start.resume.from_ms,
+            window_base: start.rows_total - start.resume.skip.min(start.rows_total),
             row: Vec::with_capacity(1024),
         }
     }
@@ -79,6 +84,18 @@ impl PartWriter {
 
     pub fn rows_total(&self) -> u64 {
         self.rows_total
+    }
+
+    /// The rows that follow come from the query window starting at `from_ms` (continuous
+    /// jobs run one window after another).
+    pub fn start_window(&mut self, from_ms: Option<i64>) {
+        self.window_from_ms = from_ms;
+        self.window_base = self.rows_total;
+    }
+
+    /// Where a run resumed after everything written so far would continue.
+    pub fn resume_point(&self) -> ResumePoint {
+        ResumePoint { from_ms: self.window_from_ms, skip: self.rows_total - self.window_base }
     }
 
     /// When the open part must be closed by time (`retention.time`), if one is open.
@@ -111,6 +128,7 @@ impl PartWriter {
                 part,
                 rows_before: open.rows_before,
                 max_time_ms: open.max_time_ms,
+                resume: self.resume_point(),
             });
         }
         Ok(())
@@ -161,6 +179,14 @@ impl PartWriter {
     }
 }
 
+/// Where a writer starts: rows of the job's result already sent by earlier runs, and where
+/// in the query the first row it gets comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Start {
+    pub rows_total: u64,
+    pub resume: ResumePoint,
+}
+
 /// The time column as epoch milliseconds, when it is a timestamp or an integer.
 fn time_values(col: &dyn Array) -> Option<Vec<Option<i64>>> {
     match col.data_type() {
@@ -188,7 +214,7 @@ mod tests {
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))]).unwrap();
         let options = PartOptions { format: Format::Plain, level: 6, password: None, entry_name: String::new(), chunk_size: 1 << 20 };
         let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
-        (PartWriter::new(Uuid::nil(), "p/".into(), options, policy, &schema, None, 1, 0), batch)
+        (PartWriter::new(Uuid::nil(), "p/".into(), options, policy, &schema, None, 1, Start::default()), batch)
     }
 
     #[test]
@@ -213,7 +239,23 @@ mod tests {
             }
         }
         assert_eq!(seen, 2000);
+        let resumes: Vec<_> = events.iter().filter_map(|e| match e { PartEvent::Closed { resume, .. } => Some(resume.skip), _ => None }).collect();
+        assert_eq!(resumes.last(), Some(&2000));
         assert_eq!(indexes, (1..=indexes.len() as u32).collect::<Vec<_>>());
         assert!(matches!(&events[0], PartEvent::Opened { key, .. } if key == &format!("p/apiv2_{}_001.csv", Uuid::nil())));
+    }
+
+    #[test]
+    fn resume_points_follow_windows() {
+        let (mut w, batch) = writer(1 << 30);
+        let mut events = Vec::new();
+        w.write_batch(&batch, &mut events).unwrap();
+        assert_eq!(w.resume_point(), ResumePoint { from_ms: None, skip: 2000 });
+        w.start_window(Some(5_000));
+        assert_eq!(w.resume_point(), ResumePoint { from_ms: Some(5_000), skip: 0 });
+        w.write_batch(&batch.slice(0, 10), &mut events).unwrap();
+        w.close(&mut events).unwrap();
+        let Some(PartEvent::Closed { resume, rows_before, part, .. }) = events.last() else { panic!("closed last") };
+        assert_eq!((*resume, *rows_before, part.rows), (ResumePoint { from_ms: Some(5_000), skip: 10 }, 0, 2010));
     }
 }

@@ -61,7 +61,14 @@ pub async fn spawn_app_with(rows: u64, tweak: impl FnOnce(&mut Config)) -> TestA
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,forwarder=info").try_init();
     let dir = std::env::temp_dir().join(format!("forwarder-it-{}", uuid::Uuid::new_v4()));
     let catalog = demo::create(&dir.join("demo"), rows).unwrap();
-    let mut config = Config { data_dir: dir.join("data"), catalog: Some(catalog.clone()), ..Config::default() };
+    let s3 = s3_client();
+    let bucket = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    start_app(dir, catalog, rows, bucket, tweak).await
+}
+
+fn test_config(dir: &std::path::Path, catalog: &std::path::Path) -> Config {
+    let mut config = Config { data_dir: dir.join("data"), catalog: Some(catalog.to_path_buf()), ..Config::default() };
     config.worker.enabled = false;
     config.worker.lease = Duration::from_secs(5);
     config.worker.poll_interval = Duration::from_millis(200);
@@ -71,6 +78,11 @@ pub async fn spawn_app_with(rows: u64, tweak: impl FnOnce(&mut Config)) -> TestA
     config.upload.part_size_mib = 5;
     config.smtp.url = Some(env("FORWARDER_TEST_SMTP_URL"));
     config.smtp.max_attempts = 2;
+    config
+}
+
+async fn start_app(dir: PathBuf, catalog: PathBuf, rows: u64, bucket: String, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&dir, &catalog);
     tweak(&mut config);
     let app = App::build(config).await.unwrap();
     let worker = app.worker.clone();
@@ -78,14 +90,35 @@ pub async fn spawn_app_with(rows: u64, tweak: impl FnOnce(&mut Config)) -> TestA
     let api = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(listener, shutdown.clone()));
-
-    let s3 = s3_client();
-    let bucket = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    TestApp { api, http: reqwest::Client::new(), worker, s3, bucket, dir, catalog, rows, shutdown }
+    TestApp { api, http: reqwest::Client::new(), worker, s3: s3_client(), bucket, dir, catalog, rows, shutdown }
 }
 
 impl TestApp {
+    /// Stops this server and starts another on the same data directory, table and bucket.
+    pub async fn restart(self) -> TestApp {
+        self.shutdown.cancel();
+        let (dir, catalog, rows, bucket) = (self.dir.clone(), self.catalog.clone(), self.rows, self.bucket.clone());
+        drop(self);
+        start_app(dir, catalog, rows, bucket, |_| {}).await
+    }
+
+    /// Waits until the job has uploaded at least `parts` parts; returns its view then.
+    pub async fn wait_for_parts(&self, id: &str, parts: usize) -> Value {
+        for _ in 0..300 {
+            let job = self.job(id).await;
+            if job["extra"]["parts"].as_array().map_or(0, Vec::len) >= parts {
+                return job;
+            }
+            assert!(matches!(job["status"].as_str(), Some("CREATED" | "RUNNING")), "job ended early: {job:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not upload {parts} parts in 15 s");
+    }
+
+    pub async fn metrics(&self) -> prometheus_parse::Scrape {
+        let text = self.http.get(format!("{}/metrics", self.api)).send().await.unwrap().text().await.unwrap();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+    }
     /// Destination params for this app's bucket on LocalStack, plus `extra`.
     pub fn params(&self, extra: Value) -> Value {
         let mut p = json!({
@@ -125,9 +158,13 @@ impl TestApp {
     }
 
     pub async fn keys(&self) -> Vec<String> {
-        let out = self.s3.list_objects_v2().bucket(&self.bucket).send().await.unwrap();
-        let mut keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
-        keys.sort();
+        let mut pages = self.s3.list_objects_v2().bucket(&self.bucket).into_paginator().send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            keys.extend(page.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        }
+        // In part order: indexes grow past 999 by getting longer (`999`, `1000`).
+        keys.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
         keys
     }
 
@@ -184,21 +221,26 @@ pub fn unzip(bytes: &[u8], password: Option<&str>) -> (String, Vec<u8>) {
     (entry.name().unwrap().to_string(), out)
 }
 
-/// Waits for the email about `job_id` in the test SMTP server's Maildir.
+/// Waits for an email about `job_id` in the test SMTP server's Maildir.
 pub async fn email_for(job_id: &str) -> String {
+    email_about(job_id, "").await
+}
+
+/// Waits for the email about `job_id` whose text also holds `needle` (a status, say).
+pub async fn email_about(job_id: &str, needle: &str) -> String {
     let dir = PathBuf::from(env("FORWARDER_TEST_MAILDIR")).join("new");
     for _ in 0..100 {
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
                 let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                if text.contains(job_id) {
+                if text.contains(job_id) && text.contains(needle) {
                     return text;
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no email about job {job_id} arrived in {}", dir.display());
+    panic!("no email about job {job_id} with {needle:?} arrived in {}", dir.display());
 }
 
 /// Undoes quoted-printable soft line breaks and `=3D`, so that URLs can be searched for.

@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-const QUERY: &str = "SELECT * FROM demo.ecommerce.data WHERE statusCode >= 200";
+pub const QUERY: &str = "SELECT * FROM demo.ecommerce.data WHERE statusCode >= 200";
 const MIB: u64 = 1 << 20;
 
 /// Everything a user would check after an export: the job, the objects, the rows, the email.
-async fn check_completed_export(app: &TestApp, id: &str, ext: &str, max_bytes: Option<u64>, password: Option<&str>) -> Value {
+pub async fn check_completed_export(app: &TestApp, id: &str, ext: &str, max_bytes: Option<u64>, password: Option<&str>) -> Value {
     let job = app.job(id).await;
     assert_eq!(job["status"], "COMPLETED", "{job:#}");
     let direct = app.direct_rows(QUERY).await;
@@ -60,7 +60,7 @@ async fn check_completed_export(app: &TestApp, id: &str, ext: &str, max_bytes: O
     assert!(got == want, "the parts hold exactly the query's rows ({} vs {})", got.len(), want.len());
     assert_eq!(app.open_multipart_uploads().await, 0);
 
-    let email = unfold_qp(&email_for(id).await);
+    let email = unfold_qp(&email_about(id, "COMPLETED").await);
     assert!(email.contains("To: ops@example.com"), "{email}");
     assert!(email.contains("COMPLETED"));
     for p in &paths {
@@ -192,6 +192,38 @@ async fn continuous_job_rotates_by_time_and_stops_on_request() {
     rows.dedup();
     assert_eq!(rows.len(), 2_300);
     assert!(email_for(&id).await.contains("STOPPED"));
+
+    // Rows that arrive while it is stopped are exported once it is started again, after the
+    // rows already sent and in parts numbered after theirs.
+    let parts_before = job["extra"]["parts"].as_array().unwrap().len();
+    forwarder::query::demo::write_csv(&app.catalog.parent().unwrap().join("data/ecommerce-002.csv"), 2_300, 200, forwarder::job::now_ms(), 1).unwrap();
+    let (status, _) = app.get(&format!("/search/job/start/{id}")).await;
+    assert_eq!(status, 200);
+    let worker = app.worker.clone();
+    let run = tokio::spawn(async move { worker.try_run_next_job().await });
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.job(&id).await["eventsSent"] == 2_500 {
+            break;
+        }
+    }
+    let (status, _) = app.get(&format!("/search/job/stop/{id}")).await;
+    assert_eq!(status, 200);
+    tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap().unwrap();
+    let job = app.job(&id).await;
+    assert_eq!((job["status"].as_str(), job["eventsSent"].as_u64()), (Some("STOPPED"), Some(2_500)), "{job:#}");
+    let keys = app.keys().await;
+    assert!(keys.len() > parts_before);
+    assert_eq!(keys.last().unwrap(), &format!("apiv2_{id}_{:03}.csv.gz", keys.len()), "indexes continue");
+    let mut rows = Vec::new();
+    for key in keys {
+        let mut r = parse_csv(&gunzip(&app.object(&key).await.0));
+        r.remove(0);
+        rows.extend(r);
+    }
+    rows.sort();
+    rows.dedup();
+    assert_eq!(rows.len(), 2_500, "each row exactly once, over both runs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,4 +3,5 @@
 
 mod common;
 mod export;
+mod lifecycle;
 mod store;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use forwarder::job::{Destination, Format, Job, JobSpec, JobStatus, PartRecord, Progress, now_ms};
-use forwarder::store::{JobFilter, JobStore, Lease, Request, SqliteStore, StoreError};
+use forwarder::job::{Command, Destination, Format, Job, JobSpec, JobStatus, PartRecord, Progress, ResumePoint, now_ms};
+use forwarder::store::{JobFilter, JobStore, Lease, Outcome, SqliteStore, StoreError};
 use uuid::Uuid;
 
 fn job(domain: &str) -> Job {
@@ -38,7 +38,8 @@ fn job(domain: &str) -> Job {
 }
 
 fn part(index: u32, rows_before: u64) -> PartRecord {
-    PartRecord { index, key: format!("k{index}"), url: format!("u{index}"), bytes: 10, rows: 5, rows_before, completed_at_ms: now_ms() }
+    let resume = ResumePoint { from_ms: Some(1_000 + index as i64), skip: rows_before + 5 };
+    PartRecord { index, key: format!("k{index}"), url: format!("u{index}"), bytes: 10, rows: 5, rows_before, completed_at_ms: now_ms(), resume }
 }
 
 async fn conformance(store: Arc<dyn JobStore>) {
@@ -65,22 +66,43 @@ async fn conformance(store: Arc<dyn JobStore>) {
     assert_eq!(taken.progress, progress);
     assert!(matches!(store.heartbeat(a.id, "w1", lease, &progress).await, Err(StoreError::LeaseLost(_))));
 
-    // Operator requests reach the worker; finishing releases the job.
-    assert_eq!(store.request(Some("a"), a.id, Request::Stop).await.unwrap(), Some(JobStatus::Running));
-    assert_eq!(store.heartbeat(a.id, "w2", lease, &progress).await.unwrap(), Lease::Requested(Request::Stop));
+    // Operator commands reach the worker; finishing releases the job.
+    let applied = |s| Some(Outcome::Applied(s));
+    assert_eq!(store.command(Some("a"), a.id, Command::Stop).await.unwrap(), applied(JobStatus::Running));
+    assert!(matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(_))), "a stopping job cannot start");
+    assert_eq!(store.heartbeat(a.id, "w2", lease, &progress).await.unwrap(), Lease::Requested(Command::Stop));
     store.finish(a.id, "w2", JobStatus::Stopped, &progress, None).await.unwrap();
     store.add_error(a.id, "email failed").await.unwrap();
     let done = store.get(None, a.id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Stopped);
     assert_eq!(done.errors, vec!["email failed".to_string()]);
-    assert_eq!(store.request(Some("a"), a.id, Request::Remove).await.unwrap(), Some(JobStatus::Removed));
+
+    // Start: back to CREATED, claimed again with its checkpoint; a second start is refused.
+    assert_eq!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), applied(JobStatus::Created));
+    assert!(matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(why)) if why.contains("CREATED")));
+    let again = store.claim_next("w3", lease).await.unwrap().unwrap();
+    assert_eq!((again.id, again.parts.len()), (a.id, 1));
+    assert_eq!(again.parts[0].resume, ResumePoint { from_ms: Some(1_001), skip: 5 });
+
+    // Shutdown: the worker gives the job back; it is runnable again, its parts kept.
+    store.release(a.id, "w3", &progress).await.unwrap();
+    let released = store.get(None, a.id).await.unwrap().unwrap();
+    assert_eq!((released.status, released.parts.len()), (JobStatus::Created, 1));
+    assert_eq!(store.claim_next("w4", lease).await.unwrap().map(|j| j.id), Some(a.id));
+    store.finish(a.id, "w4", JobStatus::Stopped, &progress, None).await.unwrap();
+
+    assert_eq!(store.command(Some("a"), a.id, Command::Remove).await.unwrap(), applied(JobStatus::Removed));
     assert!(store.get(None, a.id).await.unwrap().unwrap().sealed_secrets.is_none(), "removal forgets the credentials");
+    for c in [Command::Start, Command::Stop, Command::Remove] {
+        assert!(matches!(store.command(None, a.id, c).await.unwrap(), Some(Outcome::Refused(_))), "{c:?} on a removed job");
+    }
+    assert_eq!(store.get(None, a.id).await.unwrap().unwrap().status, JobStatus::Removed, "refusals change nothing");
 
     // An idle job stops at once; listing filters.
     let b = job("a");
     store.insert(&b).await.unwrap();
-    assert_eq!(store.request(None, b.id, Request::Stop).await.unwrap(), Some(JobStatus::Stopped));
-    assert_eq!(store.request(Some("zz"), b.id, Request::Stop).await.unwrap(), None);
+    assert_eq!(store.command(None, b.id, Command::Stop).await.unwrap(), applied(JobStatus::Stopped));
+    assert_eq!(store.command(Some("zz"), b.id, Command::Stop).await.unwrap(), None);
     let stopped = store.list(&JobFilter { domain: Some("a".into()), status: Some(JobStatus::Stopped), ..Default::default() }).await.unwrap();
     assert_eq!(stopped.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b.id]);
     assert_eq!(store.list(&JobFilter { domain: Some("b".into()), ..Default::default() }).await.unwrap().len(), 0);

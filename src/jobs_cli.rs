@@ -1,0 +1,219 @@
+//! `forwarder jobs …`: the operators' view of a running server, through its own API (the
+//! Devo paths), so that it works against any node and needs nothing but the URL and a token.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct JobsArgs {
+    /// The server's base URL.
+    #[arg(long, env = "FORWARDER_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// Bearer token (when the server has tokens configured).
+    #[arg(long, env = "FORWARDER_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this status (CREATED, RUNNING, COMPLETED, STOPPED, FAILED, REMOVED).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only jobs whose name starts with this.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show one job: status, progress, parts and errors.
+    Show {
+        id: String,
+        /// Keep watching, with a progress line, until the job is no longer CREATED or RUNNING.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop a job: its open part is uploaded, it can be started again.
+    Stop { id: String },
+    /// Start a stopped job again, from where it stopped.
+    Start { id: String },
+    /// Remove a job: in-flight uploads are aborted, its credentials forgotten.
+    Remove { id: String },
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let status = res.status();
+        let body: Value = res.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
+        if !status.is_success() {
+            bail!("{}", body["msg"].as_str().unwrap_or("request refused"));
+        }
+        Ok(body["object"].clone())
+    }
+}
+
+pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: args.server, token: args.token };
+    let (path, wait) = match &args.command {
+        JobsCommand::List { status, name } => {
+            let mut q = vec![];
+            if let Some(s) = status {
+                q.push(format!("status={s}"));
+            }
+            if let Some(n) = name {
+                q.push(format!("name={n}"));
+            }
+            (format!("/search/jobs?{}", q.join("&")), false)
+        }
+        JobsCommand::Show { id, wait } => (format!("/search/job/{id}"), *wait),
+        JobsCommand::Stop { id } => (format!("/search/job/stop/{id}"), false),
+        JobsCommand::Start { id } => (format!("/search/job/start/{id}"), false),
+        JobsCommand::Remove { id } => (format!("/search/job/remove/{id}"), false),
+    };
+    let mut object = client.get(&path).await?;
+    if wait {
+        let mut err = std::io::stderr();
+        while matches!(object["status"].as_str(), Some("CREATED" | "RUNNING")) {
+            let _ = write!(err, "\r{}   ", progress_line(&object));
+            let _ = err.flush();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            object = client.get(&path).await?;
+        }
+        let _ = writeln!(err, "\r{}   ", progress_line(&object));
+    }
+    let out = if args.json {
+        serde_json::to_string_pretty(&object)?
+    } else if let Some(jobs) = object.as_array() {
+        jobs_table(jobs)
+    } else {
+        job_details(&object)
+    };
+    println!("{out}");
+    Ok(())
+}
+
+fn progress_line(job: &Value) -> String {
+    let pct = job["extra"]["percentComplete"].as_u64().map(|p| format!("{p:>3}%  ")).unwrap_or_default();
+    format!(
+        "{}  {pct}{} rows sent, {} parts",
+        job["status"].as_str().unwrap_or("?"),
+        job["eventsSent"].as_u64().unwrap_or(0),
+        job["extra"]["parts"].as_array().map_or(0, Vec::len)
+    )
+}
+
+fn when(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+fn jobs_table(jobs: &[Value]) -> String {
+    let mut rows = vec![["ID", "STATUS", "ROWS SENT", "PARTS", "DONE", "CREATED", "QUERY"].map(String::from).to_vec()];
+    for j in jobs {
+        let query: String = j["query"].as_str().unwrap_or("").chars().take(50).collect();
+        rows.push(vec![
+            j["id"].as_str().unwrap_or("").to_string(),
+            j["status"].as_str().unwrap_or("").to_string(),
+            j["eventsSent"].as_u64().unwrap_or(0).to_string(),
+            j["extra"]["parts"].as_array().map_or(0, Vec::len).to_string(),
+            j["extra"]["percentComplete"].as_u64().map_or_else(|| "-".into(), |p| format!("{p}%")),
+            when(&j["extra"]["createdAt"]),
+            query,
+        ]);
+    }
+    if jobs.is_empty() {
+        return "no jobs".into();
+    }
+    align(&rows)
+}
+
+/// Left-aligned columns, two spaces apart.
+fn align(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn job_details(j: &Value) -> String {
+    let field = |k: &str, v: String| vec![k.to_string(), v];
+    let mut rows = vec![
+        field("id", j["id"].as_str().unwrap_or("").into()),
+        field("status", j["status"].as_str().unwrap_or("").into()),
+        field("name", j["friendlyName"].as_str().unwrap_or("").into()),
+        field("query", j["query"].as_str().unwrap_or("").into()),
+        field("progress", progress_line(j)),
+        field("rows generated", j["eventGenerated"].as_u64().unwrap_or(0).to_string()),
+        field("last datetime", when(&j["lastDatetime"])),
+        field("created", when(&j["extra"]["createdAt"])),
+        field("started", when(&j["extra"]["startedAt"])),
+        field("finished", when(&j["extra"]["finishedAt"])),
+    ];
+    for e in j["error"].as_array().into_iter().flatten() {
+        rows.push(field("error", e.as_str().unwrap_or("").into()));
+    }
+    let mut out = align(&rows);
+    let parts = j["extra"]["parts"].as_array().cloned().unwrap_or_default();
+    let paths = j["extra"]["paths"].as_array().cloned().unwrap_or_default();
+    if !parts.is_empty() {
+        let mut table = vec![["PART", "ROWS", "BYTES", "PATH"].map(String::from).to_vec()];
+        for (p, path) in parts.iter().zip(paths.iter().map(Some).chain(std::iter::repeat(None))) {
+            table.push(vec![
+                p["index"].to_string(),
+                p["rows"].to_string(),
+                p["bytes"].to_string(),
+                path.and_then(Value::as_str).unwrap_or("").to_string(),
+            ]);
+        }
+        out.push_str("\n\n");
+        out.push_str(&align(&table));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn tables_line_up_and_show_progress() {
+        let job = json!({"id": "j1", "status": "RUNNING", "query": "SELECT 1", "eventsSent": 1200,
+            "extra": {"parts": [{"index": 1, "rows": 1200, "bytes": 5000}], "paths": ["s3://b/k1"], "percentComplete": 40, "createdAt": 0}});
+        let table = jobs_table(&[job.clone()]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].find("STATUS"), lines[1].find("RUNNING"));
+        assert!(lines[1].contains("40%") && lines[1].contains("1970-01-01 00:00:00"), "{table}");
+        assert_eq!(progress_line(&job), "RUNNING   40%  1200 rows sent, 1 parts");
+        let details = job_details(&job);
+        assert!(details.contains("s3://b/k1") && details.contains("PART"), "{details}");
+    }
+}

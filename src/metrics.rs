@@ -1,0 +1,130 @@
+//! Prometheus metrics (`GET /metrics`). One [`Metrics`] per process, handed to the parts that
+//! move its counters; nothing global, so that tests running several servers in one process
+//! see each server's own figures.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::job::JobStatus;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Jobs in the store by status, read from the store at every scrape.
+    jobs: Family<StatusLabel, Gauge>,
+    pub jobs_ended: Family<StatusLabel, Counter>,
+    pub rows_exported: Counter,
+    pub bytes_uploaded: Counter,
+    pub parts_uploaded: Counter,
+    pub s3_request_seconds: Family<OperationLabel, Histogram>,
+    pub s3_errors: Family<OperationLabel, Counter>,
+    pub emails_sent: Counter,
+    pub smtp_errors: Counter,
+    /// Encoding holds the registry; scrapes take turns.
+    scrape: Mutex<()>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms … ~82 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("forwarder");
+        let jobs = Family::<StatusLabel, Gauge>::default();
+        let jobs_ended = Family::<StatusLabel, Counter>::default();
+        let rows_exported = Counter::default();
+        let bytes_uploaded = Counter::default();
+        let parts_uploaded = Counter::default();
+        let s3_request_seconds = Family::<OperationLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let s3_errors = Family::<OperationLabel, Counter>::default();
+        let emails_sent = Counter::default();
+        let smtp_errors = Counter::default();
+        registry.register("jobs", "Jobs in the job store, by status", jobs.clone());
+        registry.register("jobs_ended", "Job runs this process ended, by final status", jobs_ended.clone());
+        registry.register("rows_exported", "Rows inside uploaded part files", rows_exported.clone());
+        registry.register("bytes_uploaded", "Bytes of uploaded part files, as stored", bytes_uploaded.clone());
+        registry.register("parts_uploaded", "Part files uploaded", parts_uploaded.clone());
+        registry.register("s3_request_seconds", "Latency of S3 calls (retries included), by operation", s3_request_seconds.clone());
+        registry.register("s3_errors", "S3 calls that failed after retries, by operation", s3_errors.clone());
+        registry.register("emails_sent", "Notification emails sent or written to the outbox", emails_sent.clone());
+        registry.register("smtp_errors", "Notification emails that failed after retries", smtp_errors.clone());
+        Self {
+            registry,
+            jobs,
+            jobs_ended,
+            rows_exported,
+            bytes_uploaded,
+            parts_uploaded,
+            s3_request_seconds,
+            s3_errors,
+            emails_sent,
+            smtp_errors,
+            scrape: Mutex::new(()),
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition, with the job counts given.
+    pub fn render(&self, job_counts: &[(JobStatus, u64)]) -> String {
+        let _turn = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        for status in JobStatus::ALL {
+            let n = job_counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            self.jobs.get_or_create(&StatusLabel { status: status.as_str() }).set(n as i64);
+        }
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn job_ended(&self, status: JobStatus) {
+        self.jobs_ended.get_or_create(&StatusLabel { status: status.as_str() }).inc();
+    }
+
+    /// Times one S3 call and counts it as an error when it fails.
+    pub fn s3_call<T, E>(&self, operation: &'static str, started: Instant, result: &Result<T, E>) {
+        let label = OperationLabel { operation };
+        self.s3_request_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.s3_errors.get_or_create(&label).inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_the_prefix() {
+        let m = Metrics::default();
+        m.rows_exported.inc_by(42);
+        m.job_ended(JobStatus::Completed);
+        m.s3_call::<(), ()>("UploadPart", Instant::now(), &Err(()));
+        let text = m.render(&[(JobStatus::Running, 2)]);
+        assert!(text.contains("forwarder_rows_exported_total 42"), "{text}");
+        assert!(text.contains(r#"forwarder_jobs{status="RUNNING"} 2"#), "{text}");
+        assert!(text.contains(r#"forwarder_jobs{status="FAILED"} 0"#), "{text}");
+        assert!(text.contains(r#"forwarder_s3_errors_total{operation="UploadPart"} 1"#), "{text}");
+        assert!(text.contains(r#"forwarder_s3_request_seconds_count{operation="UploadPart"} 1"#), "{text}");
+    }
+}

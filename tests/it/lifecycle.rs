@@ -1,0 +1,122 @@
+//! The job lifecycle as operators steer it: stop, start, remove, invalid transitions, a
+//! graceful shutdown with a restart in the middle of a job, and the metrics that show it.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+use crate::export::{QUERY, check_completed_export};
+
+/// Many small parts, so that a job is still running when the test steers it.
+fn small_gzip_parts() -> serde_json::Value {
+    json!({"format": "gzip", "retention.size": 0.01, "notification.email": "ops@example.com"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
+    let app = spawn_app(60_000).await;
+    let id = app.submit_export(QUERY, small_gzip_parts()).await;
+    let worker = app.worker.clone();
+    let run = tokio::spawn(async move { worker.try_run_next_job().await });
+    app.wait_for_parts(&id, 3).await;
+
+    let (status, body) = app.get(&format!("/search/job/stop/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap().unwrap();
+    let stopped = app.job(&id).await;
+    assert_eq!(stopped["status"], "STOPPED", "{stopped:#}");
+    assert!(stopped["lastDatetime"].as_i64().is_some(), "lastDatetime is kept: {stopped:#}");
+    let parts_at_stop = stopped["extra"]["parts"].as_array().unwrap().clone();
+    assert!(stopped["eventsSent"].as_u64().unwrap() < 60_000, "stopped before the end: {stopped:#}");
+    assert_eq!(app.open_multipart_uploads().await, 0, "the open part was finished, not left behind");
+    assert!(email_about(&id, "STOPPED").await.contains("STOPPED"));
+
+    // Invalid transitions answer 409 with the reason and change nothing.
+    let (status, body) = app.get(&format!("/search/job/stop/{id}")).await;
+    assert_eq!((status.as_u16(), body["status"].as_u64()), (409, Some(409)), "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("already STOPPED"), "{body}");
+
+    let (status, body) = app.get(&format!("/search/job/start/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"]["status"], "CREATED");
+    let (status, body) = app.get(&format!("/search/job/start/{id}")).await;
+    assert_eq!(status, 409, "{body}");
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+
+    // Part numbers continue; the rows are exactly the query's, each once.
+    let job = check_completed_export(&app, &id, "csv.gz", Some(10_000), None).await;
+    let parts = job["extra"]["parts"].as_array().unwrap();
+    assert!(parts.len() > 1000, "part numbers go past 999 (1000, 1001, …): {} parts", parts.len());
+    assert!(parts.len() > parts_at_stop.len());
+    assert_eq!(&parts[..parts_at_stop.len()], &parts_at_stop[..], "parts uploaded before the stop are kept as they were");
+
+    let (status, body) = app.get(&format!("/search/job/stop/{id}")).await;
+    assert_eq!(status, 409, "a completed job cannot be stopped: {body}");
+    let (status, body) = app.get(&format!("/search/job/remove/{id}")).await;
+    assert_eq!((status.as_u16(), body["object"]["status"].as_str()), (200, Some("REMOVED")), "{body}");
+    let (status, body) = app.get(&format!("/search/job/start/{id}")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("REMOVED"), "{body}");
+    let (status, _) = app.get(&format!("/search/job/start/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_job_continues_it() {
+    let app = spawn_app(30_000).await;
+    let id = app.submit_export(QUERY, small_gzip_parts()).await;
+    let worker = app.worker.clone();
+    let run = tokio::spawn(async move { worker.try_run_next_job().await });
+    app.wait_for_parts(&id, 3).await;
+
+    // Graceful shutdown: the open part is uploaded and the job handed back, not left RUNNING.
+    app.worker.begin_shutdown();
+    tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap().unwrap();
+    let handed_back = app.job(&id).await;
+    assert_eq!(handed_back["status"], "CREATED", "{handed_back:#}");
+    assert_eq!(app.open_multipart_uploads().await, 0);
+
+    let app = app.restart().await;
+    assert_eq!(app.job(&id).await["extra"]["parts"], handed_back["extra"]["parts"], "the new server sees the checkpoint");
+    assert_eq!(app.worker.try_run_next_job().await.unwrap().map(|j| j.to_string()), Some(id.clone()));
+    check_completed_export(&app, &id, "csv.gz", Some(10_000), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_the_export_did() {
+    let app = spawn_app(20_000).await;
+    let id = app.submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.5})).await;
+    let before = app.metrics().await;
+    assert_eq!(sample(&before, "forwarder_jobs", Some(("status", "CREATED"))), 1.0);
+    assert_eq!(sample(&before, "forwarder_rows_exported_total", None), 0.0);
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+
+    let job = app.job(&id).await;
+    let after = app.metrics().await;
+    let parts = job["extra"]["parts"].as_array().unwrap();
+    let bytes: u64 = parts.iter().map(|p| p["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(sample(&after, "forwarder_jobs", Some(("status", "COMPLETED"))), 1.0);
+    assert_eq!(sample(&after, "forwarder_jobs", Some(("status", "CREATED"))), 0.0);
+    assert_eq!(sample(&after, "forwarder_jobs_ended_total", Some(("status", "COMPLETED"))), 1.0);
+    assert_eq!(sample(&after, "forwarder_rows_exported_total", None), job["eventsSent"].as_f64().unwrap());
+    assert_eq!(sample(&after, "forwarder_parts_uploaded_total", None), parts.len() as f64);
+    assert_eq!(sample(&after, "forwarder_bytes_uploaded_total", None), bytes as f64);
+    let calls = sample(&after, "forwarder_s3_request_seconds_count", Some(("operation", "PutObject")))
+        + sample(&after, "forwarder_s3_request_seconds_count", Some(("operation", "CompleteMultipartUpload")));
+    assert_eq!(calls, parts.len() as f64, "one completing call per part");
+    assert_eq!(app.get("/readyz").await.0, 200);
+}
+
+/// The value of one sample (0 when absent), as a Prometheus scraper reads it.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .sum()
+}
