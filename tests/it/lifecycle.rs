@@ -120,3 +120,44 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &s
         })
         .sum()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_smtp_server_is_recorded_without_changing_the_status() {
+    // Nothing listens on the discard port: every attempt is refused, then retried.
+    let app = spawn_app_with(1_000, |c| c.smtp.url = Some("smtp://127.0.0.1:9".into())).await;
+    let id = app.submit_export(QUERY, json!({"format": "gzip", "notification.email": "ops@example.com"})).await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "COMPLETED", "{job:#}");
+    let errors = job["error"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{job:#}");
+    assert!(errors[0].as_str().unwrap().contains("email"), "{job:#}");
+    assert_eq!(sample(&app.metrics().await, "forwarder_smtp_errors_total", None), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
+    let app = spawn_app(2_000).await;
+    let id = app.submit_export(QUERY, json!({"format": "gzip"})).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+            .arg("jobs")
+            .args(args)
+            .args(["--server", &app.api])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (ok, out) = cli(&["list"]);
+    assert!(ok && out.contains(&id) && out.contains("CREATED") && out.lines().next().unwrap().starts_with("ID"), "{out}");
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let (ok, out) = cli(&["show", &id]);
+    assert!(ok && out.contains("COMPLETED") && out.contains(&format!("apiv2_{id}_001.csv.gz")), "{out}");
+    let (ok, out) = cli(&["stop", &id]);
+    assert!(!ok && out.contains("has ended (COMPLETED)"), "a refused command fails with the reason: {out}");
+    let (ok, out) = cli(&["remove", &id, "--json"]);
+    let removed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(ok && removed["status"] == "REMOVED", "{out}");
+    let (ok, out) = cli(&["list", "--status", "COMPLETED"]);
+    assert!(ok && out.trim() == "no jobs", "{out}");
+}
