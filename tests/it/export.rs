@@ -98,6 +98,33 @@ async fn zip_export_with_password_opens_only_with_it() {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     assert!(archive.by_index(0).is_err(), "no entry opens without the password");
     assert!(archive.by_index_decrypt(0, b"wrong").is_err());
+    let (_, expected) = unzip(&bytes_of(&app, &key).await, Some("z1p-pa55"));
+
+    // The tools users open it with: 7-Zip and Python's pyzipper.
+    let file = app.dir.join("part.zip");
+    std::fs::write(&file, bytes_of(&app, &key).await).unwrap();
+    let seven = |password: &str| {
+        std::process::Command::new("7z")
+            .args(["x", "-so", &format!("-p{password}")])
+            .arg(&file)
+            .output()
+            .expect("7z is on PATH (scripts/test.sh installs p7zip-full)")
+    };
+    let out = seven("z1p-pa55");
+    assert!(out.status.success(), "7-Zip opens it: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == expected, "7-Zip reads the same CSV");
+    assert!(!seven("wrong").status.success(), "7-Zip refuses a wrong password");
+    let script = "import pyzipper,sys\nz=pyzipper.AESZipFile(sys.argv[1])\nz.setpassword(sys.argv[2].encode())\nsys.stdout.buffer.write(z.read(z.namelist()[0]))";
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/localstack/.venv/bin/python");
+    let py = |password: &str| std::process::Command::new(python).args(["-c", script]).arg(&file).arg(password).output().unwrap();
+    let out = py("z1p-pa55");
+    assert!(out.status.success(), "pyzipper opens it: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == expected, "pyzipper reads the same CSV");
+    assert!(!py("wrong").status.success(), "pyzipper refuses a wrong password");
+}
+
+async fn bytes_of(app: &TestApp, key: &str) -> Vec<u8> {
+    app.object(key).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

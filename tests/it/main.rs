@@ -2,6 +2,7 @@
 //! server. Run them with `scripts/test.sh`, which starts those services.
 
 mod common;
+mod edges;
 mod export;
 mod lifecycle;
 mod store;

@@ -1,0 +1,76 @@
+//! Part files at the edges: an empty result, values hostile to CSV, a row larger than the
+//! size limit.
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_result_completes_with_no_part() {
+    let app = spawn_app(1_000).await;
+    let id = app
+        .submit_export("SELECT * FROM demo.ecommerce.data WHERE statusCode < 0", json!({"format": "gzip", "notification.email": "ops@example.com"}))
+        .await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "COMPLETED", "{job:#}");
+    assert_eq!((job["eventsSent"].as_u64(), job["extra"]["percentComplete"].as_u64()), (Some(0), Some(100)));
+    assert_eq!(job["extra"]["paths"], json!([]));
+    assert!(app.keys().await.is_empty(), "an empty part is never uploaded");
+    let email = email_about(&id, "COMPLETED").await;
+    assert!(email.lines().any(|l| l.starts_with("Rows:") && l.trim_end().ends_with(" 0")), "{email}");
+}
+
+/// Values a CSV writer gets wrong, and one row far over the 10,000-byte part limit.
+fn hostile_values() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "plain", "comma, inside", "quote \" inside", "\"starts with a quote", "ends with a quote\"",
+        "new\nline", "crlf\r\nline", "unicode: ünïcödé 日本語 🚀", "", "  leading and trailing  ",
+        "tab\there", "semi;colon", "back\\slash", "'single'", "=1+1",
+    ]
+    .map(String::from)
+    .to_vec();
+    v.push(format!("huge:{}", "é,\"\n".repeat(5_000)));
+    v.extend((0..40).map(|i| format!("after the huge row #{i}, \"quoted\"\n{}", "x".repeat(100))));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_round_trip_and_a_huge_row_gets_a_part_of_its_own() {
+    let values = hostile_values();
+    let app = spawn_app_with(10, |config| {
+        // A second table, in NDJSON, beside the demo one.
+        let catalog = config.catalog.clone().unwrap();
+        let file = catalog.parent().unwrap().join("hostile.json");
+        let lines: Vec<String> = values.iter().enumerate().map(|(i, t)| json!({"id": i as i64, "text": t}).to_string()).collect();
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let entry = format!("\n[[tables]]\nname = \"t.hostile\"\nlocation = {:?}\nformat = \"json\"\n", file.display().to_string());
+        std::fs::write(&catalog, std::fs::read_to_string(&catalog).unwrap() + &entry).unwrap();
+    })
+    .await;
+    for format in ["plain", "gzip"] {
+        let id = app
+            .submit_export("SELECT id, text FROM t.hostile ORDER BY id", json!({"format": format, "retention.size": 0.01}))
+            .await;
+        app.worker.try_run_next_job().await.unwrap().unwrap();
+        let job = app.job(&id).await;
+        assert_eq!(job["status"], "COMPLETED", "{job:#}");
+        let parts: Vec<Value> = job["extra"]["parts"].as_array().unwrap().clone();
+        let mut rows = Vec::new();
+        for p in &parts {
+            let (bytes, _) = app.object(p["key"].as_str().unwrap()).await;
+            assert!(bytes.len() <= 10_000 + (1 << 20));
+            let csv = if format == "gzip" { gunzip(&bytes) } else { bytes };
+            let mut records = parse_csv(&csv);
+            assert_eq!(records.remove(0), vec!["id", "text"], "every part starts with the header");
+            assert!(!records.is_empty(), "no part is empty");
+            if records.iter().any(|r| r[1].starts_with("huge:")) {
+                assert_eq!(records.len(), 1, "the huge row is alone in its part");
+            }
+            rows.extend(records);
+        }
+        let want: Vec<Vec<String>> = values.iter().enumerate().map(|(i, t)| vec![i.to_string(), t.clone()]).collect();
+        assert!(rows == want, "{format}: every value comes back exactly, in order");
+        assert!(parts.len() >= 3, "{format}: rows before, the huge row, rows after: {parts:?}");
+    }
+}
