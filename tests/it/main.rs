@@ -4,5 +4,6 @@
 mod common;
 mod edges;
 mod export;
+mod faults;
 mod lifecycle;
 mod store;
