@@ -34,11 +34,12 @@ RUST_LOG=warn "$bin" serve --config "$work/bench.toml" > "$work/server.log" 2>&1
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+auth="Authorization: Bearer $(cat "$work/data/initial-token")"
 
 from=1767225600
 to=$(( from + (rows * 40) / 1000 + 1 ))
 start=$(date +%s.%N)
-id=$(curl -sf "127.0.0.1:$port/search/query" -H 'content-type: application/json' -d @- <<JSON | python3 -c 'import json,sys; print(json.load(sys.stdin)["object"]["id"])'
+id=$(curl -sf "127.0.0.1:$port/search/query" -H "$auth" -H 'content-type: application/json' -d @- <<JSON | python3 -c 'import json,sys; print(json.load(sys.stdin)["object"]["id"])'
 {"query": "SELECT * FROM demo.ecommerce.data", "from": $from, "to": $to,
  "destination": {"type": "s3", "params": {"aws.bucket": "$bucket", "aws.region": "us-east-1",
    "aws.accesskey": "test", "aws.secretkey": "test", "aws.endpoint": "$FORWARDER_TEST_S3_ENDPOINT",
@@ -46,7 +47,7 @@ id=$(curl -sf "127.0.0.1:$port/search/query" -H 'content-type: application/json'
 JSON
 )
 while :; do
-  job=$(curl -sf "127.0.0.1:$port/search/job/$id")
+  job=$(curl -sf -H "$auth" "127.0.0.1:$port/search/job/$id")
   status=$(echo "$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["object"]["status"])')
   case $status in COMPLETED|FAILED|STOPPED|REMOVED) break ;; esac
   sleep 0.2

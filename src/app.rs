@@ -6,13 +6,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, ReplayGuard, router};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notify::notifier_from_config;
 use crate::query::{Catalog, DataFusionEngine, demo};
 use crate::secret::SecretBox;
-use crate::store::{JobStore, SqliteStore};
+use crate::store::{CredentialKind, CredentialStore, JobStore, SqliteStore, token_lookup};
 use crate::worker::{S3UploaderFactory, Worker};
 
 pub struct App {
@@ -30,8 +30,11 @@ impl App {
             demo::create(catalog_path.parent().expect("catalog has a directory"), config.demo_rows)?;
         }
         let catalog = Catalog::load(&catalog_path)?;
-        let store: Arc<dyn JobStore> = Arc::new(SqliteStore::open(&config.data_dir.join("jobs.sqlite")).await?);
+        let sqlite = Arc::new(SqliteStore::open(&config.data_dir.join("jobs.sqlite")).await?);
+        let store: Arc<dyn JobStore> = sqlite.clone();
+        let credentials: Arc<dyn CredentialStore> = sqlite;
         let secrets = SecretBox::load_or_create(&config.data_dir.join("server.key"))?;
+        ensure_a_credential(&config, credentials.as_ref()).await?;
         let engine = Arc::new(DataFusionEngine::new(catalog));
         let notifier = notifier_from_config(&config).map_err(anyhow::Error::msg)?;
         let metrics = Arc::new(Metrics::default());
@@ -41,7 +44,8 @@ impl App {
             metrics: metrics.clone(),
         });
         let worker = Arc::new(Worker::new(&config, store.clone(), engine.clone(), notifier, uploaders, secrets.clone(), metrics.clone()));
-        let state = AppState { config: Arc::new(config), store, engine, secrets, metrics };
+        let replays = Arc::new(ReplayGuard::default());
+        let state = AppState { config: Arc::new(config), store, engine, secrets, metrics, credentials, replays };
         Ok(Self { state, worker })
     }
 
@@ -69,6 +73,43 @@ impl App {
         self.worker.clone().run(shutdown).await;
         Ok(())
     }
+}
+
+/// Where the token created on first start is written (readable by the owner only).
+pub fn initial_token_path(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("initial-token")
+}
+
+/// The API is never open: on the first start of a server with no credential at all, a token
+/// for the domain `default` is created and written to `initial-token` in the data directory
+/// (never to the log).
+async fn ensure_a_credential(config: &Config, credentials: &dyn CredentialStore) -> anyhow::Result<()> {
+    if !config.auth.tokens.is_empty() || !config.auth.api_keys.is_empty() || credentials.has_credentials().await? {
+        return Ok(());
+    }
+    let token = new_token();
+    let id = credentials.add_credential(CredentialKind::Token, "default", &token_lookup(&token), None).await?;
+    let path = initial_token_path(config);
+    write_private(&path, &format!("{token}\n"))?;
+    tracing::info!(id = %id, file = %path.display(), "no API credential existed: created a token for domain `default`; it is in the file named here");
+    Ok(())
+}
+
+/// A new random bearer token (`fwd_` + 43 characters of base64url, 256 bits).
+pub fn new_token() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    format!("fwd_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// Cancelled on SIGINT or SIGTERM.

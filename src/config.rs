@@ -160,12 +160,30 @@ impl Default for SmtpConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Bearer tokens and the domain each belongs to. With none configured the API is open
-    /// and every job belongs to the domain `default`.
+    /// Bearer tokens and the domain each belongs to (besides those `forwarder auth` creates).
     pub tokens: Vec<TokenConfig>,
+    /// Devo API keys (key, secret, domain) for signed requests.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// How far a signed request's `x-logtrust-timestamp` may be from the server's clock.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { tokens: vec![], api_keys: vec![], max_clock_skew: Duration::from_secs(300) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub key: String,
+    pub secret: Secret,
+    pub domain: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +191,14 @@ pub struct AuthConfig {
 pub struct TokenConfig {
     pub token: Secret,
     pub domain: String,
+}
+
+/// `FORWARDER_*` variables that are not configuration: the CLI's own (`FORWARDER_CONFIG`,
+/// `FORWARDER_SERVER`, `FORWARDER_TOKEN`, `FORWARDER_LOG`) and the test suite's
+/// (`FORWARDER_TEST_*`).
+fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
+    let key = key.as_str().to_ascii_lowercase();
+    !matches!(key.as_str(), "config" | "server" | "token" | "log") && !key.starts_with("test_")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +220,7 @@ impl Config {
             fig = fig.merge(Toml::file(file));
         }
         let config: Config =
-            fig.merge(Env::prefixed("FORWARDER_").split("__")).extract().map_err(Box::new)?;
+            fig.merge(Env::prefixed("FORWARDER_").filter(is_config_variable).split("__")).extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
     }
@@ -228,6 +254,9 @@ impl Config {
         }
         if self.auth.tokens.iter().any(|t| t.token.expose().len() < 16 || t.domain.is_empty()) {
             return bad("auth.tokens: every token needs at least 16 characters and a domain");
+        }
+        if self.auth.api_keys.iter().any(|k| k.key.is_empty() || k.secret.expose().len() < 16 || k.domain.is_empty()) {
+            return bad("auth.api_keys: every key needs a key, a secret of at least 16 characters and a domain");
         }
         Ok(())
     }

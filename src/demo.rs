@@ -84,7 +84,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             "notification.email": "ops@example.com",
         }}
     });
-    let http = reqwest::Client::new();
+    // The token the server created on its first start (see README, Authentication).
+    let token_file = crate::app::initial_token_path(&config);
+    let token = std::fs::read_to_string(&token_file).with_context(|| format!("reading {}", token_file.display()))?;
+    println!("API token: in {} (send it as Authorization: Bearer <token>)", token_file.display());
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", token.trim()).parse()?);
+    let http = reqwest::Client::builder().default_headers(headers).build()?;
     let answer: Value = http.post(format!("{api}/search/query")).json(&body).send().await?.json().await?;
     let id = answer["object"]["id"].as_str().with_context(|| format!("submit failed: {answer}"))?.to_string();
     println!("POST /search/query -> {answer}");

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth_cli;
 pub mod config;
 pub mod demo;
 pub mod job;

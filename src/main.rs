@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use forwarder::app::{App, shutdown_on_signals};
 use forwarder::config::Config;
 use forwarder::demo::{DemoOptions, run as run_demo};
+use forwarder::auth_cli::{self, AuthCommand};
 use forwarder::jobs_cli::{self, JobsArgs};
 use forwarder::query::demo;
 
@@ -31,6 +32,14 @@ enum Command {
     },
     /// List, inspect and steer the jobs of a running server.
     Jobs(JobsArgs),
+    /// Create, list and revoke API tokens and keys (on the server's machine).
+    Auth {
+        /// Configuration file (TOML); FORWARDER_* variables override it.
+        #[arg(long, short, env = "FORWARDER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// See an export travel the whole path, with nothing else installed: in-process S3
     /// endpoint, API, worker, outbox email.
     Demo {
@@ -70,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
             App::build(config).await?.run_worker(shutdown_on_signals()).await
         }
         Command::Jobs(args) => jobs_cli::run(args).await,
+        Command::Auth { config, command } => auth_cli::run(config.as_deref(), command).await,
         Command::Demo { dir, rows, format, part_mb } => run_demo(DemoOptions { dir, rows, format, part_mb }).await,
         Command::GenDemo { dir, rows } => {
             let catalog = demo::create(&dir, rows)?;

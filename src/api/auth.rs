@@ -1,39 +1,169 @@
-//! Who is calling: a bearer token from the configuration names the caller's domain. With no
-//! token configured the API is open and everything belongs to the domain `default`.
+//! Who is calling. Every endpoint but health and metrics needs one of:
+//! - Devo's signed API key: `x-logtrust-apikey`, `x-logtrust-timestamp` (ms) and
+//!   `x-logtrust-sign` = hex HMAC-SHA256(secret, apikey + body + timestamp). Stale timestamps
+//!   and replayed signatures are refused.
+//! - `Authorization: Bearer <token>`.
+//!
+//! Keys and tokens come from the configuration or from `forwarder auth`; each belongs to a
+//! domain, and a caller sees only its domain's jobs.
 
-use axum::extract::FromRequestParts;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 use super::{ApiError, AppState};
+use crate::secret::Secret;
+use crate::store::{CredentialKind, token_lookup};
+
+/// Largest request body accepted (a query and its destination fit many times over).
+pub const MAX_BODY: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub domain: String,
+    /// The key or token id, shown as the job's `owner`.
     pub owner: String,
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let tokens = &state.config.auth.tokens;
-        if tokens.is_empty() {
-            return Ok(Caller { domain: "default".into(), owner: "anonymous".into() });
-        }
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-        tokens
-            .iter()
-            .find(|t| constant_time_eq(t.token.expose().as_bytes(), presented.trim().as_bytes()))
-            .map(|t| Caller { domain: t.domain.clone(), owner: format!("token@{}", t.domain) })
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError::unauthorized("not authenticated"))
     }
+}
+
+/// Middleware: identifies the caller (reading the body, which signed requests cover) and
+/// hands the request on with the [`Caller`] attached.
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
+    let caller = identify(&state, &parts.headers, &body).await?;
+    let mut req = Request::from_parts(parts, Body::from(body));
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Caller, ApiError> {
+    if let Some(key) = header(headers, "x-logtrust-apikey") {
+        return signed(state, headers, key, body).await;
+    }
+    let token = header(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>, or Devo's x-logtrust-apikey / -timestamp / -sign headers"))?;
+    if let Some(t) = state.config.auth.tokens.iter().find(|t| constant_time_eq(t.token.expose().as_bytes(), token.as_bytes())) {
+        return Ok(Caller { domain: t.domain.clone(), owner: format!("token@{}", t.domain) });
+    }
+    match state.credentials.find_credential(CredentialKind::Token, &token_lookup(token)).await? {
+        Some(c) => Ok(Caller { domain: c.domain, owner: c.id }),
+        None => Err(ApiError::unauthorized("unknown or revoked token")),
+    }
+}
+
+async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes) -> Result<Caller, ApiError> {
+    let (Some(timestamp), Some(sign)) = (header(headers, "x-logtrust-timestamp"), header(headers, "x-logtrust-sign")) else {
+        return Err(ApiError::unauthorized("a signed request needs x-logtrust-timestamp (ms) and x-logtrust-sign"));
+    };
+    let ts: i64 = timestamp.parse().map_err(|_| ApiError::unauthorized("x-logtrust-timestamp must be epoch milliseconds"))?;
+    let skew = state.config.auth.max_clock_skew;
+    if (crate::job::now_ms() - ts).unsigned_abs() > skew.as_millis() as u64 {
+        return Err(ApiError::unauthorized(&format!(
+            "x-logtrust-timestamp is more than {} from the server's clock: sign each request with the current time",
+            humantime_serde::re::humantime::format_duration(skew)
+        )));
+    }
+    let (secret, caller) = match state.config.auth.api_keys.iter().find(|k| k.key == key) {
+        Some(k) => (k.secret.clone(), Caller { domain: k.domain.clone(), owner: k.key.clone() }),
+        None => {
+            let c = state
+                .credentials
+                .find_credential(CredentialKind::ApiKey, key)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+            let secret: Secret = c
+                .sealed
+                .as_deref()
+                .and_then(|s| state.secrets.open(s).ok())
+                .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+            (secret, Caller { domain: c.domain, owner: key.to_string() })
+        }
+    };
+    if !signature_matches(&secret, key, body, timestamp, sign) {
+        return Err(ApiError::unauthorized("x-logtrust-sign does not match: sign apikey + body + timestamp with the key's secret (HMAC-SHA256, hex)"));
+    }
+    if !state.replays.first_use(sign, skew) {
+        return Err(ApiError::unauthorized("this signed request was already used: sign each request anew"));
+    }
+    Ok(caller)
+}
+
+/// Devo's signature: hex HMAC-SHA256(secret, apikey + body + timestamp).
+pub fn sign(secret: &str, key: &str, body: &[u8], timestamp: &str) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(key.as_bytes());
+    mac.update(body);
+    mac.update(timestamp.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn signature_matches(secret: &Secret, key: &str, body: &[u8], timestamp: &str, presented: &str) -> bool {
+    constant_time_eq(sign(secret.expose(), key, body, timestamp).as_bytes(), presented.to_ascii_lowercase().as_bytes())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Signatures seen within the clock-skew window: a captured request cannot be sent again.
+#[derive(Default)]
+pub struct ReplayGuard {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl ReplayGuard {
+    /// `true` the first time `sign` is seen within `window`.
+    pub fn first_use(&self, sign: &str, window: Duration) -> bool {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        // A stale timestamp is refused anyway, so older entries can go.
+        seen.retain(|_, at| now.duration_since(*at) <= window * 2);
+        seen.insert(sign.to_ascii_lowercase(), now).is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_follow_devo() {
+        // hmac.new(b"s3cr3t", b"key{}1700000000000", hashlib.sha256).hexdigest()
+        let s = sign("s3cr3t", "key", b"{}", "1700000000000");
+        assert_eq!(s, "b601e4ffc613742bd8212fb069bd81188b991c0f75494f964ab661b6fd020a6a");
+        assert!(signature_matches(&Secret::new("s3cr3t"), "key", b"{}", "1700000000000", &s.to_uppercase()));
+        assert!(!signature_matches(&Secret::new("other"), "key", b"{}", "1700000000000", &s));
+        assert!(!signature_matches(&Secret::new("s3cr3t"), "key", b"{ }", "1700000000000", &s));
+    }
+
+    #[test]
+    fn a_signature_is_accepted_once() {
+        let guard = ReplayGuard::default();
+        assert!(guard.first_use("abc", Duration::from_secs(60)));
+        assert!(!guard.first_use("ABC", Duration::from_secs(60)));
+        assert!(guard.first_use("abd", Duration::from_secs(60)));
+    }
 }

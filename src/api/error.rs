@@ -26,6 +26,9 @@ impl ApiError {
     pub fn conflict(msg: impl Into<String>) -> Self {
         Self { http: StatusCode::CONFLICT, code: 409, msg: msg.into() }
     }
+    pub fn too_large(limit: usize) -> Self {
+        Self { http: StatusCode::PAYLOAD_TOO_LARGE, code: 413, msg: format!("the request body is over {limit} bytes") }
+    }
     pub fn bad_request(code: u16, msg: impl Into<String>) -> Self {
         Self { http: StatusCode::BAD_REQUEST, code, msg: msg.into() }
     }

@@ -4,7 +4,7 @@ mod auth;
 mod devo;
 mod error;
 
-pub use auth::Caller;
+pub use auth::{Caller, ReplayGuard, sign};
 pub use error::ApiError;
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::query::QueryEngine;
 use crate::secret::SecretBox;
-use crate::store::JobStore;
+use crate::store::{CredentialStore, JobStore};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,16 +28,21 @@ pub struct AppState {
     pub engine: Arc<dyn QueryEngine>,
     pub secrets: SecretBox,
     pub metrics: Arc<Metrics>,
+    pub credentials: Arc<dyn CredentialStore>,
+    pub replays: Arc<ReplayGuard>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let jobs = Router::new()
         .route("/search/query", post(devo::submit))
         .route("/search/job/{id}", get(devo::job))
         .route("/search/jobs", get(devo::jobs))
         .route("/search/job/stop/{id}", get(devo::stop))
         .route("/search/job/start/{id}", get(devo::start))
         .route("/search/job/remove/{id}", get(devo::remove))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .merge(jobs)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))

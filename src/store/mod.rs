@@ -2,8 +2,10 @@
 //! PostgreSQL database shared by several workers (claim with a lease, heartbeat, checkpoint
 //! at every completed part).
 
+mod credentials;
 mod sqlite;
 
+pub use credentials::token_lookup;
 pub use sqlite::SqliteStore;
 
 use std::time::Duration;
@@ -82,4 +84,37 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError>;
     /// Reachable and answering (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `Authorization: Bearer <token>`.
+    Token,
+    /// Devo's signed API key (`x-logtrust-apikey` + HMAC signature).
+    ApiKey,
+}
+
+/// An API credential as stored: never the token itself, an API key's secret only sealed.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub id: String,
+    pub kind: CredentialKind,
+    pub domain: String,
+    pub sealed: Option<Vec<u8>>,
+    pub created_at_ms: i64,
+    pub revoked: bool,
+}
+
+/// Credentials operators create and revoke (`forwarder auth …`).
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    /// Stores a credential found by `lookup` (a token's digest, an API key); returns its id.
+    async fn add_credential(&self, kind: CredentialKind, domain: &str, lookup: &str, sealed: Option<&[u8]>) -> Result<String, StoreError>;
+    /// The live (not revoked) credential with that lookup value.
+    async fn find_credential(&self, kind: CredentialKind, lookup: &str) -> Result<Option<Credential>, StoreError>;
+    async fn list_credentials(&self) -> Result<Vec<Credential>, StoreError>;
+    /// `false`: no live credential has that id.
+    async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError>;
+    /// Whether any credential was ever created (revoked ones count).
+    async fn has_credentials(&self) -> Result<bool, StoreError>;
 }

@@ -33,6 +33,10 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     async fn parts_of(&self, id: &str) -> Result<Vec<PartRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM parts WHERE job_id = ? ORDER BY idx")
             .bind(id)

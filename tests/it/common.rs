@@ -24,7 +24,9 @@ pub fn env(name: &str) -> String {
 
 pub struct TestApp {
     pub api: String,
+    /// Sends the server's initial token with every request.
     pub http: reqwest::Client,
+    pub token: String,
     pub worker: Arc<Worker>,
     pub s3: Client,
     pub bucket: String,
@@ -84,13 +86,19 @@ fn test_config(dir: &std::path::Path, catalog: &std::path::Path) -> Config {
 async fn start_app(dir: PathBuf, catalog: PathBuf, rows: u64, bucket: String, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&dir, &catalog);
     tweak(&mut config);
+    let token_file = forwarder::app::initial_token_path(&config);
     let app = App::build(config).await.unwrap();
     let worker = app.worker.clone();
+    // The token the server created on its first start, as a new user would use it.
+    let token = std::fs::read_to_string(token_file).unwrap().trim().to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(listener, shutdown.clone()));
-    TestApp { api, http: reqwest::Client::new(), worker, s3: s3_client(), bucket, dir, catalog, rows, shutdown }
+    TestApp { api, http, token, worker, s3: s3_client(), bucket, dir, catalog, rows, shutdown }
 }
 
 impl TestApp {

@@ -144,6 +144,7 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
             .arg("jobs")
             .args(args)
             .args(["--server", &app.api])
+            .env("FORWARDER_TOKEN", &app.token)
             .output()
             .unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))

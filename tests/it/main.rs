@@ -1,6 +1,7 @@
 //! Integration tests: the real HTTP API, the real worker, LocalStack (S3) and a real SMTP
 //! server. Run them with `scripts/test.sh`, which starts those services.
 
+mod auth;
 mod common;
 mod edges;
 mod export;

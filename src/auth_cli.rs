@@ -1,0 +1,84 @@
+//! `forwarder auth …`: operators create, list and revoke API credentials in the server's job
+//! store (on the server's machine, with its configuration). A new token or API secret is
+//! printed once, on stdout; only a digest of a token, and a sealed API secret, are stored.
+
+use std::path::Path;
+
+use clap::Subcommand;
+
+use crate::app::new_token;
+use crate::config::Config;
+use crate::secret::{Secret, SecretBox};
+use crate::store::{CredentialKind, CredentialStore, SqliteStore, token_lookup};
+
+#[derive(Subcommand)]
+pub enum AuthCommand {
+    /// Create a bearer token for a domain; prints it once.
+    CreateToken {
+        #[arg(long)]
+        domain: String,
+    },
+    /// Create a Devo API key and secret for a domain (signed requests); prints them once.
+    CreateKey {
+        #[arg(long)]
+        domain: String,
+    },
+    /// List credentials (ids, kinds, domains; never the tokens or secrets).
+    List,
+    /// Revoke a credential by id: requests using it are refused at once.
+    Revoke { id: String },
+}
+
+pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let store = SqliteStore::open(&config.data_dir.join("jobs.sqlite")).await?;
+    match command {
+        AuthCommand::CreateToken { domain } => {
+            check_domain(&domain)?;
+            let token = new_token();
+            let id = store.add_credential(CredentialKind::Token, &domain, &token_lookup(&token), None).await?;
+            eprintln!("created {id} for domain {domain}; the token is shown only now:");
+            println!("{token}");
+        }
+        AuthCommand::CreateKey { domain } => {
+            check_domain(&domain)?;
+            let secrets = SecretBox::load_or_create(&config.data_dir.join("server.key"))?;
+            let key = format!("key_{}", uuid::Uuid::new_v4().simple());
+            let secret = Secret::new(new_token().trim_start_matches("fwd_"));
+            let sealed = secrets.seal(&secret)?;
+            let id = store.add_credential(CredentialKind::ApiKey, &domain, &key, Some(&sealed)).await?;
+            eprintln!("created {id} for domain {domain}; the secret is shown only now:");
+            println!("apikey: {key}\napisecret: {}", secret.expose());
+        }
+        AuthCommand::List => {
+            let all = store.list_credentials().await?;
+            if all.is_empty() {
+                println!("no credentials");
+            }
+            for c in all {
+                let created = chrono::DateTime::from_timestamp_millis(c.created_at_ms).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+                println!(
+                    "{:<22} {:<7} {:<20} created {} {}",
+                    c.id,
+                    if c.kind == CredentialKind::Token { "token" } else { "api key" },
+                    c.domain,
+                    created.unwrap_or_default(),
+                    if c.revoked { "REVOKED" } else { "" }
+                );
+            }
+        }
+        AuthCommand::Revoke { id } => {
+            if !store.revoke_credential(&id).await? {
+                anyhow::bail!("no live credential {id} (see `forwarder auth list`)");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+fn check_domain(domain: &str) -> anyhow::Result<()> {
+    let ok = !domain.is_empty() && domain.len() <= 64 && domain.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    anyhow::ensure!(ok, "--domain must be 1-64 letters, digits, '-', '_' or '.'");
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! API credentials in the SQLite store: bearer tokens (kept as SHA-256 digests) and Devo API
+//! keys (the secret sealed with the server key).
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use super::{Credential, CredentialKind, CredentialStore, SqliteStore, StoreError};
+use crate::job::now_ms;
+
+/// What a bearer token is looked up by: its SHA-256, never the token itself.
+pub fn token_lookup(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn kind_str(kind: CredentialKind) -> &'static str {
+    match kind {
+        CredentialKind::Token => "token",
+        CredentialKind::ApiKey => "apikey",
+    }
+}
+
+type Row = (String, String, String, Option<Vec<u8>>, i64, Option<i64>);
+
+fn credential((id, kind, domain, sealed, created_at, revoked_at): Row) -> Credential {
+    let kind = if kind == "apikey" { CredentialKind::ApiKey } else { CredentialKind::Token };
+    Credential { id, kind, domain, sealed, created_at_ms: created_at, revoked: revoked_at.is_some() }
+}
+
+#[async_trait]
+impl CredentialStore for SqliteStore {
+    async fn add_credential(&self, kind: CredentialKind, domain: &str, lookup: &str, sealed: Option<&[u8]>) -> Result<String, StoreError> {
+        let id = format!("{}_{}", kind_str(kind), &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        sqlx::query("INSERT INTO credentials (id, kind, domain, lookup, sealed, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&id)
+            .bind(kind_str(kind))
+            .bind(domain)
+            .bind(lookup)
+            .bind(sealed)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(id)
+    }
+
+    async fn find_credential(&self, kind: CredentialKind, lookup: &str) -> Result<Option<Credential>, StoreError> {
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, kind, domain, sealed, created_at, revoked_at FROM credentials
+             WHERE kind = ? AND lookup = ? AND revoked_at IS NULL",
+        )
+        .bind(kind_str(kind))
+        .bind(lookup)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(credential))
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<Credential>, StoreError> {
+        let rows: Vec<Row> =
+            sqlx::query_as("SELECT id, kind, domain, NULL, created_at, revoked_at FROM credentials ORDER BY created_at")
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(credential).collect())
+    }
+
+    async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn has_credentials(&self) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials").fetch_one(self.pool()).await?;
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,175 @@
+//! Authentication, tenancy and secrets: Devo-signed API keys and bearer tokens created and
+//! revoked with `forwarder auth`, one domain never seeing another's jobs, and the secrets a
+//! request carries appearing nowhere but inside the encryption.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::export::QUERY;
+
+/// Runs `forwarder auth …` on the app's data directory.
+fn auth_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .arg("auth")
+        .args(args)
+        .env("FORWARDER_DATA_DIR", app.dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success() || args[0] == "revoke", "forwarder auth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// A request signed as Devo's SDK signs it.
+async fn signed(app: &TestApp, method: &str, path: &str, body: &str, key: &str, secret: &str, ts: i64) -> (u16, Value) {
+    let ts = ts.to_string();
+    let sign = forwarder::api::sign(secret, key, body.as_bytes(), &ts);
+    let http = reqwest::Client::new();
+    let url = format!("{}{path}", app.api);
+    let req = if method == "POST" { http.post(url).body(body.to_string()).header("content-type", "application/json") } else { http.get(url) };
+    let r = req.header("x-logtrust-apikey", key).header("x-logtrust-timestamp", &ts).header("x-logtrust-sign", sign).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_keys_and_tokens_each_see_only_their_domain() {
+    let app = spawn_app(1_000).await;
+    let anonymous = reqwest::Client::new();
+    for path in ["/search/jobs", "/search/job/00000000-0000-0000-0000-000000000000"] {
+        let r = anonymous.get(format!("{}{path}", app.api)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} needs credentials");
+    }
+    assert_eq!(anonymous.get(format!("{}/healthz", app.api)).send().await.unwrap().status(), 200);
+
+    // An operator creates an API key for domain acme.
+    let (ok, out) = auth_cli(&app, &["create-key", "--domain", "acme"]);
+    assert!(ok, "{out}");
+    let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
+    let (key, secret) = (field("apikey"), field("apisecret"));
+
+    let (from, to) = forwarder::query::demo::time_range(app.rows);
+    let body = json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": app.params(json!({"format": "gzip"}))}}).to_string();
+    let now = forwarder::job::now_ms();
+    let (status, answer) = signed(&app, "POST", "/search/query", &body, &key, &secret, now).await;
+    assert_eq!(status, 200, "{answer}");
+    let acme_job = answer["object"]["id"].as_str().unwrap().to_string();
+    let (status, job) = signed(&app, "GET", &format!("/search/job/{acme_job}"), "", &key, &secret, now + 1).await;
+    assert_eq!((status, job["object"]["owner"].as_str()), (200, Some(key.as_str())));
+
+    // Replayed, stale, or wrongly signed requests are refused.
+    let (status, answer) = signed(&app, "GET", &format!("/search/job/{acme_job}"), "", &key, &secret, now + 1).await;
+    assert_eq!(status, 401, "a replay is refused: {answer}");
+    let (status, answer) = signed(&app, "GET", "/search/jobs", "", &key, &secret, now - 600_000).await;
+    assert!(status == 401 && answer["msg"].as_str().unwrap().contains("clock"), "{answer}");
+    let (status, _) = signed(&app, "GET", "/search/jobs", "", &key, "not-the-secret", now + 2).await;
+    assert_eq!(status, 401);
+
+    // The default domain's token sees acme's job exactly as it sees a job that does not exist.
+    let (status, theirs) = app.get(&format!("/search/job/{acme_job}")).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (status_unknown, nothing) = app.get(&format!("/search/job/{unknown}")).await;
+    assert_eq!((status, status_unknown), (reqwest::StatusCode::NOT_FOUND, reqwest::StatusCode::NOT_FOUND));
+    assert_eq!(theirs["msg"].as_str().unwrap().replace(&acme_job, "ID"), nothing["msg"].as_str().unwrap().replace(&unknown, "ID"));
+    for steer in ["stop", "start", "remove"] {
+        assert_eq!(app.get(&format!("/search/job/{steer}/{acme_job}")).await.0, 404, "{steer} of another domain's job");
+    }
+    let (_, list) = app.get("/search/jobs").await;
+    assert_eq!(list["object"], json!([]), "another domain's jobs are not listed");
+
+    // A token for acme sees acme's job; revoking it and the key shuts them out at once.
+    let (ok, token) = auth_cli(&app, &["create-token", "--domain", "acme"]);
+    assert!(ok);
+    let token = token.trim();
+    let as_acme = |path: String| reqwest::Client::new().get(format!("{}{path}", app.api)).bearer_auth(token).send();
+    assert_eq!(as_acme(format!("/search/job/{acme_job}")).await.unwrap().status(), 200);
+    let (_, list) = auth_cli(&app, &["list"]);
+    for line in list.lines().filter(|l| l.contains("acme")) {
+        let id = line.split_whitespace().next().unwrap();
+        assert!(auth_cli(&app, &["revoke", id]).0, "revoke {id}");
+    }
+    assert_eq!(as_acme(format!("/search/job/{acme_job}")).await.unwrap().status(), 401);
+    let (status, _) = signed(&app, "GET", "/search/jobs", "", &key, &secret, forwarder::job::now_ms()).await;
+    assert_eq!(status, 401);
+}
+
+/// Collects every log line of the process.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_column() {
+    // Every log line, at every level, of this test's process (nextest runs one per process).
+    let logs = LogBuffer::default();
+    let sink = logs.clone();
+    tracing_subscriber::fmt().with_env_filter("trace").with_writer(move || sink.clone()).init();
+
+    let app = spawn_app(2_000).await;
+    let secret_key = format!("SECRETKEY{}", uuid::Uuid::new_v4().simple());
+    let password = format!("ZIPPASSWORD{}", uuid::Uuid::new_v4().simple());
+    let session = format!("SESSIONTOKEN{}", uuid::Uuid::new_v4().simple());
+    let secrets = [secret_key.as_str(), password.as_str(), session.as_str()];
+    let params = |bucket: &str| {
+        let mut p = app.params(json!({"format": "zip", "file.password": password, "aws.sessiontoken": session,
+                                      "notification.email": "ops@example.com"}));
+        p["aws.secretkey"] = json!(secret_key);
+        p["aws.bucket"] = json!(bucket);
+        p
+    };
+    let (from, to) = forwarder::query::demo::time_range(app.rows);
+    let mut responses = Vec::new();
+    let mut ids = Vec::new();
+    // One job that completes, one that fails (no such bucket), one refused (bad format).
+    for bucket in [app.bucket.clone(), "no-such-bucket-for-secrets".to_string()] {
+        let (status, answer) = app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": params(&bucket)}})).await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["object"]["id"].as_str().unwrap().to_string());
+        responses.push(answer.to_string());
+        app.worker.try_run_next_job().await.unwrap().unwrap();
+    }
+    let mut bad = params(&app.bucket);
+    bad["format"] = json!("gzip");
+    let (status, refused) = app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": bad}})).await;
+    assert_eq!(status, 400);
+    responses.push(refused.to_string());
+
+    let completed = app.job(&ids[0]).await;
+    let failed = app.job(&ids[1]).await;
+    assert_eq!((completed["status"].as_str(), failed["status"].as_str()), (Some("COMPLETED"), Some("FAILED")), "{failed:#}");
+    responses.push(completed.to_string());
+    responses.push(failed.to_string());
+    responses.push(app.get("/search/jobs").await.1.to_string());
+    responses.push(app.http.get(format!("{}/metrics", app.api)).send().await.unwrap().text().await.unwrap());
+    for id in &ids {
+        responses.push(email_about(id, "").await);
+    }
+    // The raw database files, WAL included.
+    let mut database = Vec::new();
+    for entry in std::fs::read_dir(app.dir.join("data")).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("jobs.sqlite") {
+            database.extend(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    assert!(logs.contains(&ids[0]) && logs.contains("NoSuchBucket"), "the log was captured");
+    for secret in secrets {
+        for r in &responses {
+            assert!(!r.contains(secret), "a response or email holds a secret: {r}");
+        }
+        assert!(!logs.contains(secret), "the log holds a secret");
+        assert!(!database.windows(secret.len()).any(|w| w == secret.as_bytes()), "the database holds a secret in plain text");
+    }
+    // Removing a job forgets its sealed credentials.
+    assert_eq!(app.get(&format!("/search/job/remove/{}", ids[1])).await.0, 200);
+}
