@@ -35,7 +35,7 @@ impl App {
         let credentials: Arc<dyn CredentialStore> = sqlite;
         let secrets = SecretBox::load_or_create(&config.data_dir.join("server.key"))?;
         ensure_a_credential(&config, credentials.as_ref()).await?;
-        let engine = Arc::new(DataFusionEngine::new(catalog));
+        let engine = Arc::new(DataFusionEngine::new(catalog).with_memory_limit((config.worker.query_memory_mb as usize) << 20));
         let notifier = notifier_from_config(&config).map_err(anyhow::Error::msg)?;
         let metrics = Arc::new(Metrics::default());
         let uploaders = Arc::new(S3UploaderFactory {

@@ -73,6 +73,11 @@ pub struct WorkerConfig {
     /// continues them from their last checkpoint.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
+    /// Memory one query may hold, in MB (sorts spill to disk past it; what cannot spill
+    /// fails the job with a clear error instead of taking the worker down).
+    pub query_memory_mb: u64,
+    /// Jobs of one domain running at once, over every worker sharing the store (0: no limit).
+    pub max_running_per_domain: u32,
 }
 
 impl Default for WorkerConfig {
@@ -84,6 +89,8 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_millis(500),
             compression_level: 6,
             shutdown_deadline: Duration::from_secs(30),
+            query_memory_mb: 512,
+            max_running_per_domain: 4,
         }
     }
 }

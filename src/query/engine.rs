@@ -10,6 +10,7 @@ use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, lit};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SQLOptions, SessionConfig, SessionContext, ident};
 
 use super::catalog::{Catalog, TableFormat, split_name};
@@ -60,11 +61,20 @@ pub trait QueryEngine: Send + Sync + 'static {
 
 pub struct DataFusionEngine {
     catalog: Catalog,
+    /// Memory one query may hold (sorts and aggregations spill or fail past it).
+    memory_limit: Option<usize>,
 }
 
 impl DataFusionEngine {
     pub fn new(catalog: Catalog) -> Self {
-        Self { catalog }
+        Self { catalog, memory_limit: None }
+    }
+
+    /// Each query runs under its own memory pool of `bytes`, so that one job cannot take the
+    /// worker down.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = Some(bytes);
+        self
     }
 
     async fn context(&self, window: QueryWindow) -> Result<SessionContext, QueryError> {
@@ -73,7 +83,11 @@ impl DataFusionEngine {
         // names are camelCase (`statusCode`).
         let mut config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
         config.options_mut().sql_parser.enable_ident_normalization = false;
-        let ctx = SessionContext::new_with_config(config);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = self.memory_limit {
+            runtime = runtime.with_memory_limit(bytes, 1.0);
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         for table in &self.catalog.tables {
             let location = table.location.to_string_lossy().to_string();
             let mut df = match table.format {

@@ -61,8 +61,9 @@ pub trait JobStore: Send + Sync + 'static {
     async fn get(&self, domain: Option<&str>, id: Uuid) -> Result<Option<Job>, StoreError>;
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
     /// Claims the oldest runnable job for `worker`: `CREATED`, or `RUNNING` with an expired
-    /// lease (its worker died). The job comes back `RUNNING` with its parts so far.
-    async fn claim_next(&self, worker: &str, lease: Duration) -> Result<Option<Job>, StoreError>;
+    /// lease (its worker died), of a domain with fewer than `max_running_per_domain` jobs
+    /// running (`None`: no limit). The job comes back `RUNNING` with its parts so far.
+    async fn claim_next(&self, worker: &str, lease: Duration, max_running_per_domain: Option<u32>) -> Result<Option<Job>, StoreError>;
     /// Extends the lease and saves progress; says whether an operator asked for something.
     async fn heartbeat(&self, id: Uuid, worker: &str, lease: Duration, progress: &Progress) -> Result<Lease, StoreError>;
     /// Records one uploaded part and the progress that goes with it, atomically.

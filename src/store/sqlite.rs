@@ -177,19 +177,23 @@ impl JobStore for SqliteStore {
         Ok(jobs)
     }
 
-    async fn claim_next(&self, worker: &str, lease: Duration) -> Result<Option<Job>, StoreError> {
+    async fn claim_next(&self, worker: &str, lease: Duration, max_running_per_domain: Option<u32>) -> Result<Option<Job>, StoreError> {
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE jobs SET status = 'RUNNING', lease_owner = ?1, lease_until = ?2, updated_at = ?3,
                     started_at = COALESCE(started_at, ?3)
-             WHERE id = (SELECT id FROM jobs
-                         WHERE status = 'CREATED' OR (status = 'RUNNING' AND lease_until < ?3)
-                         ORDER BY created_at LIMIT 1)
+             WHERE id = (SELECT id FROM jobs j
+                         WHERE (j.status = 'CREATED' OR (j.status = 'RUNNING' AND j.lease_until < ?3))
+                           AND (?4 IS NULL OR (SELECT COUNT(*) FROM jobs r
+                                               WHERE r.domain = j.domain AND r.status = 'RUNNING'
+                                                 AND r.lease_until >= ?3) < ?4)
+                         ORDER BY j.created_at LIMIT 1)
              RETURNING *",
         )
         .bind(worker)
         .bind(now + lease.as_millis() as i64)
         .bind(now)
+        .bind(max_running_per_domain.map(i64::from))
         .fetch_optional(&self.pool)
         .await?;
         match row {

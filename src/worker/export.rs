@@ -103,6 +103,12 @@ impl Export {
             tokio::select! {
                 next = stream.next() => match next {
                     None => return Ok((writer, Ended::Exhausted)),
+                    Some(Err(e)) if matches!(e.find_root(), datafusion::error::DataFusionError::ResourcesExhausted(_)) => {
+                        return Err(ExportError::Query(format!(
+                            "the query needs more memory than one query may use (worker.query_memory_mb): \
+                             narrow it (fewer groups, a shorter from/to) or ask the operator to raise the limit ({e})"
+                        )));
+                    }
                     Some(Err(e)) => return Err(ExportError::Query(format!("query failed: {e}"))),
                     Some(Ok(batch)) => {
                         let rows = batch.num_rows() as u64;

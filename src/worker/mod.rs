@@ -95,6 +95,10 @@ impl Worker {
         }
     }
 
+    fn max_running_per_domain(&self) -> Option<u32> {
+        (self.worker.max_running_per_domain > 0).then_some(self.worker.max_running_per_domain)
+    }
+
     /// Asks running jobs to upload their open part and give themselves back to the store
     /// (status `CREATED`, continued by the next worker from that checkpoint).
     pub fn begin_shutdown(&self) {
@@ -103,7 +107,7 @@ impl Worker {
 
     /// Claims one runnable job and runs it to its end. `None`: nothing to do.
     pub async fn try_run_next_job(&self) -> Result<Option<Uuid>, StoreError> {
-        let Some(job) = self.store.claim_next(&self.id, self.worker.lease).await? else {
+        let Some(job) = self.store.claim_next(&self.id, self.worker.lease, self.max_running_per_domain()).await? else {
             return Ok(None);
         };
         let id = job.id;
@@ -120,7 +124,7 @@ impl Worker {
                 p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
                 () = shutdown.cancelled() => break,
             };
-            match self.store.claim_next(&self.id, self.worker.lease).await {
+            match self.store.claim_next(&self.id, self.worker.lease, self.max_running_per_domain()).await {
                 Ok(Some(job)) => {
                     let me = self.clone();
                     tokio::spawn(async move {

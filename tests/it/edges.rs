@@ -74,3 +74,19 @@ async fn hostile_values_round_trip_and_a_huge_row_gets_a_part_of_its_own() {
         assert!(parts.len() >= 3, "{format}: rows before, the huge row, rows after: {parts:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_its_memory_limit_fails_the_job_not_the_worker() {
+    let app = spawn_app_with(60_000, |c| c.worker.query_memory_mb = 1).await;
+    // One group holding every uri: nothing to spill, so it must stop at the limit.
+    let id = app.submit_export("SELECT array_agg(uri) AS uris FROM demo.ecommerce.data", json!({"format": "gzip"})).await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "FAILED", "{job:#}");
+    assert!(job["error"][0].as_str().unwrap().contains("more memory than one query may use"), "{job:#}");
+    assert_eq!(app.open_multipart_uploads().await, 0);
+    // The worker goes on with the next job.
+    let next = app.submit_export(crate::export::QUERY, json!({"format": "gzip"})).await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    assert_eq!(app.job(&next).await["status"], "COMPLETED");
+}

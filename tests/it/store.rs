@@ -50,10 +50,10 @@ async fn conformance(store: Arc<dyn JobStore>) {
     assert_eq!(store.get(Some("a"), a.id).await.unwrap().unwrap().status, JobStatus::Created);
 
     // Claim, checkpoint, heartbeat.
-    let claimed = store.claim_next("w1", lease).await.unwrap().unwrap();
+    let claimed = store.claim_next("w1", lease, None).await.unwrap().unwrap();
     assert_eq!(claimed.id, a.id);
     assert_eq!(claimed.status, JobStatus::Running);
-    assert!(store.claim_next("w2", lease).await.unwrap().is_none(), "a leased job is not claimed twice");
+    assert!(store.claim_next("w2", lease, None).await.unwrap().is_none(), "a leased job is not claimed twice");
     let progress = Progress { events_generated: 9, events_sent: 5, last_datetime_ms: Some(7), percent_complete: 50 };
     store.checkpoint(a.id, "w1", &part(1, 0), &progress).await.unwrap();
     assert_eq!(store.heartbeat(a.id, "w1", lease, &progress).await.unwrap(), Lease::Held);
@@ -61,7 +61,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
 
     // The lease expires: another worker takes the job over with its checkpoint.
     tokio::time::sleep(lease * 2).await;
-    let taken = store.claim_next("w2", lease).await.unwrap().unwrap();
+    let taken = store.claim_next("w2", lease, None).await.unwrap().unwrap();
     assert_eq!(taken.parts, vec![part(1, 0)].into_iter().map(|mut p| { p.completed_at_ms = taken.parts[0].completed_at_ms; p }).collect::<Vec<_>>());
     assert_eq!(taken.progress, progress);
     assert!(matches!(store.heartbeat(a.id, "w1", lease, &progress).await, Err(StoreError::LeaseLost(_))));
@@ -80,7 +80,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
     // Start: back to CREATED, claimed again with its checkpoint; a second start is refused.
     assert_eq!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), applied(JobStatus::Created));
     assert!(matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(why)) if why.contains("CREATED")));
-    let again = store.claim_next("w3", lease).await.unwrap().unwrap();
+    let again = store.claim_next("w3", lease, None).await.unwrap().unwrap();
     assert_eq!((again.id, again.parts.len()), (a.id, 1));
     assert_eq!(again.parts[0].resume, ResumePoint { from_ms: Some(1_001), skip: 5 });
 
@@ -88,7 +88,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
     store.release(a.id, "w3", &progress).await.unwrap();
     let released = store.get(None, a.id).await.unwrap().unwrap();
     assert_eq!((released.status, released.parts.len()), (JobStatus::Created, 1));
-    assert_eq!(store.claim_next("w4", lease).await.unwrap().map(|j| j.id), Some(a.id));
+    assert_eq!(store.claim_next("w4", lease, None).await.unwrap().map(|j| j.id), Some(a.id));
     store.finish(a.id, "w4", JobStatus::Stopped, &progress, None).await.unwrap();
 
     assert_eq!(store.command(Some("a"), a.id, Command::Remove).await.unwrap(), applied(JobStatus::Removed));
@@ -107,6 +107,17 @@ async fn conformance(store: Arc<dyn JobStore>) {
     assert_eq!(stopped.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b.id]);
     assert_eq!(store.list(&JobFilter { domain: Some("b".into()), ..Default::default() }).await.unwrap().len(), 0);
     store.ping().await.unwrap();
+
+    // At most N running jobs per domain: a busy domain waits, another domain's job goes first.
+    let (c1, c2, other) = (job("capped"), job("capped"), job("other"));
+    for j in [&c1, &c2, &other] {
+        store.insert(j).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(store.claim_next("w5", lease, Some(1)).await.unwrap().map(|j| j.id), Some(c1.id));
+    assert_eq!(store.claim_next("w5", lease, Some(1)).await.unwrap().map(|j| j.id), Some(other.id), "capped waits");
+    assert!(store.claim_next("w5", lease, Some(1)).await.unwrap().is_none());
+    assert_eq!(store.claim_next("w5", lease, Some(2)).await.unwrap().map(|j| j.id), Some(c2.id));
 }
 
 #[tokio::test]
