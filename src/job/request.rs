@@ -347,5 +347,8 @@ fn valid_bucket_name(b: &str) -> bool {
 }
 
 #[cfg(test)]
+#[path = "request_props.rs"]
+mod props;
+#[cfg(test)]
 #[path = "request_tests.rs"]
 mod tests;

@@ -5,6 +5,7 @@ mod auth;
 mod common;
 mod edges;
 mod export;
+mod hostile;
 mod faults;
 mod lifecycle;
 mod store;
