@@ -26,6 +26,8 @@ data_dir = "$work/data"
 catalog = "$catalog"
 [worker]
 compression_level = $level
+[s3]
+allowed_endpoints = ["127.0.0.1"]
 TOML
 bucket=bench-$(date +%s)
 curl -sf -X PUT "$FORWARDER_TEST_S3_ENDPOINT/$bucket" >/dev/null
@@ -33,7 +35,8 @@ curl -sf -X PUT "$FORWARDER_TEST_S3_ENDPOINT/$bucket" >/dev/null
 RUST_LOG=warn "$bin" serve --config "$work/bench.toml" > "$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 600); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "127.0.0.1:$port/healthz" >/dev/null || { echo "the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 auth="Authorization: Bearer $(cat "$work/data/initial-token")"
 
 from=1767225600
@@ -57,13 +60,15 @@ peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
 echo "$job" | python3 -c '
 import json, sys
 j = json.load(sys.stdin)["object"]
-rows, secs, csv, peak = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-stored = sum(p["bytes"] for p in j["extra"]["parts"])
-print(f"status          {j[\"status\"]} {j[\"error\"] or \"\"}")
-print(f"rows            {j[\"eventsSent\"]:,} in {len(j[\"extra\"][\"parts\"])} parts")
+rows, secs, csv, peak = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]), int(sys.argv[4]), int(sys.argv[5])
+parts = j["extra"]["parts"]
+stored = sum(p["bytes"] for p in parts)
+status, error, sent = j["status"], " ".join(j["error"]), j["eventsSent"]
+print(f"status          {status} {error}")
+print(f"rows            {sent:,} in {len(parts)} parts")
 print(f"time            {secs:.1f} s (submit to COMPLETED)")
 print(f"rows/s          {rows / secs:,.0f}")
 print(f"CSV MB/s        {csv / 1e6 / secs:.1f}  ({csv / 1e6:.0f} MB of CSV)")
 print(f"stored          {stored / 1e6:.1f} MB ({stored / csv * 100:.1f}% of the CSV)")
 print(f"peak RSS        {peak / 1024:.0f} MiB (server process, VmHWM)")
-' "$rows" "$(echo "$end - $start" | bc)" "$csv_bytes" "$peak_kb"
+' "$rows" "$start" "$end" "$csv_bytes" "$peak_kb"

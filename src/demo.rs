@@ -65,6 +65,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let mut config = Config { data_dir: opts.dir.join("data"), demo_rows: opts.rows, ..Config::default() };
     // Small parts so that the demo shows rotation; operators keep Devo's 50-500 MB.
     config.limits.retention_size_mb_min = 1.0;
+    // The demo's S3 endpoint runs in this process, on loopback.
+    config.s3.allowed_endpoints = vec!["127.0.0.1".into()];
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let api = format!("http://{}", listener.local_addr()?);
     let app = App::build(config.clone()).await?;

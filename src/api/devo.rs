@@ -11,10 +11,16 @@ use uuid::Uuid;
 use super::{ApiError, AppState, Caller};
 use crate::job::{Command, Job, JobStatus, Progress, job_view, now_ms, parse_submit};
 use crate::store::{JobFilter, Outcome};
+use crate::upload::endpoint::check_endpoint;
 
 /// `POST /search/query`: validates the request, queues the job, answers with its id.
 pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
     let (spec, secrets) = parse_submit(&body, &state.config.limits)?;
+    if let Some(endpoint) = &spec.destination.endpoint {
+        check_endpoint(endpoint, &state.config.s3.allowed())
+            .await
+            .map_err(|msg| ApiError::bad_request(crate::job::request_codes::BAD_AWS_PARAM, msg))?;
+    }
     state
         .engine
         .check(&spec.query)

@@ -31,6 +31,15 @@ pub struct S3Defaults {
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub path_style: bool,
+    /// Hosts, addresses or networks (CIDR) a request's `aws.endpoint` may reach although
+    /// they are internal (loopback, private, link-local): e.g. `["minio.internal", "10.0.0.0/8"]`.
+    pub allowed_endpoints: Vec<String>,
+}
+
+impl S3Defaults {
+    pub fn allowed(&self) -> Vec<super::endpoint::Allowed> {
+        self.allowed_endpoints.iter().map(|e| super::endpoint::Allowed::parse(e)).collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +61,10 @@ impl S3Uploader {
         defaults: &S3Defaults,
         upload: &UploadConfig,
     ) -> Result<Self, String> {
+        // Checked again here: what a name resolves to may have changed since submission.
+        if let Some(endpoint) = &dest.endpoint {
+            super::endpoint::check_endpoint(endpoint, &defaults.allowed()).await?;
+        }
         let uses_defaults = dest.bucket.is_none();
         let bucket = dest.bucket.clone().or_else(|| defaults.bucket.clone()).ok_or(
             "the request names no aws.bucket and the worker has no default bucket (s3.bucket in the configuration)",

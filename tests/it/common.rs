@@ -78,6 +78,8 @@ fn test_config(dir: &std::path::Path, catalog: &std::path::Path) -> Config {
     config.limits.retention_size_mb_min = 0.01;
     config.limits.retention_time_secs_min = 1;
     config.upload.part_size_mib = 5;
+    // LocalStack and the tests' own proxies run on loopback.
+    config.s3.allowed_endpoints = vec!["127.0.0.0/8".into()];
     config.smtp.url = Some(env("FORWARDER_TEST_SMTP_URL"));
     config.smtp.max_attempts = 2;
     config

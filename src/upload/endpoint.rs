@@ -1,0 +1,121 @@
+//! `aws.endpoint` must not reach the worker's own network. A request's endpoint is resolved
+//! and every address it resolves to is checked: loopback, private, link-local (the cloud
+//! metadata service, 169.254.169.254), shared, unspecified and other non-public addresses
+//! are refused unless the operator allows the host or its network (`s3.allowed_endpoints`).
+//! Checked when the job is submitted and again when a worker starts it.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// One entry of `s3.allowed_endpoints`: a host name, an address or a network (CIDR).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allowed {
+    Host(String),
+    Net(IpNet),
+}
+
+impl Allowed {
+    pub fn parse(entry: &str) -> Allowed {
+        let entry = entry.trim();
+        if let Ok(net) = entry.parse::<IpNet>() {
+            return Allowed::Net(net);
+        }
+        if let Ok(ip) = entry.parse::<IpAddr>() {
+            return Allowed::Net(IpNet::from(ip));
+        }
+        Allowed::Host(entry.to_ascii_lowercase())
+    }
+}
+
+/// Addresses that are not on the public internet.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (carrier NAT)
+                || (a == 192 && b == 0) // IETF protocol assignments
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240 // reserved
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00 // unique local
+                    || (first & 0xffc0) == 0xfe80 // link-local
+            }
+        },
+    }
+}
+
+/// Refuses `endpoint` (an http(s) URL) when it resolves to an internal address the
+/// operator did not allow. The message says what to fix.
+pub async fn check_endpoint(endpoint: &str, allowed: &[Allowed]) -> Result<(), String> {
+    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("aws.endpoint is not a URL: {e}"))?;
+    let host = url.host_str().ok_or("aws.endpoint has no host")?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    if allowed.iter().any(|a| matches!(a, Allowed::Host(h) if *h == host)) {
+        return Ok(());
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("aws.endpoint host {host} does not resolve: {e}"))?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    if addresses.is_empty() {
+        return Err(format!("aws.endpoint host {host} does not resolve"));
+    }
+    for ip in addresses {
+        if is_internal(ip) && !allowed.iter().any(|a| matches!(a, Allowed::Net(n) if n.contains(&ip))) {
+            return Err(format!(
+                "aws.endpoint {host} resolves to {ip}, an internal address (loopback, private, link-local or reserved); \
+                 use a public endpoint, or ask the operator to allow it in s3.allowed_endpoints"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
+                   "::1", "::", "fd00::1", "fe80::1", "::ffff:169.254.169.254", "::ffff:127.0.0.1"] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["52.95.110.1", "8.8.8.8", "2600:1f18::1", "172.32.0.1"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_endpoints_need_the_operators_leave() {
+        let err = check_endpoint("http://169.254.169.254/latest", &[]).await.unwrap_err();
+        assert!(err.contains("169.254.169.254") && err.contains("s3.allowed_endpoints"), "{err}");
+        assert!(check_endpoint("http://localhost:4566", &[]).await.is_err(), "names are checked on the resolved address");
+        assert!(check_endpoint("http://[::1]:4566", &[]).await.is_err());
+        let allowed = [Allowed::parse("127.0.0.0/8"), Allowed::parse("::1"), Allowed::parse("minio.internal")];
+        assert!(check_endpoint("http://127.0.0.1:4566", &allowed).await.is_ok());
+        assert!(check_endpoint("http://localhost:4566", &allowed).await.is_ok());
+        assert!(check_endpoint("https://minio.internal:9000", &allowed).await.is_ok());
+        assert!(check_endpoint("http://10.0.0.5:9000", &allowed).await.is_err());
+        assert!(check_endpoint("https://52.95.110.1", &[]).await.is_ok());
+    }
+}
