@@ -46,6 +46,15 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$root/localstack/requirements.txt" "
   cp "$root/localstack/requirements.txt" "$venv/.installed"
 fi
 
+# Devo's own SDK, in a venv of its own (it needs a newer pyOpenSSL than LocalStack).
+devo_venv=$root/tests/devo-sdk/.venv
+if [ ! -x "$devo_venv/bin/python" ] || ! cmp -s "$root/tests/devo-sdk/requirements.txt" "$devo_venv/.installed" ; then
+  echo "installing Devo's Python SDK into $devo_venv (pinned, see tests/devo-sdk/requirements.txt)" >&2
+  python3 -m venv "$devo_venv"
+  "$devo_venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/devo-sdk/requirements.txt" >&2
+  cp "$root/tests/devo-sdk/requirements.txt" "$devo_venv/.installed"
+fi
+
 if ! s3_up; then
   echo "starting LocalStack (S3) on 127.0.0.1:4566" >&2
   GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=s3 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$state/ls" \
@@ -65,4 +74,5 @@ cat <<ENV
 export FORWARDER_TEST_S3_ENDPOINT=http://127.0.0.1:4566
 export FORWARDER_TEST_SMTP_URL=smtp://127.0.0.1:2525
 export FORWARDER_TEST_MAILDIR=$state/maildir
+export FORWARDER_TEST_DEVO_PYTHON=$devo_venv/bin/python
 ENV

@@ -7,7 +7,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AppState, ReplayGuard, router};
-use crate::config::Config;
+use anyhow::Context as _;
+
+use crate::config::{Config, TlsConfig};
 use crate::metrics::Metrics;
 use crate::notify::notifier_from_config;
 use crate::query::{Catalog, DataFusionEngine, demo};
@@ -58,10 +60,16 @@ impl App {
             .worker
             .enabled
             .then(|| tokio::spawn(self.worker.clone().run(shutdown.clone())));
-        tracing::info!(address = %listener.local_addr()?, "API listening");
+        let tls = self.state.config.tls.clone();
         let app = router(self.state);
-        let stop = shutdown.clone();
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+        match tls {
+            None => {
+                tracing::info!(address = %listener.local_addr()?, "API listening (http)");
+                let stop = shutdown.clone();
+                axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+            }
+            Some(tls) => serve_https(listener, app, &tls, shutdown.clone()).await?,
+        }
         if let Some(task) = worker_task {
             let _ = task.await;
         }
@@ -73,6 +81,24 @@ impl App {
         self.worker.clone().run(shutdown).await;
         Ok(())
     }
+}
+
+/// Serves `app` over HTTPS (rustls) until `shutdown`.
+async fn serve_https(listener: TcpListener, app: axum::Router, tls: &TlsConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Several crypto back ends are linked (the AWS SDK brings its own): name the one to use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .with_context(|| format!("loading the TLS certificate {} and key {}", tls.cert.display(), tls.key.display()))?;
+    tracing::info!(address = %listener.local_addr()?, "API listening (https)");
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stop.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?.handle(handle).serve(app.into_make_service()).await?;
+    Ok(())
 }
 
 /// Where the token created on first start is written (readable by the owner only).

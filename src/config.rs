@@ -34,6 +34,17 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The default destination, for requests without `aws.*` parameters.
     pub s3: S3Defaults,
+    /// Serve HTTPS with this certificate (Devo's SDK calls the job endpoints over https).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 impl Default for Config {
@@ -49,6 +60,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             auth: AuthConfig::default(),
             s3: S3Defaults::default(),
+            tls: None,
         }
     }
 }

@@ -207,7 +207,7 @@ mod tests {
     fn tables_line_up_and_show_progress() {
         let job = json!({"id": "j1", "status": "RUNNING", "query": "SELECT 1", "eventsSent": 1200,
             "extra": {"parts": [{"index": 1, "rows": 1200, "bytes": 5000}], "paths": ["s3://b/k1"], "percentComplete": 40, "createdAt": 0}});
-        let table = jobs_table(&[job.clone()]);
+        let table = jobs_table(std::slice::from_ref(&job));
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].find("STATUS"), lines[1].find("RUNNING"));

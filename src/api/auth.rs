@@ -1,7 +1,9 @@
 //! Who is calling. Every endpoint but health and metrics needs one of:
 //! - Devo's signed API key: `x-logtrust-apikey`, `x-logtrust-timestamp` (ms) and
 //!   `x-logtrust-sign` = hex HMAC-SHA256(secret, apikey + body + timestamp). Stale timestamps
-//!   and replayed signatures are refused.
+//!   are refused, and so is a signed submission (POST) sent twice. Signed GETs may repeat
+//!   within the window: Devo's SDK signs with a timestamp in whole seconds, so two reads of
+//!   the same job in one second carry the same signature.
 //! - `Authorization: Bearer <token>`.
 //!
 //! Keys and tokens come from the configuration or from `forwarder auth`; each belongs to a
@@ -47,7 +49,7 @@ impl FromRequestParts<AppState> for Caller {
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
-    let caller = identify(&state, &parts.headers, &body).await?;
+    let caller = identify(&state, &parts.headers, &body, parts.method == axum::http::Method::POST).await?;
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
@@ -57,9 +59,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Caller, ApiError> {
+async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes, submits: bool) -> Result<Caller, ApiError> {
     if let Some(key) = header(headers, "x-logtrust-apikey") {
-        return signed(state, headers, key, body).await;
+        return signed(state, headers, key, body, submits).await;
     }
     let token = header(headers, "authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -74,7 +76,7 @@ async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result
     }
 }
 
-async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes) -> Result<Caller, ApiError> {
+async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, submits: bool) -> Result<Caller, ApiError> {
     let (Some(timestamp), Some(sign)) = (header(headers, "x-logtrust-timestamp"), header(headers, "x-logtrust-sign")) else {
         return Err(ApiError::unauthorized("a signed request needs x-logtrust-timestamp (ms) and x-logtrust-sign"));
     };
@@ -105,7 +107,7 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes) 
     if !signature_matches(&secret, key, body, timestamp, sign) {
         return Err(ApiError::unauthorized("x-logtrust-sign does not match: sign apikey + body + timestamp with the key's secret (HMAC-SHA256, hex)"));
     }
-    if !state.replays.first_use(sign, skew) {
+    if submits && !state.replays.first_use(sign, skew) {
         return Err(ApiError::unauthorized("this signed request was already used: sign each request anew"));
     }
     Ok(caller)

@@ -127,7 +127,7 @@ fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, RequestError> {
         err(BAD_TIME, format!("\"{field}\" must be epoch seconds, epoch milliseconds or an ISO-8601 date-time"))
     };
     let number = |n: f64| -> Result<Option<i64>, RequestError> {
-        if !n.is_finite() || n < 0.0 || n > 1e15 {
+        if !n.is_finite() || !(0.0..=1e15).contains(&n) {
             return bad();
         }
         Ok(Some(if n > 1e11 { n as i64 } else { (n * 1000.0) as i64 }))

@@ -257,3 +257,15 @@ pub async fn email_about(job_id: &str, needle: &str) -> String {
 pub fn unfold_qp(text: &str) -> String {
     text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
 }
+
+/// Runs `forwarder auth …` on the app's data directory.
+pub fn auth_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .arg("auth")
+        .args(args)
+        .env("FORWARDER_DATA_DIR", app.dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success() || args[0] == "revoke", "forwarder auth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+}
