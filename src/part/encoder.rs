@@ -5,11 +5,10 @@
 use std::io::{self, Write};
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use zip::write::{SimpleFileOptions, StreamWriter};
 use zip::{AesMode, CompressionMethod, ZipWriter};
 
+use super::pgzip::ParallelGzip;
 use super::sink::ChunkSink;
 use crate::job::Format;
 use crate::secret::Secret;
@@ -32,7 +31,8 @@ pub struct PartOptions {
 
 enum Compressor {
     Plain(ChunkSink),
-    Gzip(GzEncoder<ChunkSink>),
+    /// Deflated on several cores at once (see [`ParallelGzip`]).
+    Gzip(Box<ParallelGzip>),
     Zip(Box<ZipWriter<StreamWriter<ChunkSink>>>),
 }
 
@@ -73,7 +73,7 @@ impl PartEncoder {
         let level = options.level.min(9);
         let compressor = match options.format {
             Format::Plain => Compressor::Plain(sink.clone()),
-            Format::Gzip => Compressor::Gzip(GzEncoder::new(sink.clone(), Compression::new(level))),
+            Format::Gzip => Compressor::Gzip(Box::new(ParallelGzip::new(sink.clone(), level)?)),
             Format::Zip => {
                 let mut zip = ZipWriter::new_stream(sink.clone());
                 let mut file = SimpleFileOptions::default()
@@ -118,7 +118,11 @@ impl PartEncoder {
     /// Stored size so far: compressed output plus the (uncompressed, so generous) rows not
     /// yet handed to the compressor.
     pub fn stored_estimate(&self) -> u64 {
-        self.sink.written() + self.pending.len() as u64
+        let compressed = match &self.compressor {
+            Compressor::Gzip(gz) => gz.stored_estimate(),
+            _ => self.sink.written(),
+        };
+        compressed + self.pending.len() as u64
     }
 
     /// Full chunks ready for upload.

@@ -267,7 +267,12 @@ impl Worker {
         let rows_done = job.parts.last().map_or(0, |p| p.rows_before + p.rows);
         let resume = job.parts.last().map_or(ResumePoint { from_ms: job.spec.from_ms, skip: 0 }, |p| p.resume);
         let start = Start { rows_total: rows_done, resume };
-        progress.lock().unwrap_or_else(|p| p.into_inner()).events_sent = rows_done;
+        {
+            // Rows generated but not uploaded by an earlier run are generated again.
+            let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
+            p.events_sent = rows_done;
+            p.events_generated = rows_done;
+        }
         let window = job.spec.to_ms.map(|to| (job.spec.from_ms.unwrap_or(0), to));
         let mut export = Export::new(job.id, self.id.clone(), self.store.clone(), uploader, self.upload.concurrency, progress, window, self.metrics.clone());
 

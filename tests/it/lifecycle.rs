@@ -162,3 +162,29 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
     let (ok, out) = cli(&["list", "--status", "COMPLETED"]);
     assert!(ok && out.trim() == "no jobs", "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_shutdown_deadline_uploads_are_aborted_and_the_job_is_handed_back() {
+    // One plain part of ~16 MB: a multipart upload that is still open when the worker stops.
+    let app = spawn_app_with(60_000, |c| c.worker.shutdown_deadline = Duration::from_millis(1)).await;
+    let id = app.submit_export(QUERY, json!({"format": "plain", "retention.size": 50, "notification.email": "ops@example.com"})).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(app.worker.clone().run(shutdown.clone()));
+    for _ in 0..300 {
+        if app.open_multipart_uploads().await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.open_multipart_uploads().await > 0, "the part's multipart upload started");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), worker).await.unwrap().unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "CREATED", "handed back, not left RUNNING: {job:#}");
+    assert_eq!(app.open_multipart_uploads().await, 0, "the unfinished upload was aborted");
+    assert!(app.keys().await.is_empty());
+
+    let app = app.restart().await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    check_completed_export(&app, &id, "csv", Some(50_000_000), None).await;
+}
