@@ -13,13 +13,21 @@ fn small_gzip_parts() -> serde_json::Value {
     json!({"format": "gzip", "retention.size": 0.01, "notification.email": "ops@example.com"})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
-    let app = spawn_app(60_000).await;
+type Run = tokio::task::JoinHandle<Result<Option<uuid::Uuid>, forwarder::store::StoreError>>;
+
+/// A server whose worker is exporting `rows` rows in small parts, 3 of them uploaded already.
+async fn export_under_way(rows: u64) -> (TestApp, String, Run) {
+    let app = spawn_app(rows).await;
     let id = app.submit_export(QUERY, small_gzip_parts()).await;
     let worker = app.worker.clone();
     let run = tokio::spawn(async move { worker.try_run_next_job().await });
     app.wait_for_parts(&id, 3).await;
+    (app, id, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
+    let (app, id, run) = export_under_way(60_000).await;
 
     let (status, body) = app.get(&format!("/search/job/stop/{id}")).await;
     assert_eq!(status, 200, "{body}");
@@ -64,11 +72,7 @@ async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_a_job_continues_it() {
-    let app = spawn_app(30_000).await;
-    let id = app.submit_export(QUERY, small_gzip_parts()).await;
-    let worker = app.worker.clone();
-    let run = tokio::spawn(async move { worker.try_run_next_job().await });
-    app.wait_for_parts(&id, 3).await;
+    let (app, id, run) = export_under_way(30_000).await;
 
     // Graceful shutdown: the open part is uploaded and the job handed back, not left RUNNING.
     app.worker.begin_shutdown();
