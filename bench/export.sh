@@ -38,6 +38,9 @@ trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "127.0.0.1:$port/healthz" >/dev/null || { echo "the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 auth="Authorization: Bearer $(cat "$work/data/initial-token")"
+# RSS every 0.2 s while the job runs, to tell a steady level from a peak.
+( while kill -0 "$server" 2>/dev/null; do awk '/VmRSS/ {print $2}' "/proc/$server/status" 2>/dev/null; sleep 0.2; done ) > "$work/rss.samples" &
+sampler=$!
 
 from=1767225600
 to=$(( from + (rows * 40) / 1000 + 1 ))
@@ -57,6 +60,7 @@ while :; do
 done
 end=$(date +%s.%N)
 peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+kill "$sampler" 2>/dev/null || true
 echo "$job" | python3 -c '
 import json, sys
 j = json.load(sys.stdin)["object"]
@@ -71,4 +75,8 @@ print(f"rows/s          {rows / secs:,.0f}")
 print(f"CSV MB/s        {csv / 1e6 / secs:.1f}  ({csv / 1e6:.0f} MB of CSV)")
 print(f"stored          {stored / 1e6:.1f} MB ({stored / csv * 100:.1f}% of the CSV)")
 print(f"peak RSS        {peak / 1024:.0f} MiB (server process, VmHWM)")
-' "$rows" "$start" "$end" "$csv_bytes" "$peak_kb"
+samples = sorted(int(l) for l in open(sys.argv[6]) if l.strip())
+if samples:
+    mid = samples[len(samples) // 2]
+    print(f"RSS while running  median {mid / 1024:.0f} MiB, 90th percentile {samples[len(samples) * 9 // 10] / 1024:.0f} MiB ({len(samples)} samples)")
+' "$rows" "$start" "$end" "$csv_bytes" "$peak_kb" "$work/rss.samples"
