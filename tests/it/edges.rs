@@ -90,3 +90,19 @@ async fn a_query_over_its_memory_limit_fails_the_job_not_the_worker() {
     app.worker.try_run_next_job().await.unwrap().unwrap();
     assert_eq!(app.job(&next).await["status"], "COMPLETED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_object_carries_encryption_and_storage_class() {
+    // ~8 MB of CSV as one object: a multipart upload of two 5 MiB parts.
+    let app = spawn_app(30_000).await;
+    let params = json!({"format": "plain", "multiplefile": false, "aws.sse": "AES256", "aws.storageclass": "STANDARD_IA",
+                        "notification.email": "ops@example.com"});
+    let id = app.submit_export(crate::export::QUERY, params).await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let job = crate::export::check_completed_export(&app, &id, "csv", None, None).await;
+    assert_eq!(job["extra"]["parts"].as_array().unwrap().len(), 1, "one object: {job:#}");
+    assert!(job["extra"]["parts"][0]["bytes"].as_u64().unwrap() > 5 << 20, "more than one upload part");
+    let head = app.s3.head_object().bucket(&app.bucket).key(format!("apiv2_{id}_001.csv")).send().await.unwrap();
+    assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"));
+    assert_eq!(head.storage_class().map(|s| s.as_str()), Some("STANDARD_IA"));
+}
