@@ -18,7 +18,7 @@ trap cleanup EXIT
 # 7-Zip: the AES zip test opens parts with it, as users do.
 if ! command -v 7z >/dev/null 2>&1; then
   echo "installing p7zip-full (apt)" >&2
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq p7zip-full; } >&2 \
+  { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq p7zip-full; } >&2 \
     || echo "could not install p7zip-full: the 7-Zip test will fail" >&2
 fi
 # Into a file, not through a pipe: nothing a service inherits can keep this script waiting.
