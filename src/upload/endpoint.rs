@@ -2,10 +2,14 @@
 //! and every address it resolves to is checked: loopback, private, link-local (the cloud
 //! metadata service, 169.254.169.254), shared, unspecified and other non-public addresses
 //! are refused unless the operator allows the host or its network (`s3.allowed_endpoints`).
-//! Checked when the job is submitted and again when a worker starts it.
+//! Checked when the job is submitted, again when a worker starts it, and at every connection
+//! the job's S3 client makes ([`CheckedResolver`]): a name that resolved to a public address
+//! at the check cannot resolve to an internal one later.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use ipnet::IpNet;
 
 /// One entry of `s3.allowed_endpoints`: a host name, an address or a network (CIDR).
@@ -79,15 +83,55 @@ pub async fn check_endpoint(endpoint: &str, allowed: &[Allowed]) -> Result<(), S
     if addresses.is_empty() {
         return Err(format!("aws.endpoint host {host} does not resolve"));
     }
-    for ip in addresses {
-        if is_internal(ip) && !allowed.iter().any(|a| matches!(a, Allowed::Net(n) if n.contains(&ip))) {
-            return Err(format!(
-                "aws.endpoint {host} resolves to {ip}, an internal address (loopback, private, link-local or reserved); \
-                 use a public endpoint, or ask the operator to allow it in s3.allowed_endpoints"
-            ));
-        }
+    match addresses.into_iter().find(|ip| refused(*ip, allowed)) {
+        Some(ip) => Err(refusal(&host, ip)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+fn refused(ip: IpAddr, allowed: &[Allowed]) -> bool {
+    is_internal(ip) && !allowed.iter().any(|a| matches!(a, Allowed::Net(n) if n.contains(&ip)))
+}
+
+fn refusal(host: &str, ip: IpAddr) -> String {
+    format!(
+        "aws.endpoint {host} resolves to {ip}, an internal address (loopback, private, link-local or reserved); \
+         use a public endpoint, or ask the operator to allow it in s3.allowed_endpoints"
+    )
+}
+
+/// The DNS resolver of a job's S3 client when the request names its own endpoint: the same
+/// rule as [`check_endpoint`], applied to the addresses each connection will really use.
+#[derive(Debug, Clone)]
+pub struct CheckedResolver {
+    allowed: Arc<Vec<Allowed>>,
+}
+
+impl CheckedResolver {
+    pub fn new(allowed: Vec<Allowed>) -> Self {
+        Self { allowed: Arc::new(allowed) }
+    }
+}
+
+impl ResolveDns for CheckedResolver {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        let allowed = self.allowed.clone();
+        let host = name.trim_end_matches('.').to_ascii_lowercase();
+        DnsFuture::new(async move {
+            let addresses: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(ResolveDnsError::new)?
+                .map(|a| a.ip())
+                .collect();
+            if allowed.iter().any(|a| matches!(a, Allowed::Host(h) if *h == host)) {
+                return Ok(addresses);
+            }
+            match addresses.iter().find(|ip| refused(**ip, &allowed)) {
+                Some(ip) => Err(ResolveDnsError::new(refusal(&host, *ip))),
+                None => Ok(addresses),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +161,15 @@ mod tests {
         assert!(check_endpoint("https://minio.internal:9000", &allowed).await.is_ok());
         assert!(check_endpoint("http://10.0.0.5:9000", &allowed).await.is_err());
         assert!(check_endpoint("https://52.95.110.1", &[]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn every_connection_resolves_through_the_same_rule() {
+        let refusing = CheckedResolver::new(vec![]);
+        let err = refusing.resolve_dns("localhost").await.unwrap_err();
+        assert!(format!("{err:?}").contains("internal address"), "{err:?}");
+        let allowing = CheckedResolver::new(vec![Allowed::parse("127.0.0.0/8"), Allowed::parse("::1")]);
+        let ips = allowing.resolve_dns("localhost").await.unwrap();
+        assert!(ips.iter().all(|ip| ip.is_loopback()) && !ips.is_empty());
     }
 }

@@ -87,6 +87,14 @@ impl S3Uploader {
                     .operation_attempt_timeout(upload.attempt_timeout)
                     .build(),
             );
+        if dest.endpoint.is_some() {
+            // A request's own endpoint: every connection resolves through the endpoint rule.
+            use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+            let client = aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+                .build_with_resolver(super::endpoint::CheckedResolver::new(defaults.allowed()));
+            loader = loader.http_client(client);
+        }
         if let (Some(ak), Some(sk)) = (&secrets.access_key, &secrets.secret_key) {
             let token = secrets.session_token.as_ref().map(|t| t.expose().to_string());
             loader = loader.credentials_provider(Credentials::new(ak.expose(), sk.expose(), token, None, "request"));
