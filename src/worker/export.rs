@@ -64,6 +64,8 @@ pub struct Export {
 }
 
 impl Export {
+    // The export's whole context, built in one place (Worker::export).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         job_id: Uuid,
         worker_id: String,

@@ -266,7 +266,7 @@ impl Worker {
         let next_index = job.parts.last().map_or(1, |p| p.index + 1);
         let rows_done = job.parts.last().map_or(0, |p| p.rows_before + p.rows);
         let resume = job.parts.last().map_or(ResumePoint { from_ms: job.spec.from_ms, skip: 0 }, |p| p.resume);
-        let start = Start { rows_total: rows_done, resume };
+        let start = Start { next_index, rows_total: rows_done, resume };
         {
             // Rows generated but not uploaded by an earlier run are generated again.
             let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -294,7 +294,7 @@ impl Worker {
             };
             let w = match writer.take() {
                 Some(w) => w,
-                None => PartWriter::new(job.id, dest.prefix.clone(), options.clone(), policy, &run.stream.schema(), run.time_column, next_index, start),
+                None => PartWriter::new(job.id, dest.prefix.clone(), options.clone(), policy, &run.stream.schema(), run.time_column, start),
             };
             match self.before_deadline(export.pump(w, run.stream, control)).await {
                 Ok((mut w, Ended::Exhausted)) if job.spec.to_ms.is_none() => {

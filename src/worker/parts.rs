@@ -55,7 +55,6 @@ impl PartWriter {
         policy: RotationPolicy,
         schema: &Schema,
         time_column: Option<usize>,
-        next_index: u32,
         start: Start,
     ) -> Self {
         Self {
@@ -66,7 +65,7 @@ impl PartWriter {
             header: header(schema),
             time_column,
             open: None,
-            next_index,
+            next_index: start.next_index,
             rows_total: start.rows_total,
             window_from_ms: start.resume.from_ms,
             window_base: start.rows_total - start.resume.skip.min(start.rows_total),
@@ -179,10 +178,11 @@ impl PartWriter {
     }
 }
 
-/// Where a writer starts: rows of the job's result already sent by earlier runs, and where
-/// in the query the first row it gets comes from.
-#[derive(Debug, Clone, Copy, Default)]
+/// Where a writer starts: the index of its first part, the rows of the job's result already
+/// sent by earlier runs, and where in the query the first row it gets comes from.
+#[derive(Debug, Clone, Copy)]
 pub struct Start {
+    pub next_index: u32,
     pub rows_total: u64,
     pub resume: ResumePoint,
 }
@@ -214,7 +214,8 @@ mod tests {
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))]).unwrap();
         let options = PartOptions { format: Format::Plain, level: 6, password: None, entry_name: String::new(), chunk_size: 1 << 20 };
         let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
-        (PartWriter::new(Uuid::nil(), "p/".into(), options, policy, &schema, None, 1, Start::default()), batch)
+        let start = Start { next_index: 1, rows_total: 0, resume: ResumePoint::default() };
+        (PartWriter::new(Uuid::nil(), "p/".into(), options, policy, &schema, None, start), batch)
     }
 
     #[test]

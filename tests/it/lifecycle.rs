@@ -155,6 +155,11 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
     };
     let (ok, out) = cli(&["list"]);
     assert!(ok && out.contains(&id) && out.contains("CREATED") && out.lines().next().unwrap().starts_with("ID"), "{out}");
+    let name = app.job(&id).await["friendlyName"].as_str().unwrap().to_string();
+    let (ok, out) = cli(&["list", "--name", &name[..12]]);
+    assert!(ok && out.contains(&id), "listed by name prefix: {out}");
+    let (ok, out) = cli(&["list", "--name", "nothing-starts-like-this"]);
+    assert!(ok && out.trim() == "no jobs", "{out}");
     app.worker.try_run_next_job().await.unwrap().unwrap();
     let (ok, out) = cli(&["show", &id]);
     assert!(ok && out.contains("COMPLETED") && out.contains(&format!("apiv2_{id}_001.csv.gz")), "{out}");
