@@ -2,7 +2,7 @@
 //! [`Config::validate`] before anything is built.
 //!
 //! Environment variables use `__` between levels: `FORWARDER_SMTP__URL`,
-//! `FORWARDER_UPLOAD__PART_SIZE_MB`, `FORWARDER_LISTEN`.
+//! `FORWARDER_UPLOAD__PART_SIZE_MIB`, `FORWARDER_LISTEN`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -213,11 +213,11 @@ pub struct TokenConfig {
 }
 
 /// `FORWARDER_*` variables that are not configuration: the CLI's own (`FORWARDER_CONFIG`,
-/// `FORWARDER_SERVER`, `FORWARDER_TOKEN`, `FORWARDER_LOG`) and the test suite's
-/// (`FORWARDER_TEST_*`).
+/// `FORWARDER_SERVER`, `FORWARDER_TOKEN`, `FORWARDER_LOG`) and the test scripts'
+/// (`FORWARDER_TEST_*`, `FORWARDER_KEEP_SERVICES`).
 fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
     let key = key.as_str().to_ascii_lowercase();
-    !matches!(key.as_str(), "config" | "server" | "token" | "log") && !key.starts_with("test_")
+    !matches!(key.as_str(), "config" | "server" | "token" | "log" | "keep_services") && !key.starts_with("test_")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +296,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cli_and_test_variables_are_not_configuration() {
+        use figment::value::UncasedStr;
+        for other in ["TOKEN", "SERVER", "CONFIG", "LOG", "KEEP_SERVICES", "TEST_MAILDIR", "test_s3_endpoint"] {
+            assert!(!is_config_variable(UncasedStr::new(other)), "{other}");
+        }
+        for setting in ["LISTEN", "DATA_DIR", "UPLOAD__PART_SIZE_MIB", "SMTP__URL"] {
+            assert!(is_config_variable(UncasedStr::new(setting)), "{setting}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -13,7 +13,7 @@ pub struct JobsArgs {
     /// The server's base URL.
     #[arg(long, env = "FORWARDER_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     pub server: String,
-    /// Bearer token (when the server has tokens configured).
+    /// Bearer token (e.g. the contents of data_dir/initial-token, or one from `forwarder auth create-token`).
     #[arg(long, env = "FORWARDER_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Print the server's JSON instead of a table.

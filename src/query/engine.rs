@@ -118,11 +118,32 @@ impl DataFusionEngine {
     }
 
     async fn plan(&self, ctx: &SessionContext, query: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+        only_one_select(query)?;
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         ctx.sql_with_options(query, options).await.map_err(|e| match e {
             DataFusionError::Execution(m) | DataFusionError::Plan(m) => QueryError::Invalid(m),
             other => other.into(),
         })
+    }
+}
+
+/// Refuses anything but one `SELECT` (or `WITH … SELECT`) before planning, so that the
+/// message names what was sent rather than what went wrong planning it.
+fn only_one_select(query: &str) -> Result<(), QueryError> {
+    use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+    use datafusion::sql::sqlparser::ast::Statement;
+    let statements = DFParser::parse_sql(query).map_err(|e| QueryError::Invalid(format!("the query does not parse: {e}")))?;
+    let statement = match statements.len() {
+        1 => &statements[0],
+        n => return Err(QueryError::Invalid(format!("send exactly one SELECT statement, not {n}"))),
+    };
+    match statement {
+        DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => Ok(()),
+        other => {
+            let text = other.to_string();
+            let kind: Vec<&str> = text.split_whitespace().take(2).collect();
+            Err(QueryError::Invalid(format!("only SELECT queries run here, not {}", kind.join(" ").to_uppercase())))
+        }
     }
 }
 
@@ -182,5 +203,30 @@ impl QueryEngine for DataFusionEngine {
     async fn check(&self, query: &str) -> Result<(), QueryError> {
         let ctx = self.context(QueryWindow::default()).await?;
         self.plan(&ctx, query).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_select_runs() {
+        for ok in ["SELECT 1", "select * from demo.ecommerce.data where statusCode >= 500", "WITH t AS (SELECT 1 AS a) SELECT a FROM t"] {
+            assert!(only_one_select(ok).is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            ("INSERT INTO t VALUES (1)", "not INSERT INTO"),
+            ("DROP TABLE t", "not DROP TABLE"),
+            ("COPY (SELECT 1) TO '/tmp/x'", "not COPY"),
+            ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "not CREATE EXTERNAL"),
+            ("SET datafusion.execution.batch_size = 1", "not SET"),
+            ("EXPLAIN SELECT 1", "not EXPLAIN"),
+            ("SELECT 1; SELECT 2", "exactly one"),
+            ("SELEKT 1", "does not parse"),
+        ] {
+            let err = only_one_select(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }
