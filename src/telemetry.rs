@@ -2,10 +2,30 @@
 
 use tracing_subscriber::EnvFilter;
 
+const DEFAULT: &str = "info,aws_config=warn,aws_smithy_runtime=warn,sqlx=warn,tower_http=warn";
+
+/// The AWS SDK's crates, capped at `info` whatever `RUST_LOG` asks: at debug and trace they
+/// print their configuration, each resolved identity and each request being signed, access
+/// key id included.
+const NEVER_VERBOSE: [&str; 8] = [
+    "aws_config=info",
+    "aws_credential_types=info",
+    "aws_runtime=info",
+    "aws_sdk_s3=info",
+    "aws_sigv4=info",
+    "aws_smithy_http_client=info",
+    "aws_smithy_runtime=info",
+    "aws_smithy_runtime_api=info",
+];
+
+/// The log filter for `spec` (a `RUST_LOG` value), with the credential-printing targets capped.
+pub fn filter(spec: &str) -> EnvFilter {
+    NEVER_VERBOSE.iter().fold(EnvFilter::new(spec), |f, d| f.add_directive(d.parse().expect("a valid directive")))
+}
+
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT.to_string());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter(&spec)).with_target(false);
     let _ = if std::env::var("FORWARDER_LOG").is_ok_and(|v| v == "json") {
         builder.json().try_init()
     } else {
