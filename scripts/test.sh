@@ -15,11 +15,16 @@ cleanup() {
   if [ -z "$had_pids" ] && [ -z "${FORWARDER_KEEP_SERVICES:-}" ]; then scripts/services.sh stop; fi
 }
 trap cleanup EXIT
-# 7-Zip: the AES zip test opens parts with it, as users do.
-if ! command -v 7z >/dev/null 2>&1; then
-  echo "installing p7zip-full (apt)" >&2
-  { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq p7zip-full; } >&2 \
-    || echo "could not install p7zip-full: the 7-Zip test will fail" >&2
+# Tools the tests run, as users do: 7-Zip opens the AES zips, openssl makes the HTTPS test's
+# certificate. Installed with apt where missing.
+missing=""
+command -v 7z >/dev/null 2>&1 || missing="$missing p7zip-full"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+if [ -n "$missing" ]; then
+  echo "installing$missing (apt)" >&2
+  # shellcheck disable=SC2086
+  { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq $missing; } >&2 \
+    || echo "could not install$missing: the tests that use them will fail" >&2
 fi
 # Into a file, not through a pipe: nothing a service inherits can keep this script waiting.
 scripts/services.sh >"$env_file"

@@ -114,9 +114,11 @@ async fn ensure_a_credential(config: &Config, credentials: &dyn CredentialStore)
         return Ok(());
     }
     let token = new_token();
-    let id = credentials.add_credential(CredentialKind::Token, "default", &token_lookup(&token), None).await?;
+    // The file first: a token stored but never written would lock the API until an operator
+    // ran `forwarder auth create-token`.
     let path = initial_token_path(config);
     write_private(&path, &format!("{token}\n"))?;
+    let id = credentials.add_credential(CredentialKind::Token, "default", &token_lookup(&token), None).await?;
     tracing::info!(id = %id, file = %path.display(), "no API credential existed: created a token for domain `default`; it is in the file named here");
     Ok(())
 }
