@@ -74,11 +74,7 @@ pub async fn check_endpoint(endpoint: &str, allowed: &[Allowed]) -> Result<(), S
     let port = url.port_or_known_default().unwrap_or(443);
     let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| format!("aws.endpoint host {host} does not resolve: {e}"))?
-            .map(|a| a.ip())
-            .collect(),
+        Err(_) => resolve(&host, port).await.map_err(|e| format!("aws.endpoint host {host} does not resolve: {e}"))?,
     };
     if addresses.is_empty() {
         return Err(format!("aws.endpoint host {host} does not resolve"));
@@ -86,6 +82,16 @@ pub async fn check_endpoint(endpoint: &str, allowed: &[Allowed]) -> Result<(), S
     match addresses.into_iter().find(|ip| refused(*ip, allowed)) {
         Some(ip) => Err(refusal(&host, ip)),
         None => Ok(()),
+    }
+}
+
+/// How long a name may take to resolve: a request must not hang on a slow name server.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<IpAddr>> {
+    match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+        Ok(found) => Ok(found?.map(|a| a.ip()).collect()),
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {RESOLVE_TIMEOUT:?}"))),
     }
 }
 
@@ -118,11 +124,7 @@ impl ResolveDns for CheckedResolver {
         let allowed = self.allowed.clone();
         let host = name.trim_end_matches('.').to_ascii_lowercase();
         DnsFuture::new(async move {
-            let addresses: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(ResolveDnsError::new)?
-                .map(|a| a.ip())
-                .collect();
+            let addresses = resolve(&host, 0).await.map_err(ResolveDnsError::new)?;
             if allowed.iter().any(|a| matches!(a, Allowed::Host(h) if *h == host)) {
                 return Ok(addresses);
             }
