@@ -142,19 +142,25 @@ where
     UploadError { operation, key: key.to_string(), code, message }
 }
 
+/// What every new object is stored with, on either way of starting one (a multipart upload
+/// or a single put): the SDK's two builders share no trait, so one list keeps them in step.
+macro_rules! new_object {
+    ($builder:expr, $uploader:expr, $object:expr) => {
+        $builder
+            .bucket(&$uploader.bucket)
+            .key(&$object.key)
+            .content_type($object.content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .set_server_side_encryption($uploader.sse.clone())
+            .set_ssekms_key_id($uploader.kms_key_id.clone())
+            .set_storage_class($uploader.storage_class.clone())
+    };
+}
+
 #[async_trait]
 impl Uploader for S3Uploader {
     async fn create_multipart(&self, object: &ObjectMeta) -> Result<String, UploadError> {
-        let out = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&object.key)
-            .content_type(object.content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .set_server_side_encryption(self.sse.clone())
-            .set_ssekms_key_id(self.kms_key_id.clone())
-            .set_storage_class(self.storage_class.clone())
+        let out = new_object!(self.client.create_multipart_upload(), self, object)
             .send()
             .await
             .map_err(|e| failed("CreateMultipartUpload", &object.key, e))?;
@@ -220,15 +226,7 @@ impl Uploader for S3Uploader {
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&object.key)
-            .content_type(object.content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .set_server_side_encryption(self.sse.clone())
-            .set_ssekms_key_id(self.kms_key_id.clone())
-            .set_storage_class(self.storage_class.clone())
+        new_object!(self.client.put_object(), self, object)
             .if_none_match("*")
             .body(ByteStream::from(data))
             .send()
