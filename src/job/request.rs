@@ -92,9 +92,10 @@ pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<(JobSpec, JobSecrets
     let from_ms = req.from.as_ref().map(|v| parse_time("from", v)).transpose()?.flatten();
     let to_ms = req.to.as_ref().map(|v| parse_time("to", v)).transpose()?.flatten();
     if let (Some(f), Some(t)) = (from_ms, to_ms)
-        && f > t
+        && f >= t
     {
-        return err(BAD_TIME, "\"from\" is after \"to\"; swap them");
+        let fix = if f == t { "the window is empty; set \"to\" later than \"from\"" } else { "swap them" };
+        return err(BAD_TIME, format!("\"from\" must be before \"to\": {fix}"));
     }
     let limit = match req.limit {
         None | Some(Value::Null) => None,
