@@ -3,6 +3,7 @@
 //! chunks into one object (lazy multipart upload, bounded concurrency, abort on failure).
 
 pub mod endpoint;
+mod fingerprint;
 mod handle;
 mod metered;
 pub mod s3;

@@ -13,11 +13,12 @@ use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::fingerprint::Fingerprint;
 use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
 use crate::config::UploadConfig;
 use crate::job::{Destination, JobSecrets};
@@ -125,6 +126,25 @@ impl S3Uploader {
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
+
+    /// Decides a refused completion or put: when the object under `key` is the one we meant to
+    /// write (`ours`), an earlier attempt whose answer was lost wrote it and all is well;
+    /// otherwise the refusal stands, said plainly when another writer's object is in the way.
+    async fn settle_clash(&self, key: &str, error: UploadError, ours: Option<Fingerprint>) -> Result<(), UploadError> {
+        let Some(ours) = ours else { return Err(error) };
+        let head = self.client.head_object().bucket(&self.bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await;
+        match head {
+            Ok(h) if ours.matches(h.e_tag(), h.checksum_crc32()) => {
+                tracing::info!(key, operation = error.operation, "an earlier attempt whose answer was lost had already written the object");
+                Ok(())
+            }
+            Ok(_) => Err(UploadError {
+                message: "an object with this key already exists and was not written by this job; it was left as it is".into(),
+                ..error
+            }),
+            Err(_) => Err(error),
+        }
+    }
 }
 
 fn failed<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> UploadError
@@ -189,28 +209,36 @@ impl Uploader for S3Uploader {
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError> {
-        let parts = parts
-            .into_iter()
+        let completed = parts
+            .iter()
             .map(|p| {
                 CompletedPart::builder()
                     .part_number(p.number)
-                    .e_tag(p.etag)
-                    .set_checksum_crc32(p.checksum_crc32)
+                    .e_tag(&p.etag)
+                    .set_checksum_crc32(p.checksum_crc32.clone())
                     .build()
             })
             .collect();
-        self.client
+        let result = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
             // Never replace an object another job wrote.
             .if_none_match("*")
             .send()
-            .await
-            .map_err(|e| failed("CompleteMultipartUpload", key, e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = failed("CompleteMultipartUpload", key, e);
+                // A retry after a lost answer finds the object (412) or no upload (404).
+                let ambiguous = matches!(error.code.as_deref(), Some("PreconditionFailed" | "NoSuchUpload"));
+                self.settle_clash(key, error, ambiguous.then(|| Fingerprint::of_parts(&parts))).await
+            }
+        }
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError> {
@@ -226,13 +254,19 @@ impl Uploader for S3Uploader {
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
-        new_object!(self.client.put_object(), self, object)
+        let result = new_object!(self.client.put_object(), self, object)
             .if_none_match("*")
-            .body(ByteStream::from(data))
+            .body(ByteStream::from(data.clone()))
             .send()
-            .await
-            .map_err(|e| failed("PutObject", &object.key, e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = failed("PutObject", &object.key, e);
+                let ambiguous = error.code.as_deref() == Some("PreconditionFailed");
+                self.settle_clash(&object.key, error, ambiguous.then(|| Fingerprint::of_bytes(&data))).await
+            }
+        }
     }
 
     fn url(&self, key: &str) -> String {
