@@ -11,7 +11,7 @@ use anyhow::Context as _;
 
 use crate::config::{Config, TlsConfig};
 use crate::metrics::Metrics;
-use crate::notify::notifier_from_config;
+use crate::notify::{EndReporter, notifier_from_config};
 use crate::query::{Catalog, DataFusionEngine, demo};
 use crate::secret::SecretBox;
 use crate::store::{CredentialKind, CredentialStore, JobStore, SqliteStore, token_lookup};
@@ -45,9 +45,11 @@ impl App {
             upload: config.upload.clone(),
             metrics: metrics.clone(),
         });
-        let worker = Arc::new(Worker::new(&config, store.clone(), engine.clone(), notifier, uploaders, secrets.clone(), metrics.clone()));
+        let reporter = Arc::new(EndReporter::new(store.clone(), notifier, metrics.clone(), &config.smtp));
+        let worker =
+            Arc::new(Worker::new(&config, store.clone(), engine.clone(), reporter.clone(), uploaders, secrets.clone(), metrics.clone()));
         let replays = Arc::new(ReplayGuard::default());
-        let state = AppState { config: Arc::new(config), store, engine, secrets, metrics, credentials, replays };
+        let state = AppState { config: Arc::new(config), store, engine, secrets, metrics, credentials, replays, reporter };
         Ok(Self { state, worker })
     }
 

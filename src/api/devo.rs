@@ -1,6 +1,7 @@
 //! Devo Query API v2 handlers.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -104,7 +105,14 @@ async fn steer(state: &AppState, caller: &Caller, id: &str, command: Command) ->
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
     match outcome {
-        Outcome::Applied(status) => tracing::info!(job = %uuid, command = command.as_str(), %status, "operator command"),
+        Outcome::Applied(status) => {
+            tracing::info!(job = %uuid, command = command.as_str(), %status, "operator command");
+            // A job stopped while it waited has ended here, with no worker to tell anyone.
+            if status == JobStatus::Stopped {
+                let reporter = state.reporter.clone();
+                tokio::spawn(async move { reporter.job_ended(uuid, Duration::ZERO).await });
+            }
+        }
         Outcome::Refused(why) => {
             return Err(ApiError::conflict(format!("cannot {} job {id}: {why}", command.as_str().to_lowercase())));
         }

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::notify::EndReporter;
 use crate::query::QueryEngine;
 use crate::secret::SecretBox;
 use crate::store::{CredentialStore, JobStore};
@@ -30,6 +31,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub credentials: Arc<dyn CredentialStore>,
     pub replays: Arc<ReplayGuard>,
+    /// Emails the recipients of a job an operator stopped before it ran.
+    pub reporter: Arc<EndReporter>,
 }
 
 pub fn router(state: AppState) -> Router {

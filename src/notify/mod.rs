@@ -2,9 +2,11 @@
 //! delivered over SMTP or written to the outbox by a [`Notifier`], with retries.
 
 mod compose;
+mod reporter;
 mod transport;
 
 pub use compose::{JobSummary, compose};
+pub use reporter::EndReporter;
 pub use transport::{Notifier, OutboxNotifier, SmtpNotifier, notifier_from_config};
 
 use std::time::Duration;

@@ -17,9 +17,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{Config, SmtpConfig, UploadConfig, WorkerConfig};
+use crate::config::{Config, UploadConfig, WorkerConfig};
 use crate::job::{Command, Job, JobSecrets, JobStatus, Progress, ResumePoint, now_ms};
-use crate::notify::{JobSummary, Notifier, notify_with_retry};
+use crate::notify::EndReporter;
 use crate::part::{PartOptions, RotationPolicy};
 use crate::query::{QueryEngine, QueryWindow};
 use crate::secret::SecretBox;
@@ -51,13 +51,12 @@ pub struct Worker {
     pub id: String,
     store: Arc<dyn JobStore>,
     engine: Arc<dyn QueryEngine>,
-    notifier: Arc<dyn Notifier>,
+    reporter: Arc<EndReporter>,
     uploaders: Arc<dyn UploaderFactory>,
     secrets: SecretBox,
     metrics: Arc<Metrics>,
     worker: WorkerConfig,
     upload: UploadConfig,
-    smtp: SmtpConfig,
     /// Cancelled when the worker begins to shut down: jobs checkpoint and give their lease back.
     draining: CancellationToken,
     /// Cancelled when the shutdown deadline passes: jobs abort their in-flight uploads.
@@ -73,7 +72,7 @@ impl Worker {
         config: &Config,
         store: Arc<dyn JobStore>,
         engine: Arc<dyn QueryEngine>,
-        notifier: Arc<dyn Notifier>,
+        reporter: Arc<EndReporter>,
         uploaders: Arc<dyn UploaderFactory>,
         secrets: SecretBox,
         metrics: Arc<Metrics>,
@@ -83,13 +82,12 @@ impl Worker {
             id: format!("{host}-{}-{}", std::process::id(), &Uuid::new_v4().to_string()[..8]),
             store,
             engine,
-            notifier,
+            reporter,
             uploaders,
             secrets,
             metrics,
             worker: config.worker.clone(),
             upload: config.upload.clone(),
-            smtp: config.smtp.clone(),
             draining: CancellationToken::new(),
             deadline: CancellationToken::new(),
         }
@@ -202,9 +200,7 @@ impl Worker {
             Some(e) => tracing::warn!(%status, error = %e, "job ended"),
             None => tracing::info!(%status, rows = final_progress.events_sent, "job ended"),
         }
-        if !job.spec.destination.notification_emails.is_empty() && status != JobStatus::Removed {
-            self.send_email(job.id, started.elapsed()).await;
-        }
+        self.reporter.job_ended(job.id, started.elapsed()).await;
     }
 
     fn spawn_heartbeat(
@@ -322,35 +318,6 @@ impl Worker {
             export.abort_all().await;
         }
         result
-    }
-
-    async fn send_email(&self, id: Uuid, duration: Duration) {
-        let job = match self.store.get(None, id).await {
-            Ok(Some(job)) => job,
-            _ => return,
-        };
-        let summary = JobSummary {
-            job_id: id.to_string(),
-            status: job.status,
-            query: job.spec.query.clone(),
-            rows: job.progress.events_sent,
-            parts: job.parts.clone(),
-            duration,
-            errors: job.errors.clone(),
-            recipients: job.spec.destination.notification_emails.clone(),
-        };
-        let backoff = Duration::from_millis(500);
-        match notify_with_retry(self.notifier.as_ref(), &summary, &self.smtp.from, self.smtp.max_attempts, backoff).await {
-            Ok(place) => {
-                self.metrics.emails_sent.inc();
-                tracing::info!(to = %summary.recipients.join(", "), via = %place, "notification email sent");
-            }
-            Err(e) => {
-                self.metrics.smtp_errors.inc();
-                tracing::error!(error = %e, "notification email failed");
-                let _ = self.store.add_error(id, &e.to_string()).await;
-            }
-        }
     }
 }
 

@@ -71,6 +71,39 @@ async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_are_stopped_started_and_removed_before_a_worker_takes_them() {
+    let app = spawn_app(5_000).await;
+    let params = json!({"format": "gzip", "notification.email": "ops@example.com"});
+    let waiting = app.submit_export(QUERY, params.clone()).await;
+    let unwanted = app.submit_export(QUERY, params).await;
+
+    // Stopping a queued job ends it at once, and its recipients hear of it.
+    let (status, body) = app.get(&format!("/search/job/stop/{waiting}")).await;
+    assert_eq!((status.as_u16(), body["object"]["status"].as_str()), (200, Some("STOPPED")), "{body}");
+    let email = unfold_qp(&email_about(&waiting, "STOPPED").await);
+    assert!(email.contains("Rows:     0"), "the email says nothing was exported: {email}");
+    let (status, body) = app.get(&format!("/search/job/remove/{unwanted}")).await;
+    assert_eq!((status.as_u16(), body["object"]["status"].as_str()), (200, Some("REMOVED")), "{body}");
+
+    // Neither is run; nothing reaches the bucket.
+    assert_eq!(app.worker.try_run_next_job().await.unwrap(), None, "no job is left to run");
+    assert!(app.keys().await.is_empty());
+    for command in ["start", "stop", "remove"] {
+        let (status, body) = app.get(&format!("/search/job/{command}/{unwanted}")).await;
+        assert_eq!(status, 409, "{command} of a removed job: {body}");
+    }
+
+    // The stopped one starts again and runs to the end like any other.
+    let (status, body) = app.get(&format!("/search/job/start/{waiting}")).await;
+    assert_eq!((status.as_u16(), body["object"]["status"].as_str()), (200, Some("CREATED")), "{body}");
+    let ran = app.worker.try_run_next_job().await.unwrap();
+    assert_eq!(ran.map(|id| id.to_string()), Some(waiting.clone()));
+    check_completed_export(&app, &waiting, "csv.gz", None, None).await;
+    email_about(&waiting, "COMPLETED").await;
+    assert_eq!(app.job(&unwanted).await["status"], "REMOVED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_a_job_continues_it() {
     let (app, id, run) = export_under_way(30_000).await;
 

@@ -1,0 +1,68 @@
+//! Telling a job's recipients that it ended, from wherever the ending happens: the worker when
+//! a run ends, the API when an operator stops a job that was still waiting in the queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{JobSummary, Notifier, notify_with_retry};
+use crate::config::SmtpConfig;
+use crate::job::JobStatus;
+use crate::metrics::Metrics;
+use crate::store::JobStore;
+
+pub struct EndReporter {
+    store: Arc<dyn JobStore>,
+    notifier: Arc<dyn Notifier>,
+    metrics: Arc<Metrics>,
+    from: String,
+    attempts: u32,
+}
+
+impl EndReporter {
+    pub fn new(store: Arc<dyn JobStore>, notifier: Arc<dyn Notifier>, metrics: Arc<Metrics>, smtp: &SmtpConfig) -> Self {
+        Self { store, notifier, metrics, from: smtp.from.clone(), attempts: smtp.max_attempts }
+    }
+
+    /// Emails the job's recipients (if it has any) about the status it ended with, as the
+    /// store now holds it; `ran_for` is how long the run took. A final delivery failure is
+    /// recorded in the job's `error` list; the job keeps its status.
+    pub async fn job_ended(&self, id: Uuid, ran_for: Duration) {
+        let job = match self.store.get(None, id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the job back to email its recipients");
+                return;
+            }
+        };
+        if job.spec.destination.notification_emails.is_empty() || job.status == JobStatus::Removed {
+            return;
+        }
+        let summary = JobSummary {
+            job_id: id.to_string(),
+            status: job.status,
+            query: job.spec.query.clone(),
+            rows: job.progress.events_sent,
+            parts: job.parts.clone(),
+            duration: ran_for,
+            errors: job.errors.clone(),
+            recipients: job.spec.destination.notification_emails.clone(),
+        };
+        let backoff = Duration::from_millis(500);
+        match notify_with_retry(self.notifier.as_ref(), &summary, &self.from, self.attempts, backoff).await {
+            Ok(place) => {
+                self.metrics.emails_sent.inc();
+                tracing::info!(to = %summary.recipients.join(", "), via = %place, "notification email sent");
+            }
+            Err(e) => {
+                self.metrics.smtp_errors.inc();
+                tracing::error!(error = %e, "notification email failed");
+                if let Err(e) = self.store.add_error(id, &e.to_string()).await {
+                    tracing::error!(error = %e, "could not record the email failure in the job");
+                }
+            }
+        }
+    }
+}
