@@ -11,7 +11,12 @@ format=${2:-gzip}
 level=${3:-6}
 work=${BENCH_DIR:-$root/target/bench}
 mkdir -p "$work"
-eval "$(scripts/services.sh)"
+# Into a file, not through a pipe (as scripts/test.sh does).
+env_file=$(mktemp)
+scripts/services.sh >"$env_file"
+# shellcheck disable=SC1090
+. "$env_file"
+rm -f "$env_file"
 cargo build --release --quiet
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=$target/release/forwarder
