@@ -112,3 +112,98 @@ impl ObjectUpload {
 fn joined<T>(res: Result<T, tokio::task::JoinError>, key: &str) -> Result<T, UploadError> {
     res.map_err(|e| UploadError { operation: "UploadPart", key: key.to_string(), code: None, message: e.to_string() })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::job::Format;
+    use crate::part::{PartEncoder, PartOptions};
+
+    /// An in-memory bucket that enforces S3's multipart rules: part numbers 1 to 10,000, and
+    /// every part but the last at least `min_part` bytes.
+    struct StrictBucket {
+        min_part: usize,
+        parts: Mutex<BTreeMap<i32, Bytes>>,
+        object: Mutex<Option<Vec<u8>>>,
+    }
+
+    fn refused(operation: &'static str, message: String) -> UploadError {
+        UploadError { operation, key: "k".into(), code: Some("InvalidArgument".into()), message }
+    }
+
+    #[async_trait]
+    impl Uploader for StrictBucket {
+        async fn create_multipart(&self, _: &ObjectMeta) -> Result<String, UploadError> {
+            Ok("upload".into())
+        }
+        async fn upload_part(&self, _: &str, _: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError> {
+            if !(1..=10_000).contains(&number) {
+                return Err(refused("UploadPart", format!("part number {number} is outside 1..=10000")));
+            }
+            self.parts.lock().unwrap().insert(number, data);
+            Ok(UploadedPart { number, etag: format!("\"{number}\""), checksum_crc32: None })
+        }
+        async fn complete_multipart(&self, _: &str, _: &str, listed: Vec<UploadedPart>) -> Result<(), UploadError> {
+            let parts = std::mem::take(&mut *self.parts.lock().unwrap());
+            let numbers: Vec<i32> = listed.iter().map(|p| p.number).collect();
+            assert_eq!(numbers, parts.keys().copied().collect::<Vec<_>>(), "every uploaded part is listed, in order");
+            let mut object = Vec::new();
+            for (i, data) in parts.values().enumerate() {
+                if i + 1 < parts.len() && data.len() < self.min_part {
+                    return Err(refused("CompleteMultipartUpload", format!("part {} is {} bytes", i + 1, data.len())));
+                }
+                object.extend_from_slice(data);
+            }
+            *self.object.lock().unwrap() = Some(object);
+            Ok(())
+        }
+        async fn abort_multipart(&self, _: &str, _: &str) -> Result<(), UploadError> {
+            Ok(())
+        }
+        async fn put_object(&self, _: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
+            *self.object.lock().unwrap() = Some(data.to_vec());
+            Ok(())
+        }
+        fn url(&self, key: &str) -> String {
+            key.into()
+        }
+    }
+
+    /// `multiplefile=false` writes one object however large: 30,000 × the upload part size
+    /// goes up in well under S3's 10,000 parts because the part size grows as the object does.
+    #[tokio::test]
+    async fn an_object_of_30000_times_the_part_size_stays_within_10000_parts() {
+        const PART: usize = 1024;
+        let bucket = Arc::new(StrictBucket { min_part: PART, parts: Mutex::default(), object: Mutex::default() });
+        let meta = ObjectMeta { key: "apiv2_x.csv".into(), content_type: "text/csv" };
+        let mut upload = ObjectUpload::new(bucket.clone(), meta, 4);
+        let options = PartOptions { format: Format::Plain, level: 6, password: None, entry_name: String::new(), chunk_size: PART };
+        let mut encoder = PartEncoder::new(&options, b"n,text\n").unwrap();
+        let mut expected = b"n,text\n".to_vec();
+        let mut i = 0u64;
+        while expected.len() < 30_000 * PART {
+            let row = format!("{i},row number {i} of an export larger than ten thousand upload parts\n");
+            expected.extend_from_slice(row.as_bytes());
+            encoder.write_row(row.as_bytes()).unwrap();
+            for chunk in encoder.take_chunks() {
+                upload.put_chunk(chunk).await.unwrap();
+            }
+            i += 1;
+        }
+        let mut rest = encoder.finish().unwrap().chunks;
+        let last = rest.pop().unwrap_or_default();
+        for chunk in rest {
+            upload.put_chunk(chunk).await.unwrap();
+        }
+        let parts_used = upload.next_number - 1;
+        let size = upload.finish(last).await.unwrap();
+        assert!(parts_used < 10_000, "{parts_used} parts");
+        assert_eq!(size, expected.len() as u64);
+        assert!(bucket.object.lock().unwrap().as_deref() == Some(&expected[..]), "the object is exactly the CSV");
+    }
+}
