@@ -43,12 +43,14 @@ pub fn router(state: AppState) -> Router {
         .route("/search/job/stop/{id}", get(devo::stop))
         .route("/search/job/start/{id}", get(devo::start))
         .route("/search/job/remove/{id}", get(devo::remove))
+        // Figures for the whole service: any credential reads them (Prometheus sends a
+        // bearer token), nobody without one.
+        .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(jobs)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

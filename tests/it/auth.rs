@@ -25,11 +25,13 @@ async fn signed(app: &TestApp, method: &str, path: &str, body: &str, key: &str, 
 async fn signed_keys_and_tokens_each_see_only_their_domain() {
     let app = spawn_app(1_000).await;
     let anonymous = reqwest::Client::new();
-    for path in ["/search/jobs", "/search/job/00000000-0000-0000-0000-000000000000"] {
+    for path in ["/search/jobs", "/search/job/00000000-0000-0000-0000-000000000000", "/metrics"] {
         let r = anonymous.get(format!("{}{path}", app.api)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path} needs credentials");
     }
-    assert_eq!(anonymous.get(format!("{}/healthz", app.api)).send().await.unwrap().status(), 200);
+    for health in ["/healthz", "/readyz"] {
+        assert_eq!(anonymous.get(format!("{}{health}", app.api)).send().await.unwrap().status(), 200, "{health} is open");
+    }
 
     // An operator creates an API key for domain acme.
     let (ok, out) = auth_cli(&app, &["create-key", "--domain", "acme"]);
