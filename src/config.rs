@@ -222,8 +222,9 @@ fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    // Not a `source`: the message already holds figment's text, which would print twice.
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     #[error("configuration: {0}")]
     Invalid(String),
 }
@@ -239,7 +240,7 @@ impl Config {
             fig = fig.merge(Toml::file(file));
         }
         let config: Config =
-            fig.merge(Env::prefixed("FORWARDER_").filter(is_config_variable).split("__")).extract().map_err(Box::new)?;
+            fig.merge(Env::prefixed("FORWARDER_").filter(is_config_variable).split("__")).extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
     }

@@ -16,7 +16,7 @@ pub struct JobsArgs {
     /// Bearer token (e.g. the contents of data_dir/initial-token, or one from `forwarder auth create-token`).
     #[arg(long, env = "FORWARDER_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Print the server's JSON instead of a table.
+    /// Print the job (or jobs) as the API gives them (its `object`), instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -65,8 +65,13 @@ impl Client {
         let res = req.send().await.with_context(|| format!("cannot reach the server at {}", self.base))?;
         let status = res.status();
         let body: Value = res.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
+        let msg = body["msg"].as_str().unwrap_or("request refused");
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            let hint = if self.token.is_some() { "check the token" } else { "pass --token or set FORWARDER_TOKEN" };
+            bail!("the server refused the credentials ({hint}): {msg}");
+        }
         if !status.is_success() {
-            bail!("{}", body["msg"].as_str().unwrap_or("request refused"));
+            bail!("{msg}");
         }
         Ok(body["object"].clone())
     }
@@ -91,6 +96,9 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
         JobsCommand::Remove { id } => (format!("/search/job/remove/{id}"), false),
     };
     let mut object = client.get(&path).await?;
+    if matches!(args.command, JobsCommand::Stop { .. } | JobsCommand::Remove { .. }) && object["status"] == "RUNNING" {
+        eprintln!("requested: the worker ends the job at its next checkpoint (follow it with `jobs show --wait`)");
+    }
     if wait {
         let mut err = std::io::stderr();
         while matches!(object["status"].as_str(), Some("CREATED" | "RUNNING")) {
@@ -114,11 +122,12 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
 
 fn progress_line(job: &Value) -> String {
     let pct = job["extra"]["percentComplete"].as_u64().map(|p| format!("{p:>3}%  ")).unwrap_or_default();
+    let parts = job["extra"]["parts"].as_array().map_or(0, Vec::len);
     format!(
-        "{}  {pct}{} rows sent, {} parts",
+        "{}  {pct}{} rows sent, {parts} part{}",
         job["status"].as_str().unwrap_or("?"),
         job["eventsSent"].as_u64().unwrap_or(0),
-        job["extra"]["parts"].as_array().map_or(0, Vec::len)
+        if parts == 1 { "" } else { "s" }
     )
 }
 
@@ -212,7 +221,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].find("STATUS"), lines[1].find("RUNNING"));
         assert!(lines[1].contains("40%") && lines[1].contains("1970-01-01 00:00:00"), "{table}");
-        assert_eq!(progress_line(&job), "RUNNING   40%  1200 rows sent, 1 parts");
+        assert_eq!(progress_line(&job), "RUNNING   40%  1200 rows sent, 1 part");
         let details = job_details(&job);
         assert!(details.contains("s3://b/k1") && details.contains("PART"), "{details}");
     }

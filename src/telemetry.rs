@@ -23,9 +23,15 @@ pub fn filter(spec: &str) -> EnvFilter {
     NEVER_VERBOSE.iter().fold(EnvFilter::new(spec), |f, d| f.add_directive(d.parse().expect("a valid directive")))
 }
 
+/// Logs go to stderr (stdout is the commands' own output), coloured only on a terminal.
 pub fn init() {
+    use std::io::IsTerminal;
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT.to_string());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(&spec)).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(&spec))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if std::env::var("FORWARDER_LOG").is_ok_and(|v| v == "json") {
         builder.json().try_init()
     } else {

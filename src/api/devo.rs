@@ -27,6 +27,13 @@ pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) 
         .check(&spec.query)
         .await
         .map_err(|e| ApiError::bad_request(crate::job::request_codes::BAD_QUERY, e.to_string()))?;
+    if spec.destination.bucket.is_none() && state.config.s3.bucket.is_none() {
+        return Err(ApiError::bad_request(
+            crate::job::request_codes::BUCKET_NEEDS_CREDENTIALS,
+            "destination.params needs aws.bucket (with aws.region, aws.accesskey and aws.secretkey): \
+             this server has no default bucket (s3.bucket in its configuration)",
+        ));
+    }
     let sealed = if secrets.is_empty() {
         None
     } else {

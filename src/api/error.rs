@@ -34,6 +34,17 @@ impl ApiError {
     }
 }
 
+/// Unknown paths, in Devo's error shape rather than an empty body.
+pub async fn no_such_path(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(&format!("{} (no such path; the API is under /search/…)", uri.path()))
+}
+
+/// Known paths called with the wrong method.
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let right = if uri.path() == "/search/query" { "POST" } else { "GET" };
+    ApiError { http: StatusCode::METHOD_NOT_ALLOWED, code: 405, msg: format!("{} does not take {method}; use {right}", uri.path()) }
+}
+
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
         Self::bad_request(e.code, e.msg)

@@ -51,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .fallback(error::no_such_path)
+        .method_not_allowed_fallback(error::wrong_method)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

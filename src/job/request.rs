@@ -218,7 +218,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     let secret_key = text("aws.secretkey")?;
     let session_token = text("aws.sessiontoken")?;
     if bucket.is_some() && (region.is_none() || access_key.is_none() || secret_key.is_none()) {
-        return err(BUCKET_NEEDS_CREDENTIALS, "with aws.bucket, aws.region, aws.accesskey and aws.secretkey are required too");
+        return err(BUCKET_NEEDS_CREDENTIALS, "a request that names aws.bucket must also give aws.region, aws.accesskey and aws.secretkey");
     }
     if bucket.is_none() && (access_key.is_some() || secret_key.is_some()) {
         return err(BUCKET_NEEDS_CREDENTIALS, "aws.accesskey and aws.secretkey need aws.bucket (and aws.region)");

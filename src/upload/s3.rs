@@ -10,7 +10,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
@@ -150,16 +150,33 @@ impl S3Uploader {
 fn failed<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> UploadError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let (code, message) = match &err {
         SdkError::ServiceError(se) => {
             let e = se.err();
             (e.code().map(str::to_string), e.message().map(str::to_string).unwrap_or_else(|| e.to_string()))
         }
-        other => (None, DisplayErrorContext(other).to_string()),
+        other => {
+            let what = match other {
+                SdkError::TimeoutError(_) => "timed out",
+                SdkError::DispatchFailure(_) => "could not reach the S3 endpoint",
+                SdkError::ResponseError(_) => "could not read the answer",
+                _ => "could not send the request",
+            };
+            (None, format!("{what}: {}", innermost_causes(other)))
+        }
     };
     UploadError { operation, key: key.to_string(), code, message }
+}
+
+/// The last two causes of an error ("dns error: failed to lookup address information"),
+/// which say what went wrong; the outer layers only name the SDK's machinery.
+fn innermost_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain: Vec<String> = std::iter::successors(Some(err), |e| e.source()).map(|e| e.to_string()).collect();
+    chain.dedup();
+    let from = chain.len().saturating_sub(2);
+    chain[from..].join(": ")
 }
 
 /// What every new object is stored with, on either way of starting one (a multipart upload

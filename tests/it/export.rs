@@ -272,6 +272,20 @@ async fn missing_bucket_fails_the_job_with_a_readable_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_fails_the_job_with_a_readable_error() {
+    let app = spawn_app_with(1_000, |c| c.upload.max_attempts = 2).await;
+    // A port nothing listens on: the connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let id = app.submit_export(QUERY, json!({"format": "gzip", "aws.endpoint": format!("http://{closed}")})).await;
+    app.worker.try_run_next_job().await.unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "FAILED");
+    let error = job["error"][0].as_str().unwrap();
+    assert!(error.contains("could not reach the S3 endpoint") && error.to_lowercase().contains("refused"), "{error}");
+    assert!(!error.contains("DispatchFailure") && !error.contains("{"), "no debug dump: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_overwrites_another_object_and_leaves_no_upload_behind() {
     // 20,000 plain rows: one ~6 MB part, uploaded in two parts of a multipart upload whose
     // completion must refuse to replace the object already at that key.

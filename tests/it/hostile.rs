@@ -64,6 +64,7 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         ("endpoint at an IPv6 link-local address", good(json!({"param:aws.endpoint": "http://[fe80::1]:9000"}))),
         ("unknown param", good(json!({"param:aws.evil": "x"}))),
         ("multiplefile is text", good(json!({"param:multiplefile": "maybe"}))),
+        ("no bucket, and no default bucket", good(json!({"destination": {"type": "s3", "params": {"format": "gzip"}}}))),
     ];
     let url = format!("{}/search/query", app.api);
     for (what, body) in cases {
@@ -78,11 +79,15 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         assert!(msg.len() > 10 && answer["status"].as_u64().is_some(), "{what}: {answer}");
         println!("{what:<32} {status} {}", &msg[..msg.len().min(110)]);
     }
-    // Odd paths and methods.
-    for path in ["/search/job/..%2F..%2Fetc%2Fpasswd", "/search/job/%00", "/search/job/stop/not-a-uuid", "/search/jobs?status=EXPLODED"] {
-        let (status, _) = app.get(path).await;
-        assert!(status.is_client_error(), "{path}: {status}");
+    // Odd paths and methods: a 4xx in Devo's shape, saying what is wrong.
+    for path in ["/search/job/..%2F..%2Fetc%2Fpasswd", "/search/job/%00", "/search/job/stop/not-a-uuid", "/search/jobs?status=EXPLODED",
+                 "/search/nothing-here", "/search/query"] {
+        let (status, answer) = app.get(path).await;
+        assert!(status.is_client_error() && answer["msg"].as_str().is_some_and(|m| m.len() > 10), "{path}: {status} {answer}");
     }
+    let (status, answer) = app.get("/search/query").await;
+    assert_eq!(status, 405, "{answer}");
+    assert!(answer["msg"].as_str().unwrap().contains("use POST"), "{answer}");
     let (_, list) = app.get("/search/jobs").await;
     assert_eq!(list["object"], json!([]), "nothing was queued");
     assert_eq!(app.get("/healthz").await.0, 200, "the server is still up");
