@@ -193,7 +193,17 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
     assert!(ok && out.contains(&id), "listed by name prefix: {out}");
     let (ok, out) = cli(&["list", "--name", "nothing-starts-like-this"]);
     assert!(ok && out.trim() == "no jobs", "{out}");
-    app.worker.try_run_next_job().await.unwrap().unwrap();
+    // `show --wait` follows the job, printing its progress, until it ends.
+    let waiting = tokio::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .args(["jobs", "show", &id, "--wait", "--server", &app.api])
+        .env("FORWARDER_TOKEN", &app.token)
+        .output();
+    let (waited, ran) = tokio::join!(waiting, app.worker.try_run_next_job());
+    ran.unwrap().unwrap();
+    let waited = waited.unwrap();
+    let progress = String::from_utf8_lossy(&waited.stderr);
+    assert!(waited.status.success() && progress.contains("COMPLETED  100%"), "progress: {progress}");
+    assert!(String::from_utf8_lossy(&waited.stdout).contains("COMPLETED"));
     let (ok, out) = cli(&["show", &id]);
     assert!(ok && out.contains("COMPLETED") && out.contains(&format!("apiv2_{id}_001.csv.gz")), "{out}");
     let (ok, out) = cli(&["stop", &id]);
