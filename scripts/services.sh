@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (once) and starts the real services the tests talk to, without Docker:
 #   LocalStack (S3) on 127.0.0.1:4566, from localstack/requirements.txt in a venv;
-#   aiosmtpd, a real SMTP server, on 127.0.0.1:2525, storing every message in a Maildir.
+#   aiosmtpd, a real SMTP server, on 127.0.0.1:2525, storing every message in a Maildir, and
+#   a second one on 127.0.0.1:2526 that requires AUTH (scripts/smtp_auth_server.py).
 #
 #   scripts/services.sh [start]   start what is not running; print the environment the tests read
 #   scripts/services.sh stop      stop the services this script started
@@ -17,6 +18,7 @@ mkdir -p "$state/maildir"/{cur,new,tmp}
 
 s3_up() { curl -sf 127.0.0.1:4566/_localstack/health 2>/dev/null | grep -q '"s3": "\(available\|running\)"'; }
 smtp_up() { (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null; }
+smtp_auth_up() { (exec 3<>/dev/tcp/127.0.0.1/2526) 2>/dev/null; }
 
 # Starts "$@" in its own session, detached from this script's streams, and records its pid.
 detach() {
@@ -26,7 +28,7 @@ detach() {
 }
 
 stop() {
-  for name in localstack smtp; do
+  for name in localstack smtp smtp-auth; do
     if [ -f "$state/$name.pid" ]; then
       pid=$(cat "$state/$name.pid")
       # setsid made the service a process-group leader: stop it with its children.
@@ -70,9 +72,18 @@ if ! smtp_up; then
   smtp_up || { echo "aiosmtpd did not start; see $state/smtp.log" >&2; tail -30 "$state/smtp.log" >&2; exit 1; }
 fi
 
+if ! smtp_auth_up; then
+  echo "starting an SMTP server that requires AUTH on 127.0.0.1:2526, logins in $state/smtp-logins" >&2
+  detach smtp-auth "$venv/bin/python" "$root/scripts/smtp_auth_server.py" 2526 "$state/maildir" "$state/smtp-logins"
+  for _ in $(seq 1 60); do smtp_auth_up && break; sleep 0.5; done
+  smtp_auth_up || { echo "the AUTH SMTP server did not start; see $state/smtp-auth.log" >&2; tail -30 "$state/smtp-auth.log" >&2; exit 1; }
+fi
+
 cat <<ENV
 export FORWARDER_TEST_S3_ENDPOINT=http://127.0.0.1:4566
 export FORWARDER_TEST_SMTP_URL=smtp://127.0.0.1:2525
+export FORWARDER_TEST_SMTP_AUTH_URL=smtp://127.0.0.1:2526
+export FORWARDER_TEST_SMTP_LOGINS=$state/smtp-logins
 export FORWARDER_TEST_MAILDIR=$state/maildir
 export FORWARDER_TEST_DEVO_PYTHON=$devo_venv/bin/python
 ENV

@@ -109,7 +109,15 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     let sink = logs.clone();
     tracing_subscriber::fmt().with_env_filter(forwarder::telemetry::filter("trace")).with_writer(move || sink.clone()).init();
 
-    let app = spawn_app(2_000).await;
+    // Emails go through an SMTP server that requires AUTH, with a password of our own.
+    let smtp_user = format!("forwarder-{}", uuid::Uuid::new_v4().simple());
+    let smtp_password = format!("SMTPPASSWORD{}", uuid::Uuid::new_v4().simple());
+    let app = spawn_app_with(2_000, |c| {
+        c.smtp.url = Some(env("FORWARDER_TEST_SMTP_AUTH_URL"));
+        c.smtp.username = Some(smtp_user.clone());
+        c.smtp.password = Some(forwarder::secret::Secret::new(smtp_password.clone()));
+    })
+    .await;
     let secret_key = format!("SECRETKEY{}", uuid::Uuid::new_v4().simple());
     let password = format!("ZIPPASSWORD{}", uuid::Uuid::new_v4().simple());
     let session = format!("SESSIONTOKEN{}", uuid::Uuid::new_v4().simple());
@@ -128,7 +136,8 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
         .await
         .unwrap();
     assert_eq!(signed.status(), 200);
-    let secrets = [secret_key.as_str(), password.as_str(), session.as_str(), access_key.as_str(), app.token.as_str(), api_secret.as_str()];
+    let secrets = [secret_key.as_str(), password.as_str(), session.as_str(), access_key.as_str(), app.token.as_str(), api_secret.as_str(),
+                   smtp_password.as_str()];
     let params = |bucket: &str| {
         let mut p = app.params(json!({"format": "zip", "file.password": password, "aws.sessiontoken": session,
                                       "notification.email": "ops@example.com"}));
@@ -164,6 +173,8 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     for id in &ids {
         responses.push(email_about(id, "").await);
     }
+    let logins = std::fs::read_to_string(env("FORWARDER_TEST_SMTP_LOGINS")).unwrap_or_default();
+    assert!(logins.lines().any(|l| l == format!("{smtp_user} {smtp_password}")), "the emails went out with the SMTP password");
     // The raw database files, WAL included.
     let mut database = Vec::new();
     for entry in std::fs::read_dir(app.dir.join("data")).unwrap().flatten() {
