@@ -107,7 +107,7 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     // own filter at its most verbose: RUST_LOG=trace.
     let logs = LogBuffer::default();
     let sink = logs.clone();
-    tracing_subscriber::fmt().with_env_filter(forwarder::telemetry::filter("trace")).with_writer(move || sink.clone()).init();
+    tracing_subscriber::fmt().with_env_filter(forwarder::telemetry::filter("trace")).with_ansi(false).with_writer(move || sink.clone()).init();
 
     // Emails go through an SMTP server that requires AUTH, with a password of our own.
     let smtp_user = format!("forwarder-{}", uuid::Uuid::new_v4().simple());
@@ -184,6 +184,11 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     }
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
     assert!(logs.contains(&ids[0]) && logs.contains("NoSuchBucket"), "the log was captured");
+    // Every line a job's run writes names the job.
+    for event in ["job started", "part uploaded", "job ended", "notification email sent"] {
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(event)).collect();
+        assert!(!lines.is_empty() && lines.iter().all(|l| ids.iter().any(|id| l.contains(&format!("job={id}")))), "{event}: {lines:#?}");
+    }
     for secret in secrets {
         for r in &responses {
             assert!(!r.contains(secret), "a response or email holds a secret: {r}");
