@@ -54,18 +54,20 @@ pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<
             let all = store.list_credentials().await?;
             if all.is_empty() {
                 println!("no credentials");
+                return Ok(());
             }
+            let mut rows = vec![["ID", "KIND", "DOMAIN", "CREATED", "STATE"].map(String::from).to_vec()];
             for c in all {
                 let created = chrono::DateTime::from_timestamp_millis(c.created_at_ms).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-                println!(
-                    "{:<22} {:<7} {:<20} created {} {}",
+                rows.push(vec![
                     c.id,
-                    if c.kind == CredentialKind::Token { "token" } else { "api key" },
+                    if c.kind == CredentialKind::Token { "token" } else { "api key" }.to_string(),
                     c.domain,
                     created.unwrap_or_default(),
-                    if c.revoked { "REVOKED" } else { "" }
-                );
+                    if c.revoked { "REVOKED" } else { "live" }.to_string(),
+                ]);
             }
+            println!("{}", crate::jobs_cli::align(&rows));
         }
         AuthCommand::Revoke { id } => {
             if !store.revoke_credential(&id).await? {

@@ -83,6 +83,8 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
         assert!(auth_cli(&app, &["revoke", id]).0, "revoke {id}");
     }
     assert_eq!(as_acme(format!("/search/job/{acme_job}")).await.unwrap().status(), 401);
+    let (_, list) = auth_cli(&app, &["list"]);
+    assert!(list.starts_with("ID") && list.lines().filter(|l| l.contains("acme")).all(|l| l.ends_with("REVOKED")), "{list}");
     let (status, _) = signed(&app, "GET", "/search/jobs", "", &key, &secret, forwarder::job::now_ms()).await;
     assert_eq!(status, 401);
 }
