@@ -65,6 +65,8 @@ while :; do
 done
 end=$(date +%s.%N)
 peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+# CPU seconds the server used (user + system), to see how much of both cores it had.
+cpu_s=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$server/stat")
 kill "$sampler" 2>/dev/null || true
 echo "$job" | python3 -c '
 import json, sys
@@ -80,8 +82,10 @@ print(f"rows/s          {rows / secs:,.0f}")
 print(f"CSV MB/s        {csv / 1e6 / secs:.1f}  ({csv / 1e6:.0f} MB of CSV)")
 print(f"stored          {stored / 1e6:.1f} MB ({stored / csv * 100:.1f}% of the CSV)")
 print(f"peak RSS        {peak / 1024:.0f} MiB (server process, VmHWM)")
+cpu = float(sys.argv[7])
+print(f"server CPU      {cpu:.1f} s ({cpu / secs:.2f} cores busy on average, {csv / 1e6 / cpu:.0f} MB of CSV per CPU second)")
 samples = sorted(int(l) for l in open(sys.argv[6]) if l.strip())
 if samples:
     mid = samples[len(samples) // 2]
     print(f"RSS while running  median {mid / 1024:.0f} MiB, 90th percentile {samples[len(samples) * 9 // 10] / 1024:.0f} MiB ({len(samples)} samples)")
-' "$rows" "$start" "$end" "$csv_bytes" "$peak_kb" "$work/rss.samples"
+' "$rows" "$start" "$end" "$csv_bytes" "$peak_kb" "$work/rss.samples" "$cpu_s"

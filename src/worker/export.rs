@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use tokio::sync::watch;
+use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::parts::{PartEvent, PartWriter};
@@ -30,6 +31,9 @@ pub enum ExportError {
     #[error("the worker shut down before the open part was uploaded")]
     ShutdownDeadline,
 }
+
+/// Record batches (8,192 rows each) the query may have ready ahead of the encoder.
+const PREFETCH_BATCHES: usize = 2;
 
 /// Why a run ends before its query is exhausted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,16 @@ impl Export {
         mut stream: SendableRecordBatchStream,
         control: &mut watch::Receiver<Option<Interrupt>>,
     ) -> Result<(PartWriter, Ended), ExportError> {
+        // The query decodes the next batches while this one is encoded and compressed, so
+        // that both run at once (the query is dropped, and stops, when the pump returns).
+        let (tx, mut batches) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
+        let mut query = AbortOnDropHandle::new(tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        }));
         loop {
             if let Some(interrupt) = *control.borrow() {
                 return Ok((writer, Ended::Interrupted(interrupt)));
@@ -103,8 +117,12 @@ impl Export {
                 }
             };
             tokio::select! {
-                next = stream.next() => match next {
-                    None => return Ok((writer, Ended::Exhausted)),
+                next = batches.recv() => match next {
+                    // The query ended: exhausted, unless its task panicked.
+                    None => match (&mut query).await {
+                        Ok(()) => return Ok((writer, Ended::Exhausted)),
+                        Err(e) => return Err(ExportError::Query(format!("query failed: {e}"))),
+                    },
                     Some(Err(e)) if matches!(e.find_root(), datafusion::error::DataFusionError::ResourcesExhausted(_)) => {
                         return Err(ExportError::Query(format!(
                             "the query needs more memory than one query may use (worker.query_memory_mb): \
