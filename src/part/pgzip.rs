@@ -60,7 +60,7 @@ impl ParallelGzip {
             done: BTreeMap::new(),
             tx,
             rx,
-            max_in_flight: threads * 2,
+            max_in_flight: threads * 8,
             in_flight_input: 0,
             crc: crc32fast::Hasher::new(),
             total_in: 0,
