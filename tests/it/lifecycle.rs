@@ -104,6 +104,40 @@ async fn queued_jobs_are_stopped_started_and_removed_before_a_worker_takes_them(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_domain_cannot_take_every_running_slot() {
+    let app = spawn_app_with(30_000, |c| c.worker.max_running_per_domain = 1).await;
+    let first = app.submit_export(QUERY, small_gzip_parts()).await;
+    let second = app.submit_export(QUERY, json!({"format": "gzip"})).await;
+    let worker = app.worker.clone();
+    let run = tokio::spawn(async move { worker.try_run_next_job().await });
+    app.wait_for_parts(&first, 1).await;
+    // The default domain has its one running job: its second job waits...
+    assert_eq!(app.worker.try_run_next_job().await.unwrap(), None, "a second job of the same domain is not claimed");
+    assert_eq!(app.job(&second).await["status"], "CREATED");
+    // ...while another domain's job runs beside it.
+    let (_, token) = auth_cli(&app, &["create-token", "--domain", "other"]);
+    let (from, to) = forwarder::query::demo::time_range(app.rows);
+    let other = reqwest::Client::new()
+        .post(format!("{}/search/query", app.api))
+        .bearer_auth(token.trim())
+        .json(&json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": app.params(json!({"format": "gzip"}))}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let other_id = other["object"]["id"].as_str().unwrap_or_else(|| panic!("{other}")).to_string();
+    let ran = app.worker.try_run_next_job().await.unwrap();
+    assert_eq!(ran.map(|id| id.to_string()), Some(other_id));
+    // Once the first ends, the second is claimed.
+    tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap().unwrap();
+    let ran = app.worker.try_run_next_job().await.unwrap();
+    assert_eq!(ran.map(|id| id.to_string()), Some(second.clone()));
+    assert_eq!(app.job(&second).await["status"], "COMPLETED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_a_job_continues_it() {
     let (app, id, run) = export_under_way(30_000).await;
 
