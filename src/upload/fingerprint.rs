@@ -44,13 +44,14 @@ impl Fingerprint {
         Self { etag, crc32 }
     }
 
-    /// Whether a stored object with this ETag and CRC32 checksum is the one we wrote. The
-    /// checksum decides when both sides have one (it survives SSE-KMS, which changes ETags).
+    /// Whether a stored object with this ETag and CRC32 checksum is the one we wrote: either
+    /// one matching is proof, as both are digests of the content. The checksum survives
+    /// SSE-KMS (which changes ETags); the ETag covers a store that reports the checksum in
+    /// another form (a full-object CRC32 of a multipart object, say).
     pub fn matches(&self, etag: Option<&str>, crc32: Option<&str>) -> bool {
-        if let (Some(ours), Some(theirs)) = (&self.crc32, crc32) {
-            return theirs.split('-').next() == Some(ours.as_str());
-        }
-        matches!((&self.etag, etag), (Some(ours), Some(theirs)) if ours == theirs)
+        let crc_matches = matches!((&self.crc32, crc32), (Some(ours), Some(theirs)) if theirs.split('-').next() == Some(ours.as_str()));
+        let etag_matches = matches!((&self.etag, etag), (Some(ours), Some(theirs)) if ours == theirs);
+        crc_matches || etag_matches
     }
 }
 
@@ -87,10 +88,11 @@ mod tests {
     }
 
     #[test]
-    fn the_checksum_decides_over_an_etag_changed_by_encryption() {
+    fn either_digest_is_enough_when_the_other_is_in_another_form() {
         let f = Fingerprint::of_bytes(b"data");
         let crc = B64.encode(crc32fast::hash(b"data").to_be_bytes());
-        assert!(f.matches(Some("\"kms-etag-is-not-an-md5\""), Some(&crc)));
-        assert!(!f.matches(f.etag.as_deref(), Some("AAAAAA==")), "a checksum mismatch is not overruled by the ETag");
+        assert!(f.matches(Some("\"kms-etag-is-not-an-md5\""), Some(&crc)), "SSE-KMS changes the ETag");
+        assert!(f.matches(f.etag.as_deref(), Some("AAAAAA==")), "a checksum of another type");
+        assert!(!f.matches(Some("\"kms-etag-is-not-an-md5\""), Some("AAAAAA==")));
     }
 }
