@@ -7,6 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{ApiError, AppState, Caller};
@@ -117,7 +118,8 @@ async fn steer(state: &AppState, caller: &Caller, id: &str, command: Command) ->
             // A job stopped while it waited has ended here, with no worker to tell anyone.
             if status == JobStatus::Stopped {
                 let reporter = state.reporter.clone();
-                tokio::spawn(async move { reporter.job_ended(uuid, Duration::ZERO).await });
+                let span = tracing::info_span!("stopped_while_queued", job = %uuid);
+                tokio::spawn(async move { reporter.job_ended(uuid, JobStatus::Stopped, Duration::ZERO).await }.instrument(span));
             }
         }
         Outcome::Refused(why) => {

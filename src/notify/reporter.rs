@@ -25,10 +25,11 @@ impl EndReporter {
         Self { store, notifier, metrics, from: smtp.from.clone(), attempts: smtp.max_attempts }
     }
 
-    /// Emails the job's recipients (if it has any) about the status it ended with, as the
-    /// store now holds it; `ran_for` is how long the run took. A final delivery failure is
-    /// recorded in the job's `error` list; the job keeps its status.
-    pub async fn job_ended(&self, id: Uuid, ran_for: Duration) {
+    /// Emails the job's recipients (if it has any) that it ended as `ended_as`; `ran_for` is
+    /// how long the run took. Nothing is sent when the store no longer holds that status (an
+    /// operator started the job again meanwhile: its next ending will be told). A final
+    /// delivery failure is recorded in the job's `error` list; the job keeps its status.
+    pub async fn job_ended(&self, id: Uuid, ended_as: JobStatus, ran_for: Duration) {
         let job = match self.store.get(None, id).await {
             Ok(Some(job)) => job,
             Ok(None) => return,
@@ -38,6 +39,10 @@ impl EndReporter {
             }
         };
         if job.spec.destination.notification_emails.is_empty() || job.status == JobStatus::Removed {
+            return;
+        }
+        if job.status != ended_as {
+            tracing::debug!(ended_as = %ended_as, now = %job.status, "the job does not stand at that ending: no email");
             return;
         }
         let summary = JobSummary {

@@ -60,7 +60,9 @@ impl ParallelGzip {
             done: BTreeMap::new(),
             tx,
             rx,
-            max_in_flight: threads * 8,
+            // Enough for compression to run on while the encoder waits; capped so that memory
+            // and the stored-size estimate stay tight on many cores.
+            max_in_flight: (threads * 8).min(32),
             in_flight_input: 0,
             crc: crc32fast::Hasher::new(),
             total_in: 0,

@@ -132,17 +132,32 @@ impl S3Uploader {
     /// otherwise the refusal stands, said plainly when another writer's object is in the way.
     async fn settle_clash(&self, key: &str, error: UploadError, ours: Option<Fingerprint>) -> Result<(), UploadError> {
         let Some(ours) = ours else { return Err(error) };
-        let head = self.client.head_object().bucket(&self.bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await;
-        match head {
+        // 409: an earlier attempt is still being carried out; give it time to land.
+        let waits: &[u64] = if error.code.as_deref() == Some("ConditionalRequestConflict") { &[1, 2, 4, 8] } else { &[0] };
+        let mut head = None;
+        for secs in waits {
+            tokio::time::sleep(Duration::from_secs(*secs)).await;
+            let answer = self.client.head_object().bucket(&self.bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await;
+            let found = answer.is_ok();
+            head = Some(answer);
+            if found {
+                break;
+            }
+        }
+        match head.expect("at least one attempt") {
             Ok(h) if ours.matches(h.e_tag(), h.checksum_crc32()) => {
                 tracing::info!(key, operation = error.operation, "an earlier attempt whose answer was lost had already written the object");
                 Ok(())
             }
             Ok(_) => Err(UploadError {
-                message: "an object with this key already exists and was not written by this job; it was left as it is".into(),
+                message: "an object with this key already exists and is not the one this upload sent; it was left as it is".into(),
                 ..error
             }),
-            Err(_) => Err(error),
+            Err(e) => {
+                let why = failed("HeadObject", key, e);
+                tracing::warn!(key, error = %why, "could not read the object back to tell whether an earlier attempt wrote it");
+                Err(UploadError { message: format!("{} (checking the object failed too: {})", error.message, why.message), ..error })
+            }
         }
     }
 }
@@ -252,7 +267,8 @@ impl Uploader for S3Uploader {
             Err(e) => {
                 let error = failed("CompleteMultipartUpload", key, e);
                 // A retry after a lost answer finds the object (412) or no upload (404).
-                let ambiguous = matches!(error.code.as_deref(), Some("PreconditionFailed" | "NoSuchUpload"));
+                let ambiguous =
+                    matches!(error.code.as_deref(), Some("PreconditionFailed" | "NoSuchUpload" | "ConditionalRequestConflict"));
                 self.settle_clash(key, error, ambiguous.then(|| Fingerprint::of_parts(&parts))).await
             }
         }
@@ -280,7 +296,7 @@ impl Uploader for S3Uploader {
             Ok(_) => Ok(()),
             Err(e) => {
                 let error = failed("PutObject", &object.key, e);
-                let ambiguous = error.code.as_deref() == Some("PreconditionFailed");
+                let ambiguous = matches!(error.code.as_deref(), Some("PreconditionFailed" | "ConditionalRequestConflict"));
                 self.settle_clash(&object.key, error, ambiguous.then(|| Fingerprint::of_bytes(&data))).await
             }
         }

@@ -9,6 +9,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::parts::{PartEvent, PartWriter};
@@ -104,7 +105,7 @@ impl Export {
                     break;
                 }
             }
-        }));
+        }.in_current_span()));
         loop {
             if let Some(interrupt) = *control.borrow() {
                 return Ok((writer, Ended::Interrupted(interrupt)));

@@ -183,6 +183,9 @@ impl Worker {
                     Ok(()) => tracing::info!(rows = final_progress.events_sent, "job handed back for the next start"),
                     Err(e) => tracing::error!(error = %e, "could not hand the job back; it is taken over when its lease expires"),
                 }
+                // An operator's stop that was pending when the worker shut down ends the job
+                // STOPPED (release applies it): that ending is told like any other.
+                self.reporter.job_ended(job.id, JobStatus::Stopped, started.elapsed()).await;
                 return;
             }
             Err(ExportError::Store(StoreError::LeaseLost(_))) => {
@@ -200,7 +203,7 @@ impl Worker {
             Some(e) => tracing::warn!(%status, error = %e, "job ended"),
             None => tracing::info!(%status, rows = final_progress.events_sent, "job ended"),
         }
-        self.reporter.job_ended(job.id, started.elapsed()).await;
+        self.reporter.job_ended(job.id, status, started.elapsed()).await;
     }
 
     fn spawn_heartbeat(

@@ -304,7 +304,7 @@ async fn never_overwrites_another_object_and_leaves_no_upload_behind() {
     let job = app.job(&id).await;
     assert_eq!(job["status"], "FAILED", "{job:#}");
     let error = job["error"][0].as_str().unwrap();
-    assert!(error.contains("PreconditionFailed") && error.contains("not written by this job"), "{job:#}");
+    assert!(error.contains("PreconditionFailed") && error.contains("not the one this upload sent"), "{job:#}");
     assert_eq!(app.object(&key).await.0, b"someone else's file");
     assert_eq!(app.open_multipart_uploads().await, 0, "the multipart upload was aborted");
 }
