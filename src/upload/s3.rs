@@ -13,11 +13,12 @@ use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::clash::WriteIf;
 use super::fingerprint::Fingerprint;
 use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
 use crate::config::UploadConfig;
@@ -45,8 +46,11 @@ impl S3Defaults {
 
 #[derive(Debug, Clone)]
 pub struct S3Uploader {
-    client: Client,
-    bucket: String,
+    pub(super) client: Client,
+    pub(super) bucket: String,
+    /// The job whose parts this uploader writes, stored as object metadata so that a later
+    /// run of the same job recognises the parts an earlier run left unrecorded.
+    pub(super) owner: Option<String>,
     url_base: String,
     sse: Option<ServerSideEncryption>,
     kms_key_id: Option<String>,
@@ -116,6 +120,7 @@ impl S3Uploader {
         Ok(Self {
             client: Client::from_conf(conf.build()),
             bucket,
+            owner: None,
             url_base,
             sse: dest.sse.as_deref().map(ServerSideEncryption::from),
             kms_key_id: dest.kms_key_id.clone(),
@@ -127,42 +132,14 @@ impl S3Uploader {
         &self.bucket
     }
 
-    /// Decides a refused completion or put: when the object under `key` is the one we meant to
-    /// write (`ours`), an earlier attempt whose answer was lost wrote it and all is well;
-    /// otherwise the refusal stands, said plainly when another writer's object is in the way.
-    async fn settle_clash(&self, key: &str, error: UploadError, ours: Option<Fingerprint>) -> Result<(), UploadError> {
-        let Some(ours) = ours else { return Err(error) };
-        // 409: an earlier attempt is still being carried out; give it time to land.
-        let waits: &[u64] = if error.code.as_deref() == Some("ConditionalRequestConflict") { &[1, 2, 4, 8] } else { &[0] };
-        let mut head = None;
-        for secs in waits {
-            tokio::time::sleep(Duration::from_secs(*secs)).await;
-            let answer = self.client.head_object().bucket(&self.bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await;
-            let found = answer.is_ok();
-            head = Some(answer);
-            if found {
-                break;
-            }
-        }
-        match head.expect("at least one attempt") {
-            Ok(h) if ours.matches(h.e_tag(), h.checksum_crc32()) => {
-                tracing::info!(key, operation = error.operation, "an earlier attempt whose answer was lost had already written the object");
-                Ok(())
-            }
-            Ok(_) => Err(UploadError {
-                message: "an object with this key already exists and is not the one this upload sent; it was left as it is".into(),
-                ..error
-            }),
-            Err(e) => {
-                let why = failed("HeadObject", key, e);
-                tracing::warn!(key, error = %why, "could not read the object back to tell whether an earlier attempt wrote it");
-                Err(UploadError { message: format!("{} (checking the object failed too: {})", error.message, why.message), ..error })
-            }
-        }
+    /// Marks every object written from now on as a part of job `job_id`.
+    pub fn owned_by(mut self, job_id: impl Into<String>) -> Self {
+        self.owner = Some(job_id.into());
+        self
     }
 }
 
-fn failed<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> UploadError
+pub(super) fn failed<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> UploadError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
@@ -194,6 +171,9 @@ fn innermost_causes(err: &(dyn std::error::Error + 'static)) -> String {
     chain[from..].join(": ")
 }
 
+/// The metadata key (`x-amz-meta-forwarder-job`) naming the job that wrote an object.
+pub(super) const OWNER_METADATA: &str = "forwarder-job";
+
 /// What every new object is stored with, on either way of starting one (a multipart upload
 /// or a single put): the SDK's two builders share no trait, so one list keeps them in step.
 macro_rules! new_object {
@@ -206,6 +186,7 @@ macro_rules! new_object {
             .set_server_side_encryption($uploader.sse.clone())
             .set_ssekms_key_id($uploader.kms_key_id.clone())
             .set_storage_class($uploader.storage_class.clone())
+            .set_metadata($uploader.owner.as_ref().map(|job| [(OWNER_METADATA.to_string(), job.clone())].into()))
     };
 }
 
@@ -241,7 +222,7 @@ impl Uploader for S3Uploader {
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError> {
-        let completed = parts
+        let completed: Vec<CompletedPart> = parts
             .iter()
             .map(|p| {
                 CompletedPart::builder()
@@ -251,27 +232,24 @@ impl Uploader for S3Uploader {
                     .build()
             })
             .collect();
-        let result = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        let send = |condition: WriteIf| {
+            let request = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build());
             // Never replace an object another job wrote.
-            .if_none_match("*")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let error = failed("CompleteMultipartUpload", key, e);
-                // A retry after a lost answer finds the object (412) or no upload (404).
-                let ambiguous =
-                    matches!(error.code.as_deref(), Some("PreconditionFailed" | "NoSuchUpload" | "ConditionalRequestConflict"));
-                self.settle_clash(key, error, ambiguous.then(|| Fingerprint::of_parts(&parts))).await
+            match condition {
+                WriteIf::Absent => request.if_none_match("*"),
+                WriteIf::Is(etag) => request.if_match(etag),
             }
-        }
+            .send()
+        };
+        // A retry after a lost answer finds the object (412) or no upload any more (404).
+        let ambiguous = ["PreconditionFailed", "NoSuchUpload", "ConditionalRequestConflict"];
+        self.write_once("CompleteMultipartUpload", key, &ambiguous, send, || Fingerprint::of_parts(&parts)).await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError> {
@@ -287,19 +265,16 @@ impl Uploader for S3Uploader {
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
-        let result = new_object!(self.client.put_object(), self, object)
-            .if_none_match("*")
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let error = failed("PutObject", &object.key, e);
-                let ambiguous = matches!(error.code.as_deref(), Some("PreconditionFailed" | "ConditionalRequestConflict"));
-                self.settle_clash(&object.key, error, ambiguous.then(|| Fingerprint::of_bytes(&data))).await
+        let send = |condition: WriteIf| {
+            let request = new_object!(self.client.put_object(), self, object).body(ByteStream::from(data.clone()));
+            match condition {
+                WriteIf::Absent => request.if_none_match("*"),
+                WriteIf::Is(etag) => request.if_match(etag),
             }
-        }
+            .send()
+        };
+        let ambiguous = ["PreconditionFailed", "ConditionalRequestConflict"];
+        self.write_once("PutObject", &object.key, &ambiguous, send, || Fingerprint::of_bytes(&data)).await
     }
 
     fn url(&self, key: &str) -> String {

@@ -42,7 +42,7 @@ pub struct S3UploaderFactory {
 #[async_trait]
 impl UploaderFactory for S3UploaderFactory {
     async fn for_job(&self, job: &Job, secrets: &JobSecrets) -> Result<Arc<dyn Uploader>, String> {
-        let u = S3Uploader::for_destination(&job.spec.destination, secrets, &self.defaults, &self.upload).await?;
+        let u = S3Uploader::for_destination(&job.spec.destination, secrets, &self.defaults, &self.upload).await?.owned_by(job.id.to_string());
         Ok(Arc::new(Metered::new(Arc::new(u), self.metrics.clone())))
     }
 }

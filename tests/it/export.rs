@@ -304,9 +304,34 @@ async fn never_overwrites_another_object_and_leaves_no_upload_behind() {
     let job = app.job(&id).await;
     assert_eq!(job["status"], "FAILED", "{job:#}");
     let error = job["error"][0].as_str().unwrap();
-    assert!(error.contains("PreconditionFailed") && error.contains("not the one this upload sent"), "{job:#}");
+    assert!(error.contains("PreconditionFailed") && error.contains("not written by this job"), "{job:#}");
     assert_eq!(app.object(&key).await.0, b"someone else's file");
     assert_eq!(app.open_multipart_uploads().await, 0, "the multipart upload was aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_an_earlier_run_left_unrecorded_is_replaced() {
+    // A worker that died between completing part 1 and recording it left an object with this
+    // job's id in its metadata; the next run writes part 1 again and must not fail on it.
+    // Plain: a multipart upload (~6 MB); gzip: one put.
+    for (format, ext) in [("plain", "csv"), ("gzip", "csv.gz")] {
+        let app = spawn_app(20_000).await;
+        let params = json!({"format": format, "retention.size": 50, "notification.email": "ops@example.com"});
+        let id = app.submit_export(QUERY, params).await;
+        let key = format!("apiv2_{id}_001.{ext}");
+        app.s3
+            .put_object()
+            .bucket(&app.bucket)
+            .key(&key)
+            .metadata("forwarder-job", &id)
+            .body(b"rows of an earlier run\n".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        app.worker.try_run_next_job().await.unwrap();
+        check_completed_export(&app, &id, ext, None, None).await;
+        assert_eq!(app.open_multipart_uploads().await, 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
