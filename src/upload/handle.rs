@@ -17,6 +17,9 @@ pub struct ObjectUpload {
     uploader: Arc<dyn Uploader>,
     object: ObjectMeta,
     upload_id: Option<String>,
+    /// A multipart upload was asked for: even without its id (the request may have been cut
+    /// off before the answer came), an abort must look for it.
+    multipart_requested: Option<std::time::SystemTime>,
     next_number: i32,
     in_flight: JoinSet<Result<UploadedPart, UploadError>>,
     done: Vec<UploadedPart>,
@@ -30,6 +33,7 @@ impl ObjectUpload {
             uploader,
             object,
             upload_id: None,
+            multipart_requested: None,
             next_number: 1,
             in_flight: JoinSet::new(),
             done: Vec::new(),
@@ -45,6 +49,7 @@ impl ObjectUpload {
     /// Starts the upload of one full chunk (every chunk but the last must be at least 5 MiB).
     pub async fn put_chunk(&mut self, chunk: Bytes) -> Result<(), UploadError> {
         if self.upload_id.is_none() {
+            self.multipart_requested = Some(std::time::SystemTime::now());
             self.upload_id = Some(self.uploader.create_multipart(&self.object).await?);
         }
         // Collect what has finished, failing fast on the first error.
@@ -65,7 +70,9 @@ impl ObjectUpload {
 
     /// Uploads `last` (possibly empty) and completes the object; returns its size. On error
     /// the multipart upload is aborted before returning.
-    pub async fn finish(mut self, last: Bytes) -> Result<u64, UploadError> {
+    /// The handle stays with its owner until this returns, so that an interrupted finish
+    /// (a shutdown deadline) can still be aborted.
+    pub async fn finish(&mut self, last: Bytes) -> Result<u64, UploadError> {
         let result = self.try_finish(last).await;
         if result.is_err() {
             self.abort_inner().await;
@@ -89,6 +96,7 @@ impl ObjectUpload {
         parts.sort_by_key(|p| p.number);
         self.uploader.complete_multipart(&self.object.key, &id, parts).await?;
         self.upload_id = None;
+        self.multipart_requested = None;
         Ok(self.bytes)
     }
 
@@ -101,10 +109,28 @@ impl ObjectUpload {
     async fn abort_inner(&mut self) {
         self.in_flight.abort_all();
         while self.in_flight.join_next().await.is_some() {}
-        if let Some(id) = self.upload_id.take()
-            && let Err(e) = self.uploader.abort_multipart(&self.object.key, &id).await
+        let key = &self.object.key;
+        let known = self.upload_id.take();
+        if let Some(id) = &known
+            && let Err(e) = self.uploader.abort_multipart(key, id).await
         {
-            tracing::warn!(key = %self.object.key, error = %e, "could not abort multipart upload");
+            tracing::warn!(%key, error = %e, "could not abort multipart upload");
+        }
+        // S3 advises aborting again: a part upload that was under way can outlive the abort,
+        // and a creation cut off before its answer left an upload whose id we never saw (the
+        // store may still be creating it: look twice, a second apart).
+        if let Some(requested_at) = self.multipart_requested.take() {
+            let looks = if known.is_some() { 1 } else { 2 };
+            for look in 0..looks {
+                if look > 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                match self.uploader.abort_all_under(key, requested_at).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(%key, uploads = n, "aborted multipart uploads left behind"),
+                    Err(e) => tracing::warn!(%key, error = %e, "could not look for multipart uploads left behind"),
+                }
+            }
         }
     }
 }
@@ -164,6 +190,9 @@ mod tests {
         }
         async fn abort_multipart(&self, _: &str, _: &str) -> Result<(), UploadError> {
             Ok(())
+        }
+        async fn abort_all_under(&self, _: &str, _: std::time::SystemTime) -> Result<usize, UploadError> {
+            Ok(0)
         }
         async fn put_object(&self, _: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
             *self.object.lock().unwrap() = Some(data.to_vec());

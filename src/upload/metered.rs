@@ -50,6 +50,13 @@ impl Uploader for Metered {
         r
     }
 
+    async fn abort_all_under(&self, key: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
+        let t = Instant::now();
+        let r = self.inner.abort_all_under(key, requested_at).await;
+        self.metrics.s3_call("ListMultipartUploads", t, &r);
+        r
+    }
+
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
         let t = Instant::now();
         let r = self.inner.put_object(object, data).await;

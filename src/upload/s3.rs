@@ -264,6 +264,30 @@ impl Uploader for S3Uploader {
         Ok(())
     }
 
+    async fn abort_all_under(&self, key: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
+        // Clocks differ between us and the store; a takeover comes a whole lease later.
+        let latest = requested_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) + 10;
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| failed("ListMultipartUploads", key, e))?;
+        let mut aborted = 0;
+        for upload in listed.uploads() {
+            if let (Some(k), Some(id)) = (upload.key(), upload.upload_id())
+                && k == key
+                && upload.initiated().is_none_or(|t| t.secs() <= latest)
+            {
+                self.abort_multipart(key, id).await?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
+    }
+
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
         let send = |condition: WriteIf| {
             let request = new_object!(self.client.put_object(), self, object).body(ByteStream::from(data.clone()));

@@ -180,15 +180,17 @@ impl Export {
                     }
                 }
                 PartEvent::Closed { index, part, rows_before, max_time_ms, resume } => {
-                    let Some(upload) = self.uploads.remove(&index) else { continue };
+                    // The upload stays in `uploads` until it is complete: if this is cut off
+                    // (the shutdown deadline), `abort_all` still finds it.
+                    let Some(upload) = self.uploads.get_mut(&index) else { continue };
                     let key = upload.key().to_string();
                     let mut chunks = part.chunks;
                     let last = chunks.pop().unwrap_or_default();
-                    let mut upload = upload;
                     for c in chunks {
                         upload.put_chunk(c).await?;
                     }
                     let bytes = upload.finish(last).await?;
+                    self.uploads.remove(&index);
                     let record = PartRecord {
                         index,
                         url: self.uploader.url(&key),
