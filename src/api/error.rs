@@ -60,6 +60,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.http, Json(json!({"msg": self.msg, "status": self.code}))).into_response()
+        let mut response = (self.http, Json(json!({"msg": self.msg, "status": self.code}))).into_response();
+        if self.http == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is never read: this connection cannot carry another
+            // request, and a pooling client must be told so.
+            response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        response
     }
 }

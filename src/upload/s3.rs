@@ -190,6 +190,17 @@ macro_rules! new_object {
     };
 }
 
+/// The condition a completion or put is sent with: never replace an object another job
+/// wrote (`If-None-Match: *`), or replace exactly the stale part found (`If-Match`).
+macro_rules! when {
+    ($builder:expr, $condition:expr) => {
+        match $condition {
+            WriteIf::Absent => $builder.if_none_match("*"),
+            WriteIf::Is(etag) => $builder.if_match(etag),
+        }
+    };
+}
+
 #[async_trait]
 impl Uploader for S3Uploader {
     async fn create_multipart(&self, object: &ObjectMeta) -> Result<String, UploadError> {
@@ -240,12 +251,7 @@ impl Uploader for S3Uploader {
                 .key(key)
                 .upload_id(upload_id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build());
-            // Never replace an object another job wrote.
-            match condition {
-                WriteIf::Absent => request.if_none_match("*"),
-                WriteIf::Is(etag) => request.if_match(etag),
-            }
-            .send()
+            when!(request, condition).send()
         };
         // A retry after a lost answer finds the object (412) or no upload any more (404).
         let ambiguous = ["PreconditionFailed", "NoSuchUpload", "ConditionalRequestConflict"];
@@ -291,11 +297,7 @@ impl Uploader for S3Uploader {
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
         let send = |condition: WriteIf| {
             let request = new_object!(self.client.put_object(), self, object).body(ByteStream::from(data.clone()));
-            match condition {
-                WriteIf::Absent => request.if_none_match("*"),
-                WriteIf::Is(etag) => request.if_match(etag),
-            }
-            .send()
+            when!(request, condition).send()
         };
         let ambiguous = ["PreconditionFailed", "ConditionalRequestConflict"];
         self.write_once("PutObject", &object.key, &ambiguous, send, || Fingerprint::of_bytes(&data)).await

@@ -83,6 +83,10 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         assert!(msg.len() > 10 && answer["status"].as_u64().is_some(), "{what}: {answer}");
         println!("{what:<32} {status} {}", &msg[..msg.len().min(110)]);
     }
+    // An oversized body is not read to its end, so its connection closes, and says so.
+    let big = format!("{{\"query\": \"{}\"}}", "x".repeat(2 << 20));
+    let res = http.post(&url).bearer_auth(&app.token).body(big).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.headers().get("connection").map(|v| v.to_str().unwrap())), (413, Some("close")));
     // Odd paths and methods: a 4xx in Devo's shape, saying what is wrong.
     for path in ["/search/job/..%2F..%2Fetc%2Fpasswd", "/search/job/%00", "/search/job/stop/not-a-uuid", "/search/jobs?status=EXPLODED",
                  "/search/nothing-here", "/search/query"] {
