@@ -67,6 +67,10 @@ pub fn is_internal(ip: IpAddr) -> bool {
 /// operator did not allow. The message says what to fix.
 pub async fn check_endpoint(endpoint: &str, allowed: &[Allowed]) -> Result<(), String> {
     let url = reqwest::Url::parse(endpoint).map_err(|e| format!("aws.endpoint is not a URL: {e}"))?;
+    // The endpoint is kept and shown as given: credentials must not ride in it.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("aws.endpoint must not hold a user name or password; send them as aws.accesskey and aws.secretkey".into());
+    }
     let host = url.host_str().ok_or("aws.endpoint has no host")?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     if allowed.iter().any(|a| matches!(a, Allowed::Host(h) if *h == host)) {
         return Ok(());

@@ -59,6 +59,7 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         ("bad email", good(json!({"param:notification.email": "not-an-address"}))),
         ("header injection in email", good(json!({"param:notification.email": "a@b.com\r\nBcc: c@d.com"}))),
         ("endpoint not a URL", good(json!({"param:aws.endpoint": "file:///etc/passwd"}))),
+        ("credentials in the endpoint", good(json!({"param:aws.endpoint": "http://AKIAEXAMPLE:s3cret@s3.example.com"}))),
         ("endpoint at the metadata service", good(json!({"param:aws.endpoint": "http://169.254.169.254"}))),
         ("endpoint on a private network", good(json!({"param:aws.endpoint": "http://10.0.0.1:9000"}))),
         ("endpoint at an IPv6 link-local address", good(json!({"param:aws.endpoint": "http://[fe80::1]:9000"}))),
