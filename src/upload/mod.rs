@@ -19,12 +19,28 @@ use bytes::Bytes;
 /// A failed S3 call, with the S3 error code when there is one (`NoSuchBucket`,
 /// `AccessDenied`, `PreconditionFailed`, …). Never holds a credential.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("S3 {operation} of {key} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+#[error("S3 {operation} of {key} failed: {}{message}{}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), self.hint())]
 pub struct UploadError {
     pub operation: &'static str,
     pub key: String,
     pub code: Option<String>,
     pub message: String,
+}
+
+impl UploadError {
+    /// What the job's owner can do about a permanent error, for the codes whose fix is theirs.
+    fn hint(&self) -> &'static str {
+        match self.code.as_deref() {
+            Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "NotSignedUp" | "InvalidToken" | "ExpiredToken") => {
+                " (the S3 endpoint refused the credentials: check aws.accesskey, aws.secretkey and aws.sessiontoken)"
+            }
+            Some("AccessDenied" | "AllAccessDisabled") => {
+                " (the credentials may not write to this bucket: check the bucket policy or the key's permissions)"
+            }
+            Some("NoSuchBucket") => " (check aws.bucket, and aws.region or aws.endpoint)",
+            _ => "",
+        }
+    }
 }
 
 /// One uploaded part of a multipart upload.

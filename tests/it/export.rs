@@ -375,3 +375,47 @@ async fn jobs_survive_a_restart_and_list_by_status() {
     let (_, list) = app.get("/search/jobs?status=RUNNING").await;
     assert_eq!(list["object"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_the_job_with_a_readable_error_and_leave_nothing_behind() {
+    use forwarder::demo::{ACCESS_KEY, BUCKET, SECRET_KEY};
+    // LocalStack takes any key; s3s (the demo's endpoint) checks every SigV4 signature.
+    // 20,000 plain rows make a ~6 MB part: a multipart upload when the keys are right.
+    let app = spawn_app(20_000).await;
+    let root = app.dir.join("s3s");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let endpoint = format!("http://{}", forwarder::demo::serve_s3(&root, stop.clone()).await.unwrap());
+    let run = |access: &'static str, secret: &'static str| {
+        let (app, endpoint) = (&app, endpoint.clone());
+        async move {
+            let id = app
+                .submit_export(QUERY, json!({"format": "plain", "aws.endpoint": endpoint, "aws.bucket": BUCKET,
+                                            "aws.accesskey": access, "aws.secretkey": secret}))
+                .await;
+            app.worker.try_run_next_job().await.unwrap();
+            (id.clone(), app.job(&id).await)
+        }
+    };
+
+    let (good, job) = run(ACCESS_KEY, SECRET_KEY).await;
+    assert_eq!(job["status"], "COMPLETED", "the right keys work: {job:#}");
+    for (access, secret, code) in [(ACCESS_KEY, "not-the-secret-key", "SignatureDoesNotMatch"), ("AKIAUNKNOWN", SECRET_KEY, "NotSignedUp")] {
+        let (_, job) = run(access, secret).await;
+        assert_eq!(job["status"], "FAILED", "{job:#}");
+        let error = job["error"][0].as_str().unwrap();
+        assert!(error.contains(code) && error.contains("check aws.accesskey, aws.secretkey"), "{error}");
+        assert!(!job.to_string().contains("not-the-secret-key") && !job.to_string().contains(SECRET_KEY), "{job:#}");
+    }
+    // Only the good job's object is in the bucket: no part file, no upload left open.
+    let files: Vec<String> =
+        std::fs::read_dir(root.join(BUCKET)).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(files, vec![format!("apiv2_{good}_001.csv")], "{files:?}");
+    // s3s-fs keeps an open upload's state and parts beside the buckets as `.upload*` files.
+    let leftovers: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect();
+    assert!(leftovers.is_empty(), "no multipart upload left open: {leftovers:?}");
+    stop.cancel();
+}
