@@ -63,6 +63,8 @@ impl App {
             .enabled
             .then(|| tokio::spawn(self.worker.clone().run(shutdown.clone())));
         let tls = self.state.config.tls.clone();
+        let (store, reporter) = (self.state.store.clone(), self.state.reporter.clone());
+        let deadline = self.state.config.worker.shutdown_deadline;
         let app = router(self.state);
         match tls {
             None => {
@@ -75,12 +77,15 @@ impl App {
         if let Some(task) = worker_task {
             let _ = task.await;
         }
+        reporter.drain(deadline).await;
+        store.close().await;
         Ok(())
     }
 
     /// Runs the worker alone (no API) until `shutdown` is cancelled.
     pub async fn run_worker(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.worker.clone().run(shutdown).await;
+        self.state.store.close().await;
         Ok(())
     }
 }

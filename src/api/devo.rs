@@ -7,7 +7,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
-use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{ApiError, AppState, Caller};
@@ -117,9 +116,8 @@ async fn steer(state: &AppState, caller: &Caller, id: &str, command: Command) ->
             tracing::info!(job = %uuid, command = command.as_str(), %status, "operator command");
             // A job stopped while it waited has ended here, with no worker to tell anyone.
             if status == JobStatus::Stopped {
-                let reporter = state.reporter.clone();
-                let span = tracing::info_span!("stopped_while_queued", job = %uuid);
-                tokio::spawn(async move { reporter.job_ended(uuid, JobStatus::Stopped, Duration::ZERO).await }.instrument(span));
+                let _span = tracing::info_span!("stopped_while_queued", job = %uuid).entered();
+                state.reporter.job_ended_in_background(uuid, JobStatus::Stopped, Duration::ZERO);
             }
         }
         Outcome::Refused(why) => {

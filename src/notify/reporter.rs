@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{JobSummary, Notifier, notify_with_retry};
@@ -18,11 +20,29 @@ pub struct EndReporter {
     metrics: Arc<Metrics>,
     from: String,
     attempts: u32,
+    /// Reports running on their own (an ending the API saw), awaited at shutdown.
+    background: TaskTracker,
 }
 
 impl EndReporter {
     pub fn new(store: Arc<dyn JobStore>, notifier: Arc<dyn Notifier>, metrics: Arc<Metrics>, smtp: &SmtpConfig) -> Self {
-        Self { store, notifier, metrics, from: smtp.from.clone(), attempts: smtp.max_attempts }
+        Self { store, notifier, metrics, from: smtp.from.clone(), attempts: smtp.max_attempts, background: TaskTracker::new() }
+    }
+
+    /// [`Self::job_ended`] on a task of its own, in the caller's span, so that an API call
+    /// does not wait for SMTP; [`Self::drain`] waits for it at shutdown.
+    pub fn job_ended_in_background(self: &Arc<Self>, id: Uuid, ended_as: JobStatus, ran_for: Duration) {
+        let this = self.clone();
+        self.background.spawn(async move { this.job_ended(id, ended_as, ran_for).await }.in_current_span());
+    }
+
+    /// Waits up to `deadline` for the reports still running (at shutdown, before the store
+    /// closes); says how many it gave up on.
+    pub async fn drain(&self, deadline: Duration) {
+        self.background.close();
+        if tokio::time::timeout(deadline, self.background.wait()).await.is_err() {
+            tracing::warn!(unsent = self.background.len(), "shutdown deadline reached with notification emails still being sent");
+        }
     }
 
     /// Emails the job's recipients (if it has any) that it ended as `ended_as`; `ran_for` is

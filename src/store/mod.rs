@@ -85,6 +85,9 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError>;
     /// Reachable and answering (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the connections (at shutdown, once no job runs): every later call fails, and
+    /// `ping` says so.
+    async fn close(&self);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -351,4 +351,9 @@ impl JobStore for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn close(&self) {
+        // Waits for the connections in use; the last one to close checkpoints the WAL.
+        self.pool.close().await;
+    }
 }

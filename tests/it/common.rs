@@ -11,6 +11,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use forwarder::app::App;
 use forwarder::config::Config;
 use forwarder::query::{Catalog, DataFusionEngine, QueryEngine, QueryWindow, demo};
+use forwarder::store::JobStore;
 use forwarder::worker::Worker;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -28,6 +29,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub token: String,
     pub worker: Arc<Worker>,
+    pub store: Arc<dyn JobStore>,
     pub s3: Client,
     pub bucket: String,
     pub dir: PathBuf,
@@ -90,7 +92,7 @@ async fn start_app(dir: PathBuf, catalog: PathBuf, rows: u64, bucket: String, tw
     tweak(&mut config);
     let token_file = forwarder::app::initial_token_path(&config);
     let app = App::build(config).await.unwrap();
-    let worker = app.worker.clone();
+    let (worker, store) = (app.worker.clone(), app.state.store.clone());
     // The token the server created on its first start, as a new user would use it.
     let token = std::fs::read_to_string(token_file).unwrap().trim().to_string();
     let mut headers = reqwest::header::HeaderMap::new();
@@ -100,7 +102,7 @@ async fn start_app(dir: PathBuf, catalog: PathBuf, rows: u64, bucket: String, tw
     let api = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(listener, shutdown.clone()));
-    TestApp { api, http, token, worker, s3: s3_client(), bucket, dir, catalog, rows, shutdown }
+    TestApp { api, http, token, worker, store, s3: s3_client(), bucket, dir, catalog, rows, shutdown }
 }
 
 impl TestApp {

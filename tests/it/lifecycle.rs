@@ -176,7 +176,23 @@ async fn metrics_count_what_the_export_did() {
     let calls = sample(&after, "forwarder_s3_request_seconds_count", Some(("operation", "PutObject")))
         + sample(&after, "forwarder_s3_request_seconds_count", Some(("operation", "CompleteMultipartUpload")));
     assert_eq!(calls, parts.len() as f64, "one completing call per part");
-    assert_eq!(app.get("/readyz").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_while_the_job_store_answers() {
+    let app = spawn_app(100).await;
+    let readyz = || async { app.http.get(format!("{}/readyz", app.api)).send().await.unwrap() };
+    let r = readyz().await;
+    assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (200, "ready".to_string()));
+
+    app.store.close().await;
+    let r = readyz().await;
+    assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (503, "job store unreachable".to_string()));
+    assert_eq!(app.get("/healthz").await.0, 200, "alive all the same: a restart would not help");
+    // Calls that need the store say so, rather than failing or refusing the caller.
+    let (status, body) = app.get("/search/jobs").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("job store is unavailable"), "{body}");
 }
 
 /// The value of one sample (0 when absent), as a Prometheus scraper reads it.
