@@ -49,7 +49,8 @@ impl App {
         let worker =
             Arc::new(Worker::new(&config, store.clone(), engine.clone(), reporter.clone(), uploaders, secrets.clone(), metrics.clone()));
         let replays = Arc::new(ReplayGuard::default());
-        let state = AppState { config: Arc::new(config), store, engine, secrets, metrics, credentials, replays, reporter };
+        let job_runnable = worker.queued_signal();
+        let state = AppState { config: Arc::new(config), store, engine, secrets, metrics, credentials, replays, reporter, job_runnable };
         Ok(Self { state, worker })
     }
 

@@ -61,6 +61,7 @@ pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) 
         errors: vec![],
     };
     state.store.insert(&job).await?;
+    state.job_runnable.notify_one();
     tracing::info!(job = %id, domain = %job.domain, "job queued");
     Ok(Json(json!({"msg": "", "status": 0, "object": {"id": id.to_string()}})))
 }
@@ -114,6 +115,9 @@ async fn steer(state: &AppState, caller: &Caller, id: &str, command: Command) ->
     match outcome {
         Outcome::Applied(status) => {
             tracing::info!(job = %uuid, command = command.as_str(), %status, "operator command");
+            if command == Command::Start {
+                state.job_runnable.notify_one();
+            }
             // A job stopped while it waited has ended here, with no worker to tell anyone.
             if status == JobStatus::Stopped {
                 let _span = tracing::info_span!("stopped_while_queued", job = %uuid).entered();

@@ -33,6 +33,8 @@ pub struct AppState {
     pub replays: Arc<ReplayGuard>,
     /// Emails the recipients of a job an operator stopped before it ran.
     pub reporter: Arc<EndReporter>,
+    /// Wakes this process's worker when a job becomes runnable (queued or started again).
+    pub job_runnable: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tracing::Instrument as _;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -61,6 +61,9 @@ pub struct Worker {
     draining: CancellationToken,
     /// Cancelled when the shutdown deadline passes: jobs abort their in-flight uploads.
     deadline: CancellationToken,
+    /// Told when this process queues a job, so that it starts now rather than at the next
+    /// poll (jobs queued elsewhere are found by polling).
+    queued: Arc<Notify>,
 }
 
 /// How far behind "now" a continuous job's window ends, so that rows still being written
@@ -90,7 +93,13 @@ impl Worker {
             upload: config.upload.clone(),
             draining: CancellationToken::new(),
             deadline: CancellationToken::new(),
+            queued: Arc::new(Notify::new()),
         }
+    }
+
+    /// What to tell (`notify_one`) when a job is queued or started in this process.
+    pub fn queued_signal(&self) -> Arc<Notify> {
+        self.queued.clone()
     }
 
     fn max_running_per_domain(&self) -> Option<u32> {
@@ -137,6 +146,7 @@ impl Worker {
             drop(permit);
             tokio::select! {
                 () = tokio::time::sleep(self.worker.poll_interval) => {}
+                () = self.queued.notified() => {}
                 () = shutdown.cancelled() => break,
             }
         }

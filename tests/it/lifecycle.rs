@@ -291,3 +291,26 @@ async fn past_the_shutdown_deadline_uploads_are_aborted_and_the_job_is_handed_ba
     app.worker.try_run_next_job().await.unwrap().unwrap();
     check_completed_export(&app, &id, "csv", Some(50_000_000), None).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_queued_through_this_server_runs_without_waiting_for_the_next_poll() {
+    // An hour between polls: only the API's signal can start these jobs within the test.
+    let app = spawn_app_with(2_000, |c| c.worker.poll_interval = Duration::from_secs(3600)).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(app.worker.clone().run(shutdown.clone()));
+    // The worker polls once as it starts; both jobs come after that, one after the other.
+    for _ in 0..2 {
+        let id = app.submit_export(QUERY, json!({"format": "gzip"})).await;
+        let mut job = app.job(&id).await;
+        for _ in 0..300 {
+            if !matches!(job["status"].as_str(), Some("CREATED" | "RUNNING")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            job = app.job(&id).await;
+        }
+        assert_eq!(job["status"], "COMPLETED", "the worker was woken: {job:#}");
+    }
+    shutdown.cancel();
+    worker.await.unwrap();
+}
