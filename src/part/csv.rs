@@ -1,12 +1,11 @@
 //! RFC 4180 CSV for Arrow record batches, one row at a time, so that the caller can decide
 //! between any two rows where a part ends.
 
-use std::io::Write as _;
-
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use super::fields::FieldWriter;
 
 /// Appends `value` as one CSV field, quoted only when it holds a comma, quote, CR or LF.
 pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
@@ -24,7 +23,7 @@ pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
     }
 }
 
-fn needs_quotes(value: &[u8]) -> bool {
+pub(super) fn needs_quotes(value: &[u8]) -> bool {
     value.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
 }
 
@@ -43,25 +42,15 @@ pub fn header(schema: &Schema) -> Vec<u8> {
 
 /// Formats the rows of one batch. Nulls are empty fields; timestamps are ISO-8601.
 pub struct BatchRows<'a> {
-    formatters: Vec<ArrayFormatter<'a>>,
+    fields: Vec<FieldWriter<'a>>,
     rows: usize,
     next: usize,
-    scratch: Vec<u8>,
 }
-
-// Timestamps as Devo shows them: `2026-01-01 00:00:00.000`.
-const OPTIONS: FormatOptions<'static> = FormatOptions::new()
-    .with_display_error(false)
-    .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
 
 impl<'a> BatchRows<'a> {
     pub fn new(batch: &'a RecordBatch) -> Result<Self, ArrowError> {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &OPTIONS))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { formatters, rows: batch.num_rows(), next: 0, scratch: Vec::with_capacity(64) })
+        let fields = batch.columns().iter().map(FieldWriter::new).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { fields, rows: batch.num_rows(), next: 0 })
     }
 
     /// Writes the next row (with its `\n`) into `out`; `false` when the batch is done.
@@ -71,18 +60,11 @@ impl<'a> BatchRows<'a> {
         }
         let row = self.next;
         self.next += 1;
-        for (i, f) in self.formatters.iter().enumerate() {
+        for (i, field) in self.fields.iter_mut().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            let start = out.len();
-            write!(out, "{}", f.value(row)).map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-            if needs_quotes(&out[start..]) {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(&out[start..]);
-                out.truncate(start);
-                push_field(out, &self.scratch);
-            }
+            field.write(row, out)?;
         }
         out.push(b'\n');
         Ok(true)

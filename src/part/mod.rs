@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod encoder;
+mod fields;
 mod pgzip;
 pub mod rotation;
 pub mod sink;
