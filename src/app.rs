@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::notify::{EndReporter, notifier_from_config};
 use crate::query::{Catalog, DataFusionEngine, demo};
 use crate::secret::SecretBox;
-use crate::store::{CredentialKind, CredentialStore, JobStore, SqliteStore, token_lookup};
+use crate::store::{CredentialKind, CredentialStore, token_lookup};
 use crate::worker::{S3UploaderFactory, Worker};
 
 pub struct App {
@@ -28,16 +28,23 @@ impl App {
         std::fs::create_dir_all(&config.data_dir)?;
         let catalog_path = config.catalog_path();
         if config.catalog.is_none() && !catalog_path.exists() {
-            tracing::info!(rows = config.demo_rows, "generating the demo table demo.ecommerce.data");
-            demo::create(catalog_path.parent().expect("catalog has a directory"), config.demo_rows)?;
+            tracing::info!(
+                rows = config.demo_rows,
+                "generating the demo table demo.ecommerce.data"
+            );
+            demo::create(
+                catalog_path.parent().expect("catalog has a directory"),
+                config.demo_rows,
+            )?;
         }
         let catalog = Catalog::load(&catalog_path)?;
-        let sqlite = Arc::new(SqliteStore::open(&config.data_dir.join("jobs.sqlite")).await?);
-        let store: Arc<dyn JobStore> = sqlite.clone();
-        let credentials: Arc<dyn CredentialStore> = sqlite;
-        let secrets = SecretBox::load_or_create(&config.data_dir.join("server.key"))?;
+        let (store, credentials) = crate::store::open(&config).await?;
+        let secrets = SecretBox::load_or_create(&config.key_file())?;
         ensure_a_credential(&config, credentials.as_ref()).await?;
-        let engine = Arc::new(DataFusionEngine::new(catalog).with_memory_limit((config.worker.query_memory_mb as usize) << 20));
+        let engine = Arc::new(
+            DataFusionEngine::new(catalog)
+                .with_memory_limit((config.worker.query_memory_mb as usize) << 20),
+        );
         let notifier = notifier_from_config(&config).map_err(anyhow::Error::msg)?;
         let metrics = Arc::new(Metrics::default());
         let uploaders = Arc::new(S3UploaderFactory {
@@ -45,18 +52,44 @@ impl App {
             upload: config.upload.clone(),
             metrics: metrics.clone(),
         });
-        let reporter = Arc::new(EndReporter::new(store.clone(), notifier, metrics.clone(), &config.smtp));
-        let worker =
-            Arc::new(Worker::new(&config, store.clone(), engine.clone(), reporter.clone(), uploaders, secrets.clone(), metrics.clone()));
+        let reporter = Arc::new(EndReporter::new(
+            store.clone(),
+            notifier,
+            metrics.clone(),
+            &config.smtp,
+        ));
+        let worker = Arc::new(Worker::new(
+            &config,
+            store.clone(),
+            engine.clone(),
+            reporter.clone(),
+            uploaders,
+            secrets.clone(),
+            metrics.clone(),
+        ));
         let replays = Arc::new(ReplayGuard::default());
         let job_runnable = worker.queued_signal();
-        let state = AppState { config: Arc::new(config), store, engine, secrets, metrics, credentials, replays, reporter, job_runnable };
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            engine,
+            secrets,
+            metrics,
+            credentials,
+            replays,
+            reporter,
+            job_runnable,
+        };
         Ok(Self { state, worker })
     }
 
     /// Serves the API on `listener` (and runs the worker when `worker.enabled`) until
     /// `shutdown` is cancelled; running jobs then reach their end or next checkpoint.
-    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let worker_task = self
             .state
             .config
@@ -71,7 +104,9 @@ impl App {
             None => {
                 tracing::info!(address = %listener.local_addr()?, "API listening (http)");
                 let stop = shutdown.clone();
-                axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await?;
             }
             Some(tls) => serve_https(listener, app, &tls, shutdown.clone()).await?,
         }
@@ -92,12 +127,23 @@ impl App {
 }
 
 /// Serves `app` over HTTPS (rustls) until `shutdown`.
-async fn serve_https(listener: TcpListener, app: axum::Router, tls: &TlsConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve_https(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: &TlsConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     // Several crypto back ends are linked (the AWS SDK brings its own): name the one to use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
         .await
-        .with_context(|| format!("loading the TLS certificate {} and key {}", tls.cert.display(), tls.key.display()))?;
+        .with_context(|| {
+            format!(
+                "loading the TLS certificate {} and key {}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })?;
     tracing::info!(address = %listener.local_addr()?, "API listening (https)");
     let handle = axum_server::Handle::new();
     let stop = handle.clone();
@@ -105,7 +151,10 @@ async fn serve_https(listener: TcpListener, app: axum::Router, tls: &TlsConfig, 
         shutdown.cancelled().await;
         stop.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
-    axum_server::from_tcp_rustls(listener.into_std()?, config)?.handle(handle).serve(app.into_make_service()).await?;
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await?;
     Ok(())
 }
 
@@ -117,8 +166,14 @@ pub fn initial_token_path(config: &Config) -> std::path::PathBuf {
 /// The API is never open: on the first start of a server with no credential at all, a token
 /// for the domain `default` is created and written to `initial-token` in the data directory
 /// (never to the log).
-async fn ensure_a_credential(config: &Config, credentials: &dyn CredentialStore) -> anyhow::Result<()> {
-    if !config.auth.tokens.is_empty() || !config.auth.api_keys.is_empty() || credentials.has_credentials().await? {
+async fn ensure_a_credential(
+    config: &Config,
+    credentials: &dyn CredentialStore,
+) -> anyhow::Result<()> {
+    if !config.auth.tokens.is_empty()
+        || !config.auth.api_keys.is_empty()
+        || credentials.has_credentials().await?
+    {
         return Ok(());
     }
     let token = new_token();
@@ -126,7 +181,14 @@ async fn ensure_a_credential(config: &Config, credentials: &dyn CredentialStore)
     // ran `forwarder auth create-token`.
     let path = initial_token_path(config);
     write_private(&path, &format!("{token}\n"))?;
-    let id = credentials.add_credential(CredentialKind::Token, "default", &token_lookup(&token), None).await?;
+    let id = credentials
+        .add_credential(
+            CredentialKind::Token,
+            "default",
+            &token_lookup(&token),
+            None,
+        )
+        .await?;
     tracing::info!(id = %id, file = %path.display(), "no API credential existed: created a token for domain `default`; it is in the file named here");
     Ok(())
 }
@@ -135,7 +197,10 @@ async fn ensure_a_credential(config: &Config, credentials: &dyn CredentialStore)
 pub fn new_token() -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
-    format!("fwd_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "fwd_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// Writes a file only its owner can read.
@@ -156,7 +221,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]

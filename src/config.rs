@@ -27,6 +27,7 @@ pub struct Config {
     pub catalog: Option<PathBuf>,
     /// Rows of the generated demo table when the default catalog is created.
     pub demo_rows: u64,
+    pub store: StoreConfig,
     pub worker: WorkerConfig,
     pub limits: Limits,
     pub upload: UploadConfig,
@@ -54,6 +55,7 @@ impl Default for Config {
             data_dir: PathBuf::from("forwarder-data"),
             catalog: None,
             demo_rows: 100_000,
+            store: StoreConfig::default(),
             worker: WorkerConfig::default(),
             limits: Limits::default(),
             upload: UploadConfig::default(),
@@ -63,6 +65,19 @@ impl Default for Config {
             tls: None,
         }
     }
+}
+
+/// Where jobs, their checkpoints and the API credentials are kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database`: one database shared by the workers of
+    /// every machine. Unset: an SQLite file in the data directory (one machine).
+    pub url: Option<Secret>,
+    /// The key that seals the secrets of jobs (AWS keys, zip passwords) in the store, created
+    /// on first start. Every process sharing a store needs the same key file. Default:
+    /// `server.key` in the data directory.
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,7 +162,12 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self { part_size_mib: 8, concurrency: 4, max_attempts: 6, attempt_timeout: Duration::from_secs(120) }
+        Self {
+            part_size_mib: 8,
+            concurrency: 4,
+            max_attempts: 6,
+            attempt_timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -193,7 +213,11 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { tokens: vec![], api_keys: vec![], max_clock_skew: Duration::from_secs(300) }
+        Self {
+            tokens: vec![],
+            api_keys: vec![],
+            max_clock_skew: Duration::from_secs(300),
+        }
     }
 }
 
@@ -217,7 +241,10 @@ pub struct TokenConfig {
 /// (`FORWARDER_TEST_*`, `FORWARDER_KEEP_SERVICES`).
 fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
     let key = key.as_str().to_ascii_lowercase();
-    !matches!(key.as_str(), "config" | "server" | "token" | "log" | "keep_services") && !key.starts_with("test_")
+    !matches!(
+        key.as_str(),
+        "config" | "server" | "token" | "log" | "keep_services"
+    ) && !key.starts_with("test_")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,12 +262,21 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError::Invalid(format!("file {} does not exist", file.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "file {} does not exist",
+                    file.display()
+                )));
             }
             fig = fig.merge(Toml::file(file));
         }
-        let config: Config =
-            fig.merge(Env::prefixed("FORWARDER_").filter(is_config_variable).split("__")).extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let config: Config = fig
+            .merge(
+                Env::prefixed("FORWARDER_")
+                    .filter(is_config_variable)
+                    .split("__"),
+            )
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -251,7 +287,9 @@ impl Config {
         if !(l.retention_size_mb_min > 0.0 && l.retention_size_mb_min <= l.retention_size_mb_max) {
             return bad("limits: need 0 < retention_size_mb_min <= retention_size_mb_max");
         }
-        if !(l.retention_size_mb_min..=l.retention_size_mb_max).contains(&l.retention_size_mb_default) {
+        if !(l.retention_size_mb_min..=l.retention_size_mb_max)
+            .contains(&l.retention_size_mb_default)
+        {
             return bad("limits: retention_size_mb_default must lie between the min and the max");
         }
         if l.retention_time_secs_min == 0 || l.retention_time_secs_min > l.retention_time_secs_max {
@@ -263,6 +301,14 @@ impl Config {
         if self.upload.concurrency == 0 || self.upload.max_attempts == 0 {
             return bad("upload.concurrency and upload.max_attempts must be at least 1");
         }
+        if let Some(url) = &self.store.url
+            && !(url.expose().starts_with("postgres://")
+                || url.expose().starts_with("postgresql://"))
+        {
+            return bad(
+                "store.url must be a PostgreSQL URL (postgres://user:password@host:port/database), or unset for the SQLite file in data_dir",
+            );
+        }
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency must be at least 1");
         }
@@ -272,21 +318,45 @@ impl Config {
         if self.smtp.max_attempts == 0 {
             return bad("smtp.max_attempts must be at least 1");
         }
-        if self.auth.tokens.iter().any(|t| t.token.expose().len() < 16 || t.domain.is_empty()) {
+        if self
+            .auth
+            .tokens
+            .iter()
+            .any(|t| t.token.expose().len() < 16 || t.domain.is_empty())
+        {
             return bad("auth.tokens: every token needs at least 16 characters and a domain");
         }
-        if self.auth.api_keys.iter().any(|k| k.key.is_empty() || k.secret.expose().len() < 16 || k.domain.is_empty()) {
-            return bad("auth.api_keys: every key needs a key, a secret of at least 16 characters and a domain");
+        if self
+            .auth
+            .api_keys
+            .iter()
+            .any(|k| k.key.is_empty() || k.secret.expose().len() < 16 || k.domain.is_empty())
+        {
+            return bad(
+                "auth.api_keys: every key needs a key, a secret of at least 16 characters and a domain",
+            );
         }
         Ok(())
     }
 
+    pub fn key_file(&self) -> PathBuf {
+        self.store
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("server.key"))
+    }
+
     pub fn catalog_path(&self) -> PathBuf {
-        self.catalog.clone().unwrap_or_else(|| self.data_dir.join("demo").join("catalog.toml"))
+        self.catalog
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("demo").join("catalog.toml"))
     }
 
     pub fn outbox_dir(&self) -> PathBuf {
-        self.smtp.outbox.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
+        self.smtp
+            .outbox
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 
     pub fn temp_dir(&self) -> PathBuf {
@@ -301,7 +371,15 @@ mod tests {
     #[test]
     fn cli_and_test_variables_are_not_configuration() {
         use figment::value::UncasedStr;
-        for other in ["TOKEN", "SERVER", "CONFIG", "LOG", "KEEP_SERVICES", "TEST_MAILDIR", "test_s3_endpoint"] {
+        for other in [
+            "TOKEN",
+            "SERVER",
+            "CONFIG",
+            "LOG",
+            "KEEP_SERVICES",
+            "TEST_MAILDIR",
+            "test_s3_endpoint",
+        ] {
             assert!(!is_config_variable(UncasedStr::new(other)), "{other}");
         }
         for setting in ["LISTEN", "DATA_DIR", "UPLOAD__PART_SIZE_MIB", "SMTP__URL"] {
@@ -318,6 +396,11 @@ mod tests {
     fn rejects_part_size_below_s3_minimum() {
         let mut c = Config::default();
         c.upload.part_size_mib = 4;
-        assert!(c.validate().unwrap_err().to_string().contains("part_size_mib"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("part_size_mib")
+        );
     }
 }

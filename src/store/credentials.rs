@@ -1,10 +1,10 @@
-//! API credentials in the SQLite store: bearer tokens (kept as SHA-256 digests) and Devo API
+//! API credentials in the SQL stores: bearer tokens (kept as SHA-256 digests) and Devo API
 //! keys (the secret sealed with the server key).
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{Credential, CredentialKind, CredentialStore, SqliteStore, StoreError};
+use super::{Credential, CredentialKind, CredentialStore, PostgresStore, SqliteStore, StoreError};
 use crate::job::now_ms;
 
 /// What a bearer token is looked up by: its SHA-256, never the token itself.
@@ -22,15 +22,29 @@ fn kind_str(kind: CredentialKind) -> &'static str {
 type Row = (String, String, String, Option<Vec<u8>>, i64, Option<i64>);
 
 fn credential((id, kind, domain, sealed, created_at, revoked_at): Row) -> Credential {
-    let kind = if kind == "apikey" { CredentialKind::ApiKey } else { CredentialKind::Token };
-    Credential { id, kind, domain, sealed, created_at_ms: created_at, revoked: revoked_at.is_some() }
+    let kind = if kind == "apikey" {
+        CredentialKind::ApiKey
+    } else {
+        CredentialKind::Token
+    };
+    Credential {
+        id,
+        kind,
+        domain,
+        sealed,
+        created_at_ms: created_at,
+        revoked: revoked_at.is_some(),
+    }
 }
 
+/// The same statements serve both stores (`$n` parameters work in SQLite too).
+macro_rules! sql_credential_store {
+    ($store:ty) => {
 #[async_trait]
-impl CredentialStore for SqliteStore {
+impl CredentialStore for $store {
     async fn add_credential(&self, kind: CredentialKind, domain: &str, lookup: &str, sealed: Option<&[u8]>) -> Result<String, StoreError> {
         let id = format!("{}_{}", kind_str(kind), &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        sqlx::query("INSERT INTO credentials (id, kind, domain, lookup, sealed, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO credentials (id, kind, domain, lookup, sealed, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&id)
             .bind(kind_str(kind))
             .bind(domain)
@@ -45,7 +59,7 @@ impl CredentialStore for SqliteStore {
     async fn find_credential(&self, kind: CredentialKind, lookup: &str) -> Result<Option<Credential>, StoreError> {
         let row: Option<Row> = sqlx::query_as(
             "SELECT id, kind, domain, sealed, created_at, revoked_at FROM credentials
-             WHERE kind = ? AND lookup = ? AND revoked_at IS NULL",
+             WHERE kind = $1 AND lookup = $2 AND revoked_at IS NULL",
         )
         .bind(kind_str(kind))
         .bind(lookup)
@@ -56,14 +70,14 @@ impl CredentialStore for SqliteStore {
 
     async fn list_credentials(&self) -> Result<Vec<Credential>, StoreError> {
         let rows: Vec<Row> =
-            sqlx::query_as("SELECT id, kind, domain, NULL, created_at, revoked_at FROM credentials ORDER BY created_at")
+            sqlx::query_as("SELECT id, kind, domain, CASE WHEN FALSE THEN sealed END, created_at, revoked_at FROM credentials ORDER BY created_at")
                 .fetch_all(self.pool())
                 .await?;
         Ok(rows.into_iter().map(credential).collect())
     }
 
     async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        let done = sqlx::query("UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(id)
             .execute(self.pool())
@@ -76,3 +90,8 @@ impl CredentialStore for SqliteStore {
         Ok(n > 0)
     }
 }
+    };
+}
+
+sql_credential_store!(SqliteStore);
+sql_credential_store!(PostgresStore);

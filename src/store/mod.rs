@@ -3,11 +3,15 @@
 //! at every completed part).
 
 mod credentials;
+mod postgres;
+mod rows;
 mod sqlite;
 
 pub use credentials::token_lookup;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -63,13 +67,37 @@ pub trait JobStore: Send + Sync + 'static {
     /// Claims the oldest runnable job for `worker`: `CREATED`, or `RUNNING` with an expired
     /// lease (its worker died), of a domain with fewer than `max_running_per_domain` jobs
     /// running (`None`: no limit). The job comes back `RUNNING` with its parts so far.
-    async fn claim_next(&self, worker: &str, lease: Duration, max_running_per_domain: Option<u32>) -> Result<Option<Job>, StoreError>;
+    async fn claim_next(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max_running_per_domain: Option<u32>,
+    ) -> Result<Option<Job>, StoreError>;
     /// Extends the lease and saves progress; says whether an operator asked for something.
-    async fn heartbeat(&self, id: Uuid, worker: &str, lease: Duration, progress: &Progress) -> Result<Lease, StoreError>;
+    async fn heartbeat(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease: Duration,
+        progress: &Progress,
+    ) -> Result<Lease, StoreError>;
     /// Records one uploaded part and the progress that goes with it, atomically.
-    async fn checkpoint(&self, id: Uuid, worker: &str, part: &PartRecord, progress: &Progress) -> Result<(), StoreError>;
+    async fn checkpoint(
+        &self,
+        id: Uuid,
+        worker: &str,
+        part: &PartRecord,
+        progress: &Progress,
+    ) -> Result<(), StoreError>;
     /// Ends the run: final status, progress and error (if any); releases the lease.
-    async fn finish(&self, id: Uuid, worker: &str, status: JobStatus, progress: &Progress, error: Option<&str>) -> Result<(), StoreError>;
+    async fn finish(
+        &self,
+        id: Uuid,
+        worker: &str,
+        status: JobStatus,
+        progress: &Progress,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Appends to the job's `error` list without touching its status (e.g. an email failure).
     async fn add_error(&self, id: Uuid, message: &str) -> Result<(), StoreError>;
     /// Gives the run back without ending the job (graceful shutdown): it becomes `CREATED`
@@ -80,7 +108,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// status at once, a running one is told at its worker's next heartbeat. Removing
     /// forgets the job's sealed credentials. `None` when the job does not exist (in that
     /// domain).
-    async fn command(&self, domain: Option<&str>, id: Uuid, command: Command) -> Result<Option<Outcome>, StoreError>;
+    async fn command(
+        &self,
+        domain: Option<&str>,
+        id: Uuid,
+        command: Command,
+    ) -> Result<Option<Outcome>, StoreError>;
     /// How many jobs the store holds in each status (every domain).
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError>;
     /// Reachable and answering (readiness).
@@ -88,6 +121,23 @@ pub trait JobStore: Send + Sync + 'static {
     /// Closes the connections (at shutdown, once no job runs): every later call fails, and
     /// `ping` says so.
     async fn close(&self);
+}
+
+/// The job store and the credential store of a configuration: PostgreSQL when `store.url`
+/// is set, else the SQLite file in the data directory.
+pub async fn open(
+    config: &crate::config::Config,
+) -> Result<(Arc<dyn JobStore>, Arc<dyn CredentialStore>), StoreError> {
+    Ok(match &config.store.url {
+        Some(url) => {
+            let store = Arc::new(PostgresStore::connect(url.expose()).await?);
+            (store.clone(), store)
+        }
+        None => {
+            let store = Arc::new(SqliteStore::open(&config.data_dir.join("jobs.sqlite")).await?);
+            (store.clone(), store)
+        }
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,9 +163,19 @@ pub struct Credential {
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
     /// Stores a credential found by `lookup` (a token's digest, an API key); returns its id.
-    async fn add_credential(&self, kind: CredentialKind, domain: &str, lookup: &str, sealed: Option<&[u8]>) -> Result<String, StoreError>;
+    async fn add_credential(
+        &self,
+        kind: CredentialKind,
+        domain: &str,
+        lookup: &str,
+        sealed: Option<&[u8]>,
+    ) -> Result<String, StoreError>;
     /// The live (not revoked) credential with that lookup value.
-    async fn find_credential(&self, kind: CredentialKind, lookup: &str) -> Result<Option<Credential>, StoreError>;
+    async fn find_credential(
+        &self,
+        kind: CredentialKind,
+        lookup: &str,
+    ) -> Result<Option<Credential>, StoreError>;
     async fn list_credentials(&self) -> Result<Vec<Credential>, StoreError>;
     /// `false`: no live credential has that id.
     async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError>;

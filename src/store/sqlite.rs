@@ -5,12 +5,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::rows::{corrupt, job_from_row, part_from_row};
 use super::{JobFilter, JobStore, Lease, Outcome, StoreError};
-use crate::job::{Command, Effect, Job, JobStatus, PartRecord, Progress, ResumePoint, now_ms, plan};
+use crate::job::{Command, Effect, Job, JobStatus, PartRecord, Progress, now_ms, plan};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -28,7 +31,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
@@ -50,54 +56,6 @@ impl SqliteStore {
         job.parts = self.parts_of(&job.id.to_string()).await?;
         Ok(job)
     }
-}
-
-fn corrupt(id: &str, detail: impl ToString) -> StoreError {
-    StoreError::Corrupt { id: id.to_string(), detail: detail.to_string() }
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
-    let id: String = row.try_get("id")?;
-    let status: String = row.try_get("status")?;
-    let spec: String = row.try_get("spec")?;
-    let errors: String = row.try_get("errors")?;
-    Ok(Job {
-        id: Uuid::parse_str(&id).map_err(|e| corrupt(&id, e))?,
-        domain: row.try_get("domain")?,
-        owner: row.try_get("owner")?,
-        friendly_name: row.try_get("friendly_name")?,
-        status: JobStatus::parse(&status).ok_or_else(|| corrupt(&id, format!("status {status}")))?,
-        spec: serde_json::from_str(&spec).map_err(|e| corrupt(&id, e))?,
-        sealed_secrets: row.try_get("sealed_secrets")?,
-        created_at_ms: row.try_get("created_at")?,
-        updated_at_ms: row.try_get("updated_at")?,
-        started_at_ms: row.try_get("started_at")?,
-        finished_at_ms: row.try_get("finished_at")?,
-        progress: Progress {
-            events_generated: row.try_get::<i64, _>("events_generated")? as u64,
-            events_sent: row.try_get::<i64, _>("events_sent")? as u64,
-            last_datetime_ms: row.try_get("last_datetime")?,
-            percent_complete: row.try_get::<i64, _>("percent_complete")?.clamp(0, 100) as u8,
-        },
-        parts: vec![],
-        errors: serde_json::from_str(&errors).map_err(|e| corrupt(&id, e))?,
-    })
-}
-
-fn part_from_row(row: &SqliteRow) -> Result<PartRecord, StoreError> {
-    Ok(PartRecord {
-        index: row.try_get::<i64, _>("idx")? as u32,
-        key: row.try_get("key")?,
-        url: row.try_get("url")?,
-        bytes: row.try_get::<i64, _>("bytes")? as u64,
-        rows: row.try_get::<i64, _>("rows")? as u64,
-        rows_before: row.try_get::<i64, _>("rows_before")? as u64,
-        completed_at_ms: row.try_get("completed_at")?,
-        resume: ResumePoint {
-            from_ms: row.try_get("resume_from")?,
-            skip: row.try_get::<i64, _>("resume_skip")? as u64,
-        },
-    })
 }
 
 async fn save_progress(
@@ -177,7 +135,12 @@ impl JobStore for SqliteStore {
         Ok(jobs)
     }
 
-    async fn claim_next(&self, worker: &str, lease: Duration, max_running_per_domain: Option<u32>) -> Result<Option<Job>, StoreError> {
+    async fn claim_next(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max_running_per_domain: Option<u32>,
+    ) -> Result<Option<Job>, StoreError> {
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE jobs SET status = 'RUNNING', lease_owner = ?1, lease_until = ?2, updated_at = ?3,
@@ -202,7 +165,13 @@ impl JobStore for SqliteStore {
         }
     }
 
-    async fn heartbeat(&self, id: Uuid, worker: &str, lease: Duration, progress: &Progress) -> Result<Lease, StoreError> {
+    async fn heartbeat(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease: Duration,
+        progress: &Progress,
+    ) -> Result<Lease, StoreError> {
         let id_s = id.to_string();
         let mut tx = self.pool.begin().await?;
         if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
@@ -221,7 +190,13 @@ impl JobStore for SqliteStore {
         })
     }
 
-    async fn checkpoint(&self, id: Uuid, worker: &str, part: &PartRecord, progress: &Progress) -> Result<(), StoreError> {
+    async fn checkpoint(
+        &self,
+        id: Uuid,
+        worker: &str,
+        part: &PartRecord,
+        progress: &Progress,
+    ) -> Result<(), StoreError> {
         let id_s = id.to_string();
         let mut tx = self.pool.begin().await?;
         if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
@@ -247,7 +222,14 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn finish(&self, id: Uuid, worker: &str, status: JobStatus, progress: &Progress, error: Option<&str>) -> Result<(), StoreError> {
+    async fn finish(
+        &self,
+        id: Uuid,
+        worker: &str,
+        status: JobStatus,
+        progress: &Progress,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
         let id_s = id.to_string();
         let mut tx = self.pool.begin().await?;
         if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
@@ -273,12 +255,14 @@ impl JobStore for SqliteStore {
     }
 
     async fn add_error(&self, id: Uuid, message: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET errors = json_insert(errors, '$[#]', ?), updated_at = ? WHERE id = ?")
-            .bind(message)
-            .bind(now_ms())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET errors = json_insert(errors, '$[#]', ?), updated_at = ? WHERE id = ?",
+        )
+        .bind(message)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -302,19 +286,28 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn command(&self, domain: Option<&str>, id: Uuid, command: Command) -> Result<Option<Outcome>, StoreError> {
+    async fn command(
+        &self,
+        domain: Option<&str>,
+        id: Uuid,
+        command: Command,
+    ) -> Result<Option<Outcome>, StoreError> {
         let id_s = id.to_string();
         // Read, decide with the pure lifecycle, then write only if the job still stands where
         // it was read (compare-and-set); a race with a worker is retried from the read.
         for _ in 0..5 {
-            let row: Option<(String, Option<String>)> =
-                sqlx::query_as("SELECT status, requested FROM jobs WHERE id = ?1 AND (?2 IS NULL OR domain = ?2)")
-                    .bind(&id_s)
-                    .bind(domain)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            let Some((status_s, requested)) = row else { return Ok(None) };
-            let status = JobStatus::parse(&status_s).ok_or_else(|| corrupt(&id_s, format!("status {status_s}")))?;
+            let row: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT status, requested FROM jobs WHERE id = ?1 AND (?2 IS NULL OR domain = ?2)",
+            )
+            .bind(&id_s)
+            .bind(domain)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some((status_s, requested)) = row else {
+                return Ok(None);
+            };
+            let status = JobStatus::parse(&status_s)
+                .ok_or_else(|| corrupt(&id_s, format!("status {status_s}")))?;
             let pending = requested.as_deref().and_then(Command::parse);
             let (new_status, note) = match plan(command, status, pending) {
                 Err(why) => return Ok(Some(Outcome::Refused(why))),
@@ -339,12 +332,20 @@ impl JobStore for SqliteStore {
                 return Ok(Some(Outcome::Applied(new_status)));
             }
         }
-        Ok(Some(Outcome::Refused("the job changed while the command was applied; try again".into())))
+        Ok(Some(Outcome::Refused(
+            "the job changed while the command was applied; try again".into(),
+        )))
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().filter_map(|(s, n)| Some((JobStatus::parse(&s)?, n as u64))).collect())
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| Some((JobStatus::parse(&s)?, n as u64)))
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -12,19 +12,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tracing::Instrument as _;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::config::{Config, UploadConfig, WorkerConfig};
 use crate::job::{Command, Job, JobSecrets, JobStatus, Progress, ResumePoint, now_ms};
+use crate::metrics::Metrics;
 use crate::notify::EndReporter;
 use crate::part::{PartOptions, RotationPolicy};
 use crate::query::{QueryEngine, QueryWindow};
 use crate::secret::SecretBox;
 use crate::store::{JobStore, Lease, StoreError};
-use crate::metrics::Metrics;
 use crate::upload::{Metered, S3Defaults, S3Uploader, Uploader};
 
 /// Builds the uploader for one job's destination (a trait so tests can swap the target).
@@ -42,7 +43,14 @@ pub struct S3UploaderFactory {
 #[async_trait]
 impl UploaderFactory for S3UploaderFactory {
     async fn for_job(&self, job: &Job, secrets: &JobSecrets) -> Result<Arc<dyn Uploader>, String> {
-        let u = S3Uploader::for_destination(&job.spec.destination, secrets, &self.defaults, &self.upload).await?.owned_by(job.id.to_string());
+        let u = S3Uploader::for_destination(
+            &job.spec.destination,
+            secrets,
+            &self.defaults,
+            &self.upload,
+        )
+        .await?
+        .owned_by(job.id.to_string());
         Ok(Arc::new(Metered::new(Arc::new(u), self.metrics.clone())))
     }
 }
@@ -82,7 +90,11 @@ impl Worker {
     ) -> Self {
         let host = gethostname();
         Self {
-            id: format!("{host}-{}-{}", std::process::id(), &Uuid::new_v4().to_string()[..8]),
+            id: format!(
+                "{host}-{}-{}",
+                std::process::id(),
+                &Uuid::new_v4().to_string()[..8]
+            ),
             store,
             engine,
             reporter,
@@ -114,7 +126,11 @@ impl Worker {
 
     /// Claims one runnable job and runs it to its end. `None`: nothing to do.
     pub async fn try_run_next_job(&self) -> Result<Option<Uuid>, StoreError> {
-        let Some(job) = self.store.claim_next(&self.id, self.worker.lease, self.max_running_per_domain()).await? else {
+        let Some(job) = self
+            .store
+            .claim_next(&self.id, self.worker.lease, self.max_running_per_domain())
+            .await?
+        else {
             return Ok(None);
         };
         let id = job.id;
@@ -131,7 +147,11 @@ impl Worker {
                 p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
                 () = shutdown.cancelled() => break,
             };
-            match self.store.claim_next(&self.id, self.worker.lease, self.max_running_per_domain()).await {
+            match self
+                .store
+                .claim_next(&self.id, self.worker.lease, self.max_running_per_domain())
+                .await
+            {
                 Ok(Some(job)) => {
                     let me = self.clone();
                     tokio::spawn(async move {
@@ -154,7 +174,10 @@ impl Worker {
         // past it they abort their in-flight uploads (the next start redoes that part).
         self.begin_shutdown();
         let all = self.worker.concurrency as u32;
-        if tokio::time::timeout(self.worker.shutdown_deadline, slots.acquire_many(all)).await.is_err() {
+        if tokio::time::timeout(self.worker.shutdown_deadline, slots.acquire_many(all))
+            .await
+            .is_err()
+        {
             tracing::warn!(deadline = ?self.worker.shutdown_deadline, "shutdown deadline passed: aborting in-flight uploads");
             self.deadline.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
@@ -169,13 +192,23 @@ impl Worker {
         let progress = Arc::new(Mutex::new(job.progress.clone()));
         let (control_tx, mut control) = watch::channel(None);
         let control_tx = Arc::new(control_tx);
-        let heartbeat = self.spawn_heartbeat(job.id, progress.clone(), control_tx.clone());
+        // Both helpers end with this run, even one that is dropped half-way: a heartbeat that
+        // outlived its run would keep the job from ever being taken over.
+        let heartbeat = AbortOnDropHandle::new(self.spawn_heartbeat(
+            job.id,
+            progress.clone(),
+            control_tx.clone(),
+        ));
         let draining = self.draining.clone();
-        let drain_watch = tokio::spawn(async move {
+        let drain_watch = AbortOnDropHandle::new(tokio::spawn(async move {
             draining.cancelled().await;
             // An operator's stop or remove, if one came first, still wins.
-            control_tx.send_if_modified(|c| c.is_none().then(|| *c = Some(Interrupt::Shutdown)).is_some());
-        });
+            control_tx.send_if_modified(|c| {
+                c.is_none()
+                    .then(|| *c = Some(Interrupt::Shutdown))
+                    .is_some()
+            });
+        }));
         let result = self.export(&job, progress.clone(), &mut control).await;
         heartbeat.abort();
         drain_watch.abort();
@@ -186,16 +219,25 @@ impl Worker {
                 final_progress.percent_complete = 100;
                 (JobStatus::Completed, None)
             }
-            Ok(Ended::Interrupted(Interrupt::Operator(Command::Remove))) => (JobStatus::Removed, None),
+            Ok(Ended::Interrupted(Interrupt::Operator(Command::Remove))) => {
+                (JobStatus::Removed, None)
+            }
             Ok(Ended::Interrupted(Interrupt::Operator(_))) => (JobStatus::Stopped, None),
             Ok(Ended::Interrupted(Interrupt::Shutdown)) | Err(ExportError::ShutdownDeadline) => {
                 match self.store.release(job.id, &self.id, &final_progress).await {
-                    Ok(()) => tracing::info!(rows = final_progress.events_sent, "job handed back for the next start"),
-                    Err(e) => tracing::error!(error = %e, "could not hand the job back; it is taken over when its lease expires"),
+                    Ok(()) => tracing::info!(
+                        rows = final_progress.events_sent,
+                        "job handed back for the next start"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not hand the job back; it is taken over when its lease expires")
+                    }
                 }
                 // An operator's stop that was pending when the worker shut down ends the job
                 // STOPPED (release applies it): that ending is told like any other.
-                self.reporter.job_ended(job.id, JobStatus::Stopped, started.elapsed()).await;
+                self.reporter
+                    .job_ended(job.id, JobStatus::Stopped, started.elapsed())
+                    .await;
                 return;
             }
             Err(ExportError::Store(StoreError::LeaseLost(_))) => {
@@ -204,7 +246,11 @@ impl Worker {
             }
             Err(e) => (JobStatus::Failed, Some(e.to_string())),
         };
-        if let Err(e) = self.store.finish(job.id, &self.id, status, &final_progress, error.as_deref()).await {
+        if let Err(e) = self
+            .store
+            .finish(job.id, &self.id, status, &final_progress, error.as_deref())
+            .await
+        {
             tracing::error!(error = %e, "could not record the end of the job");
             return;
         }
@@ -213,7 +259,9 @@ impl Worker {
             Some(e) => tracing::warn!(%status, error = %e, "job ended"),
             None => tracing::info!(%status, rows = final_progress.events_sent, "job ended"),
         }
-        self.reporter.job_ended(job.id, status, started.elapsed()).await;
+        self.reporter
+            .job_ended(job.id, status, started.elapsed())
+            .await;
     }
 
     fn spawn_heartbeat(
@@ -224,26 +272,33 @@ impl Worker {
     ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let (worker, lease) = (self.id.clone(), self.worker.lease);
-        tokio::spawn(async move {
-            let every = (lease / 3).max(Duration::from_millis(200)).min(Duration::from_secs(5));
-            loop {
-                tokio::time::sleep(every).await;
-                let snapshot = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                match store.heartbeat(id, &worker, lease, &snapshot).await {
-                    Ok(Lease::Held) => {}
-                    Ok(Lease::Requested(command)) => {
-                        control.send_replace(Some(Interrupt::Operator(command)));
+        tokio::spawn(
+            async move {
+                let every = (lease / 3)
+                    .max(Duration::from_millis(200))
+                    .min(Duration::from_secs(5));
+                loop {
+                    tokio::time::sleep(every).await;
+                    let snapshot = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    match store.heartbeat(id, &worker, lease, &snapshot).await {
+                        Ok(Lease::Held) => {}
+                        Ok(Lease::Requested(command)) => {
+                            control.send_replace(Some(Interrupt::Operator(command)));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
             }
-        }
-        // Heartbeat lines carry the job id too.
-        .in_current_span())
+            // Heartbeat lines carry the job id too.
+            .in_current_span(),
+        )
     }
 
     /// Runs `step` unless the shutdown deadline passes first.
-    async fn before_deadline<T>(&self, step: impl Future<Output = Result<T, ExportError>>) -> Result<T, ExportError> {
+    async fn before_deadline<T>(
+        &self,
+        step: impl Future<Output = Result<T, ExportError>>,
+    ) -> Result<T, ExportError> {
         tokio::select! {
             r = step => r,
             () = self.deadline.cancelled() => Err(ExportError::ShutdownDeadline),
@@ -257,10 +312,17 @@ impl Worker {
         control: &mut watch::Receiver<Option<Interrupt>>,
     ) -> Result<Ended, ExportError> {
         let secrets: JobSecrets = match &job.sealed_secrets {
-            Some(sealed) => self.secrets.open(sealed).map_err(|e| ExportError::Query(e.to_string()))?,
+            Some(sealed) => self
+                .secrets
+                .open(sealed)
+                .map_err(|e| ExportError::Query(e.to_string()))?,
             None => JobSecrets::default(),
         };
-        let uploader = self.uploaders.for_job(job, &secrets).await.map_err(ExportError::Query)?;
+        let uploader = self
+            .uploaders
+            .for_job(job, &secrets)
+            .await
+            .map_err(ExportError::Query)?;
         let dest = &job.spec.destination;
         let options = PartOptions {
             format: dest.format,
@@ -269,13 +331,26 @@ impl Worker {
             entry_name: String::new(),
             chunk_size: (self.upload.part_size_mib as usize) << 20,
         };
-        let policy = RotationPolicy { max_bytes: dest.retention_bytes, max_age: dest.retention_time };
+        let policy = RotationPolicy {
+            max_bytes: dest.retention_bytes,
+            max_age: dest.retention_time,
+        };
         // Resume after the last checkpoint: part numbers continue, and the query continues
         // from the window and row the last uploaded part ended at.
         let next_index = job.parts.last().map_or(1, |p| p.index + 1);
         let rows_done = job.parts.last().map_or(0, |p| p.rows_before + p.rows);
-        let resume = job.parts.last().map_or(ResumePoint { from_ms: job.spec.from_ms, skip: 0 }, |p| p.resume);
-        let start = Start { next_index, rows_total: rows_done, resume };
+        let resume = job.parts.last().map_or(
+            ResumePoint {
+                from_ms: job.spec.from_ms,
+                skip: 0,
+            },
+            |p| p.resume,
+        );
+        let start = Start {
+            next_index,
+            rows_total: rows_done,
+            resume,
+        };
         {
             // Rows generated but not uploaded by an earlier run are generated again.
             let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -283,29 +358,67 @@ impl Worker {
             p.events_generated = rows_done;
         }
         let window = job.spec.to_ms.map(|to| (job.spec.from_ms.unwrap_or(0), to));
-        let mut export = Export::new(job.id, self.id.clone(), self.store.clone(), uploader, self.upload.concurrency, progress, window, self.metrics.clone());
+        let mut export = Export::new(
+            job.id,
+            self.id.clone(),
+            self.store.clone(),
+            uploader,
+            self.upload.concurrency,
+            progress,
+            window,
+            self.metrics.clone(),
+        );
 
         let mut from_ms = resume.from_ms;
         let mut skip = resume.skip;
         let mut writer: Option<PartWriter> = None;
         let result = loop {
-            let to_ms = job.spec.to_ms.or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
+            let to_ms = job
+                .spec
+                .to_ms
+                .or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
             // `limit` caps the rows of the whole job, over every window and every resumed run.
-            let remaining = job.spec.limit.map(|l| l.saturating_sub(writer.as_ref().map_or(rows_done, |w| w.rows_total())));
+            let remaining = job
+                .spec
+                .limit
+                .map(|l| l.saturating_sub(writer.as_ref().map_or(rows_done, |w| w.rows_total())));
             if remaining == Some(0)
                 && let Some(w) = writer.take()
             {
-                break self.before_deadline(export.close_part(w, false)).await.map(|_| Ended::Exhausted);
+                break self
+                    .before_deadline(export.close_part(w, false))
+                    .await
+                    .map(|_| Ended::Exhausted);
             }
-            let run = match self.engine.run(&job.spec.query, QueryWindow { from_ms, to_ms }, skip, remaining.map(|r| r + skip)).await {
+            let run = match self
+                .engine
+                .run(
+                    &job.spec.query,
+                    QueryWindow { from_ms, to_ms },
+                    skip,
+                    remaining.map(|r| r + skip),
+                )
+                .await
+            {
                 Ok(run) => run,
                 Err(e) => break Err(ExportError::Query(e.to_string())),
             };
             let w = match writer.take() {
                 Some(w) => w,
-                None => PartWriter::new(job.id, dest.prefix.clone(), options.clone(), policy, &run.stream.schema(), run.time_column, start),
+                None => PartWriter::new(
+                    job.id,
+                    dest.prefix.clone(),
+                    options.clone(),
+                    policy,
+                    &run.stream.schema(),
+                    run.time_column,
+                    start,
+                ),
             };
-            match self.before_deadline(export.pump(w, run.stream, control)).await {
+            match self
+                .before_deadline(export.pump(w, run.stream, control))
+                .await
+            {
                 Ok((mut w, Ended::Exhausted)) if job.spec.to_ms.is_none() => {
                     // Continuous: this window is done; the next one starts where it ended.
                     // Keep `retention.time` on time while waiting for it.
@@ -316,18 +429,28 @@ impl Worker {
                         Ok(w) => writer = Some(w),
                         Err(e) => break Err(e),
                     }
-                    let wait = tokio::time::sleep(self.worker.poll_interval.max(Duration::from_secs(1)));
+                    let wait =
+                        tokio::time::sleep(self.worker.poll_interval.max(Duration::from_secs(1)));
                     tokio::select! { () = wait => {}, _ = control.changed() => {} }
                 }
                 Ok((w, Ended::Interrupted(Interrupt::Operator(Command::Remove)))) => {
                     drop(w);
                     break Ok(Ended::Interrupted(Interrupt::Operator(Command::Remove)));
                 }
-                Ok((w, ended)) => break self.before_deadline(export.close_part(w, false)).await.map(|_| ended),
+                Ok((w, ended)) => {
+                    break self
+                        .before_deadline(export.close_part(w, false))
+                        .await
+                        .map(|_| ended);
+                }
                 Err(e) => break Err(e),
             }
         };
-        if !matches!(result, Ok(Ended::Exhausted | Ended::Interrupted(Interrupt::Operator(Command::Stop) | Interrupt::Shutdown))) {
+        if !matches!(
+            result,
+            Ok(Ended::Exhausted
+                | Ended::Interrupted(Interrupt::Operator(Command::Stop) | Interrupt::Shutdown))
+        ) {
             export.abort_all().await;
         }
         result
@@ -337,7 +460,11 @@ impl Worker {
 fn gethostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "worker".into())
 }

@@ -1,12 +1,13 @@
-//! Integration tests: the real HTTP API, the real worker, LocalStack (S3) and a real SMTP
-//! server. Run them with `scripts/test.sh`, which starts those services.
+//! Integration tests: the real HTTP API, the real worker, LocalStack (S3), real SMTP servers
+//! and PostgreSQL. Run them with `scripts/test.sh`, which starts those services.
 
 mod auth;
 mod common;
 mod devo_sdk;
 mod edges;
 mod export;
-mod hostile;
 mod faults;
+mod hostile;
 mod lifecycle;
+mod scale_out;
 mod store;

@@ -1,10 +1,16 @@
-//! The job store contract, run against the SQLite store (PostgreSQL will run the same suite).
+//! The job store contract, run against both stores: the SQLite file and PostgreSQL.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use forwarder::job::{Command, Destination, Format, Job, JobSpec, JobStatus, PartRecord, Progress, ResumePoint, now_ms};
-use forwarder::store::{JobFilter, JobStore, Lease, Outcome, SqliteStore, StoreError};
+use forwarder::job::{
+    Command, Destination, Format, Job, JobSpec, JobStatus, PartRecord, Progress, ResumePoint,
+    now_ms,
+};
+use forwarder::store::{
+    CredentialKind, CredentialStore, JobFilter, JobStore, Lease, Outcome, PostgresStore,
+    SqliteStore, StoreError,
+};
 use uuid::Uuid;
 
 fn job(domain: &str) -> Job {
@@ -21,9 +27,20 @@ fn job(domain: &str) -> Job {
             to_ms: Some(1),
             limit: None,
             destination: Destination {
-                bucket: None, region: None, endpoint: None, path_style: false, prefix: String::new(), sse: None,
-                kms_key_id: None, storage_class: None, format: Format::Gzip, encrypted: false, multiple_file: true,
-                retention_bytes: Some(1), retention_time: None, notification_emails: vec![],
+                bucket: None,
+                region: None,
+                endpoint: None,
+                path_style: false,
+                prefix: String::new(),
+                sse: None,
+                kms_key_id: None,
+                storage_class: None,
+                format: Format::Gzip,
+                encrypted: false,
+                multiple_file: true,
+                retention_bytes: Some(1),
+                retention_time: None,
+                notification_emails: vec![],
             },
         },
         sealed_secrets: Some(vec![1, 2, 3]),
@@ -38,74 +55,217 @@ fn job(domain: &str) -> Job {
 }
 
 fn part(index: u32, rows_before: u64) -> PartRecord {
-    let resume = ResumePoint { from_ms: Some(1_000 + index as i64), skip: rows_before + 5 };
-    PartRecord { index, key: format!("k{index}"), url: format!("u{index}"), bytes: 10, rows: 5, rows_before, completed_at_ms: now_ms(), resume }
+    let resume = ResumePoint {
+        from_ms: Some(1_000 + index as i64),
+        skip: rows_before + 5,
+    };
+    PartRecord {
+        index,
+        key: format!("k{index}"),
+        url: format!("u{index}"),
+        bytes: 10,
+        rows: 5,
+        rows_before,
+        completed_at_ms: now_ms(),
+        resume,
+    }
 }
 
 async fn conformance(store: Arc<dyn JobStore>) {
     let lease = Duration::from_millis(300);
     let a = job("a");
     store.insert(&a).await.unwrap();
-    assert!(store.get(Some("b"), a.id).await.unwrap().is_none(), "another domain's job looks absent");
-    assert_eq!(store.get(Some("a"), a.id).await.unwrap().unwrap().status, JobStatus::Created);
+    assert!(
+        store.get(Some("b"), a.id).await.unwrap().is_none(),
+        "another domain's job looks absent"
+    );
+    assert_eq!(
+        store.get(Some("a"), a.id).await.unwrap().unwrap().status,
+        JobStatus::Created
+    );
 
     // Claim, checkpoint, heartbeat.
     let claimed = store.claim_next("w1", lease, None).await.unwrap().unwrap();
     assert_eq!(claimed.id, a.id);
     assert_eq!(claimed.status, JobStatus::Running);
-    assert!(store.claim_next("w2", lease, None).await.unwrap().is_none(), "a leased job is not claimed twice");
-    let progress = Progress { events_generated: 9, events_sent: 5, last_datetime_ms: Some(7), percent_complete: 50 };
-    store.checkpoint(a.id, "w1", &part(1, 0), &progress).await.unwrap();
-    assert_eq!(store.heartbeat(a.id, "w1", lease, &progress).await.unwrap(), Lease::Held);
-    assert!(matches!(store.checkpoint(a.id, "w2", &part(2, 5), &progress).await, Err(StoreError::LeaseLost(_))));
+    assert!(
+        store.claim_next("w2", lease, None).await.unwrap().is_none(),
+        "a leased job is not claimed twice"
+    );
+    let progress = Progress {
+        events_generated: 9,
+        events_sent: 5,
+        last_datetime_ms: Some(7),
+        percent_complete: 50,
+    };
+    store
+        .checkpoint(a.id, "w1", &part(1, 0), &progress)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.heartbeat(a.id, "w1", lease, &progress).await.unwrap(),
+        Lease::Held
+    );
+    assert!(matches!(
+        store.checkpoint(a.id, "w2", &part(2, 5), &progress).await,
+        Err(StoreError::LeaseLost(_))
+    ));
 
     // The lease expires: another worker takes the job over with its checkpoint.
     tokio::time::sleep(lease * 2).await;
     let taken = store.claim_next("w2", lease, None).await.unwrap().unwrap();
-    assert_eq!(taken.parts, vec![part(1, 0)].into_iter().map(|mut p| { p.completed_at_ms = taken.parts[0].completed_at_ms; p }).collect::<Vec<_>>());
+    assert_eq!(
+        taken.parts,
+        vec![part(1, 0)]
+            .into_iter()
+            .map(|mut p| {
+                p.completed_at_ms = taken.parts[0].completed_at_ms;
+                p
+            })
+            .collect::<Vec<_>>()
+    );
     assert_eq!(taken.progress, progress);
-    assert!(matches!(store.heartbeat(a.id, "w1", lease, &progress).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(
+        store.heartbeat(a.id, "w1", lease, &progress).await,
+        Err(StoreError::LeaseLost(_))
+    ));
 
     // Operator commands reach the worker; finishing releases the job.
     let applied = |s| Some(Outcome::Applied(s));
-    assert_eq!(store.command(Some("a"), a.id, Command::Stop).await.unwrap(), applied(JobStatus::Running));
-    assert!(matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(_))), "a stopping job cannot start");
-    assert_eq!(store.heartbeat(a.id, "w2", lease, &progress).await.unwrap(), Lease::Requested(Command::Stop));
-    store.finish(a.id, "w2", JobStatus::Stopped, &progress, None).await.unwrap();
+    assert_eq!(
+        store.command(Some("a"), a.id, Command::Stop).await.unwrap(),
+        applied(JobStatus::Running)
+    );
+    assert!(
+        matches!(
+            store
+                .command(Some("a"), a.id, Command::Start)
+                .await
+                .unwrap(),
+            Some(Outcome::Refused(_))
+        ),
+        "a stopping job cannot start"
+    );
+    assert_eq!(
+        store.heartbeat(a.id, "w2", lease, &progress).await.unwrap(),
+        Lease::Requested(Command::Stop)
+    );
+    store
+        .finish(a.id, "w2", JobStatus::Stopped, &progress, None)
+        .await
+        .unwrap();
     store.add_error(a.id, "email failed").await.unwrap();
     let done = store.get(None, a.id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Stopped);
     assert_eq!(done.errors, vec!["email failed".to_string()]);
 
     // Start: back to CREATED, claimed again with its checkpoint; a second start is refused.
-    assert_eq!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), applied(JobStatus::Created));
-    assert!(matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(why)) if why.contains("CREATED")));
+    assert_eq!(
+        store
+            .command(Some("a"), a.id, Command::Start)
+            .await
+            .unwrap(),
+        applied(JobStatus::Created)
+    );
+    assert!(
+        matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(why)) if why.contains("CREATED"))
+    );
     let again = store.claim_next("w3", lease, None).await.unwrap().unwrap();
     assert_eq!((again.id, again.parts.len()), (a.id, 1));
-    assert_eq!(again.parts[0].resume, ResumePoint { from_ms: Some(1_001), skip: 5 });
+    assert_eq!(
+        again.parts[0].resume,
+        ResumePoint {
+            from_ms: Some(1_001),
+            skip: 5
+        }
+    );
 
     // Shutdown: the worker gives the job back; it is runnable again, its parts kept.
     store.release(a.id, "w3", &progress).await.unwrap();
     let released = store.get(None, a.id).await.unwrap().unwrap();
-    assert_eq!((released.status, released.parts.len()), (JobStatus::Created, 1));
-    assert_eq!(store.claim_next("w4", lease, None).await.unwrap().map(|j| j.id), Some(a.id));
-    store.finish(a.id, "w4", JobStatus::Stopped, &progress, None).await.unwrap();
+    assert_eq!(
+        (released.status, released.parts.len()),
+        (JobStatus::Created, 1)
+    );
+    assert_eq!(
+        store
+            .claim_next("w4", lease, None)
+            .await
+            .unwrap()
+            .map(|j| j.id),
+        Some(a.id)
+    );
+    store
+        .finish(a.id, "w4", JobStatus::Stopped, &progress, None)
+        .await
+        .unwrap();
 
-    assert_eq!(store.command(Some("a"), a.id, Command::Remove).await.unwrap(), applied(JobStatus::Removed));
-    assert!(store.get(None, a.id).await.unwrap().unwrap().sealed_secrets.is_none(), "removal forgets the credentials");
+    assert_eq!(
+        store
+            .command(Some("a"), a.id, Command::Remove)
+            .await
+            .unwrap(),
+        applied(JobStatus::Removed)
+    );
+    assert!(
+        store
+            .get(None, a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed_secrets
+            .is_none(),
+        "removal forgets the credentials"
+    );
     for c in [Command::Start, Command::Stop, Command::Remove] {
-        assert!(matches!(store.command(None, a.id, c).await.unwrap(), Some(Outcome::Refused(_))), "{c:?} on a removed job");
+        assert!(
+            matches!(
+                store.command(None, a.id, c).await.unwrap(),
+                Some(Outcome::Refused(_))
+            ),
+            "{c:?} on a removed job"
+        );
     }
-    assert_eq!(store.get(None, a.id).await.unwrap().unwrap().status, JobStatus::Removed, "refusals change nothing");
+    assert_eq!(
+        store.get(None, a.id).await.unwrap().unwrap().status,
+        JobStatus::Removed,
+        "refusals change nothing"
+    );
 
     // An idle job stops at once; listing filters.
     let b = job("a");
     store.insert(&b).await.unwrap();
-    assert_eq!(store.command(None, b.id, Command::Stop).await.unwrap(), applied(JobStatus::Stopped));
-    assert_eq!(store.command(Some("zz"), b.id, Command::Stop).await.unwrap(), None);
-    let stopped = store.list(&JobFilter { domain: Some("a".into()), status: Some(JobStatus::Stopped), ..Default::default() }).await.unwrap();
+    assert_eq!(
+        store.command(None, b.id, Command::Stop).await.unwrap(),
+        applied(JobStatus::Stopped)
+    );
+    assert_eq!(
+        store
+            .command(Some("zz"), b.id, Command::Stop)
+            .await
+            .unwrap(),
+        None
+    );
+    let stopped = store
+        .list(&JobFilter {
+            domain: Some("a".into()),
+            status: Some(JobStatus::Stopped),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(stopped.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b.id]);
-    assert_eq!(store.list(&JobFilter { domain: Some("b".into()), ..Default::default() }).await.unwrap().len(), 0);
+    assert_eq!(
+        store
+            .list(&JobFilter {
+                domain: Some("b".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     store.ping().await.unwrap();
 
     // At most N running jobs per domain: a busy domain waits, another domain's job goes first.
@@ -114,14 +274,148 @@ async fn conformance(store: Arc<dyn JobStore>) {
         store.insert(j).await.unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert_eq!(store.claim_next("w5", lease, Some(1)).await.unwrap().map(|j| j.id), Some(c1.id));
-    assert_eq!(store.claim_next("w5", lease, Some(1)).await.unwrap().map(|j| j.id), Some(other.id), "capped waits");
-    assert!(store.claim_next("w5", lease, Some(1)).await.unwrap().is_none());
-    assert_eq!(store.claim_next("w5", lease, Some(2)).await.unwrap().map(|j| j.id), Some(c2.id));
+    assert_eq!(
+        store
+            .claim_next("w5", lease, Some(1))
+            .await
+            .unwrap()
+            .map(|j| j.id),
+        Some(c1.id)
+    );
+    assert_eq!(
+        store
+            .claim_next("w5", lease, Some(1))
+            .await
+            .unwrap()
+            .map(|j| j.id),
+        Some(other.id),
+        "capped waits"
+    );
+    assert!(
+        store
+            .claim_next("w5", lease, Some(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .claim_next("w5", lease, Some(2))
+            .await
+            .unwrap()
+            .map(|j| j.id),
+        Some(c2.id)
+    );
+}
+
+/// Workers claiming at the same time never get the same job, and every job is claimed.
+async fn concurrent_claims(store: Arc<dyn JobStore>) {
+    let jobs: Vec<Job> = (0..24).map(|i| job(["a", "b", "c"][i % 3])).collect();
+    for j in &jobs {
+        store.insert(j).await.unwrap();
+    }
+    let workers = (0..6).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(j) = store
+                .claim_next(&format!("w{w}"), Duration::from_secs(60), None)
+                .await
+                .unwrap()
+            {
+                got.push(j.id);
+            }
+            got
+        })
+    });
+    let mut claimed: Vec<Uuid> = Vec::new();
+    for w in workers {
+        claimed.extend(w.await.unwrap());
+    }
+    let mut expected: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    claimed.sort();
+    expected.sort();
+    assert_eq!(claimed, expected, "each job claimed exactly once");
+}
+
+async fn credentials(store: Arc<dyn CredentialStore>) {
+    assert!(!store.has_credentials().await.unwrap());
+    let token = store
+        .add_credential(CredentialKind::Token, "acme", "digest-1", None)
+        .await
+        .unwrap();
+    let key = store
+        .add_credential(CredentialKind::ApiKey, "globex", "key-1", Some(&[9, 9]))
+        .await
+        .unwrap();
+    let found = store
+        .find_credential(CredentialKind::ApiKey, "key-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            found.id.as_str(),
+            found.domain.as_str(),
+            found.sealed.as_deref()
+        ),
+        (key.as_str(), "globex", Some(&[9u8, 9][..]))
+    );
+    assert!(
+        store
+            .find_credential(CredentialKind::Token, "key-1")
+            .await
+            .unwrap()
+            .is_none(),
+        "kinds are apart"
+    );
+    let listed = store.list_credentials().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        vec![token.as_str(), key.as_str()]
+    );
+    assert!(
+        listed.iter().all(|c| c.sealed.is_none()),
+        "a listing carries no sealed secret"
+    );
+    assert!(store.revoke_credential(&token).await.unwrap());
+    assert!(
+        !store.revoke_credential(&token).await.unwrap(),
+        "revoked once"
+    );
+    assert!(
+        store
+            .find_credential(CredentialKind::Token, "digest-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.has_credentials().await.unwrap());
+}
+
+async fn sqlite() -> Arc<SqliteStore> {
+    let path = std::env::temp_dir().join(format!("forwarder-store-{}.sqlite", Uuid::new_v4()));
+    Arc::new(SqliteStore::open(&path).await.unwrap())
+}
+
+async fn postgres() -> Arc<PostgresStore> {
+    Arc::new(
+        PostgresStore::connect(&crate::common::fresh_postgres_database().await)
+            .await
+            .unwrap(),
+    )
 }
 
 #[tokio::test]
 async fn sqlite_store_conforms() {
-    let path = std::env::temp_dir().join(format!("forwarder-store-{}.sqlite", Uuid::new_v4()));
-    conformance(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    conformance(sqlite().await).await;
+    concurrent_claims(sqlite().await).await;
+    credentials(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms() {
+    conformance(postgres().await).await;
+    concurrent_claims(postgres().await).await;
+    credentials(postgres().await).await;
 }

@@ -1,0 +1,93 @@
+//! Several servers, as on several machines, sharing one PostgreSQL job store: a job submitted
+//! to one is run by another, and a worker that dies mid-job is taken over with no row lost or
+//! repeated.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use forwarder::config::Config;
+use forwarder::secret::Secret;
+use serde_json::json;
+
+use crate::common::*;
+use crate::export::{QUERY, check_completed_export};
+
+/// Settings every server of one test shares: the database, the key that seals the jobs'
+/// secrets (copied to every machine in a real deployment) and a short lease.
+fn shared(url: String, key_file: PathBuf) -> impl Fn(&mut Config) + Clone {
+    move |c: &mut Config| {
+        c.store.url = Some(Secret::new(url.clone()));
+        c.store.key_file = Some(key_file.clone());
+        c.worker.lease = Duration::from_secs(1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_mid_job_is_taken_over_by_another_machine() {
+    let key_file = std::env::temp_dir().join(format!("forwarder-it-key-{}", uuid::Uuid::new_v4()));
+    let settings = shared(fresh_postgres_database().await, key_file);
+    let a = spawn_app_with(30_000, settings.clone()).await;
+    let id = a
+        .submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.01, "notification.email": "ops@example.com"}))
+        .await;
+    let worker = a.worker.clone();
+    let run = tokio::spawn(async move { worker.try_run_next_job().await });
+    a.wait_for_parts(&id, 3).await;
+    // Machine A dies: no hand-back, no more heartbeats, whatever was in flight is cut off.
+    run.abort();
+    let _ = run.await;
+
+    let b = a.peer(settings).await;
+    let seen = b.job(&id).await;
+    assert_eq!(
+        seen["status"], "RUNNING",
+        "B sees A's job, still leased to A: {seen:#}"
+    );
+    assert!(
+        seen["extra"]["parts"].as_array().unwrap().len() >= 3,
+        "and its checkpoints"
+    );
+    let mut taken = None;
+    for _ in 0..100 {
+        taken = b.worker.try_run_next_job().await.unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        taken.map(|j| j.to_string()),
+        Some(id.clone()),
+        "B takes the job over once A's lease expires"
+    );
+    // Exactly the query's rows, every part index once, the email sent: by B, seen from A.
+    check_completed_export(&b, &id, "csv.gz", Some(10_000), None).await;
+    assert_eq!(a.job(&id).await["extra"], b.job(&id).await["extra"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_sharing_a_store_share_its_jobs_and_credentials() {
+    let key_file = std::env::temp_dir().join(format!("forwarder-it-key-{}", uuid::Uuid::new_v4()));
+    let settings = shared(fresh_postgres_database().await, key_file);
+    let a = spawn_app_with(2_000, settings.clone()).await;
+    let b = a.peer(settings).await;
+    // Submitted to B with A's token (one credential store), listed by A, run by A.
+    let id = b.submit_export(QUERY, json!({"format": "zip", "file.password": "pw-shared-1", "notification.email": "ops@example.com"})).await;
+    let (status, listed) = a.get("/search/jobs").await;
+    assert_eq!(status, 200);
+    assert!(listed["object"].to_string().contains(&id), "{listed}");
+    assert_eq!(
+        a.worker
+            .try_run_next_job()
+            .await
+            .unwrap()
+            .map(|j| j.to_string()),
+        Some(id.clone())
+    );
+    check_completed_export(&b, &id, "csv.zip", None, Some("pw-shared-1")).await;
+    assert_eq!(
+        b.worker.try_run_next_job().await.unwrap(),
+        None,
+        "nothing is run twice"
+    );
+}
