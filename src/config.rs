@@ -239,6 +239,13 @@ pub struct TokenConfig {
 /// `FORWARDER_*` variables that are not configuration: the CLI's own (`FORWARDER_CONFIG`,
 /// `FORWARDER_SERVER`, `FORWARDER_TOKEN`, `FORWARDER_LOG`) and the test scripts'
 /// (`FORWARDER_TEST_*`, `FORWARDER_KEEP_SERVICES`).
+/// Settings holding a secret that may be given in the environment.
+const SECRET_SETTINGS: [&str; 2] = ["smtp.password", "store.url"];
+
+fn is_secret_setting(key: &figment::value::UncasedStr) -> bool {
+    SECRET_SETTINGS.iter().any(|path| key.as_str().eq_ignore_ascii_case(&path.replace('.', "__")))
+}
+
 fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
     let key = key.as_str().to_ascii_lowercase();
     !matches!(
@@ -269,14 +276,19 @@ impl Config {
             }
             fig = fig.merge(Toml::file(file));
         }
-        let config: Config = fig
-            .merge(
-                Env::prefixed("FORWARDER_")
-                    .filter(is_config_variable)
-                    .split("__"),
-            )
-            .extract()
-            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        fig = fig.merge(
+            Env::prefixed("FORWARDER_")
+                .filter(|k| is_config_variable(k) && !is_secret_setting(k))
+                .split("__"),
+        );
+        // Secrets as they are written: figment would parse `0012` into the number 12.
+        for path in SECRET_SETTINGS {
+            let var = format!("FORWARDER_{}", path.replace('.', "__").to_ascii_uppercase());
+            if let Ok(value) = std::env::var(&var) {
+                fig = fig.merge(Serialized::default(path, value));
+            }
+        }
+        let config: Config = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -367,6 +379,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_from_the_environment_keep_every_character() {
+        for password in ["0012", "12345678", "true", "[1, 2]"] {
+            // SAFETY: nextest runs each test in a process of its own.
+            unsafe {
+                std::env::set_var("FORWARDER_SMTP__PASSWORD", password);
+                std::env::set_var("FORWARDER_STORE__URL", format!("postgres://f:{password}@db/f"));
+            }
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.smtp.password.as_ref().map(Secret::expose), Some(password));
+            assert_eq!(config.store.url.as_ref().map(Secret::expose), Some(format!("postgres://f:{password}@db/f").as_str()));
+        }
+        unsafe {
+            std::env::remove_var("FORWARDER_SMTP__PASSWORD");
+            std::env::remove_var("FORWARDER_STORE__URL");
+        }
+    }
 
     #[test]
     fn cli_and_test_variables_are_not_configuration() {

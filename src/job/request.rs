@@ -237,6 +237,15 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     {
         return err(BAD_AWS_PARAM, "aws.endpoint must be an http:// or https:// URL");
     }
+    // Without a bucket the worker writes as itself: its own credentials must never be sent to
+    // an endpoint the caller chose.
+    if bucket.is_none() && (endpoint.is_some() || session_token.is_some()) {
+        return err(
+            BUCKET_NEEDS_CREDENTIALS,
+            "aws.endpoint and aws.sessiontoken need aws.bucket, aws.region, aws.accesskey and aws.secretkey \
+             (without them the export goes to the server's own default destination)",
+        );
+    }
     let path_style = match params.get("aws.pathstyle") {
         None | Some(Value::Null) => false,
         Some(v) => as_bool(v).map_or_else(|| err(BAD_AWS_PARAM, "aws.pathstyle must be true or false"), Ok)?,

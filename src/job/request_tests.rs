@@ -71,6 +71,20 @@ fn bucket_needs_region_and_keys() {
 }
 
 #[test]
+fn the_workers_own_credentials_never_go_to_a_callers_endpoint() {
+    // No bucket: the export would use the server's default destination and credentials.
+    for params in [
+        json!({"aws.endpoint": "https://collector.example.com"}),
+        json!({"aws.sessiontoken": "FwoGZXIvYXdzE"}),
+        json!({"aws.endpoint": "https://collector.example.com", "aws.pathstyle": true, "format": "gzip"}),
+    ] {
+        let e = parse(with_params(params.clone())).unwrap_err();
+        assert_eq!(e.code, 205, "{params}");
+        assert!(e.msg.contains("aws.bucket") && !e.msg.contains("FwoGZXIvYXdzE"), "{}", e.msg);
+    }
+}
+
+#[test]
 fn no_aws_params_means_worker_defaults() {
     let (spec, secrets) = parse(with_params(json!({"format": "gzip"}))).unwrap();
     assert_eq!(spec.destination.bucket, None);

@@ -71,6 +71,10 @@ impl S3Uploader {
             super::endpoint::check_endpoint(endpoint, &defaults.allowed()).await?;
         }
         let uses_defaults = dest.bucket.is_none();
+        // Refused at submission too: the worker's own credentials only go to its own endpoint.
+        if uses_defaults && dest.endpoint.is_some() {
+            return Err("aws.endpoint needs aws.bucket and the request's own keys".into());
+        }
         let bucket = dest.bucket.clone().or_else(|| defaults.bucket.clone()).ok_or(
             "the request names no aws.bucket and the worker has no default bucket (s3.bucket in the configuration)",
         )?;
