@@ -36,17 +36,18 @@ pub enum JobsCommand {
     },
     /// Show one job: status, progress, parts and errors.
     Show {
-        id: String,
+        /// The job's id (a UUID, as `jobs list` shows it).
+        id: uuid::Uuid,
         /// Keep watching, with a progress line, until the job is no longer CREATED or RUNNING.
         #[arg(long)]
         wait: bool,
     },
     /// Stop a job: its open part is uploaded, it can be started again.
-    Stop { id: String },
+    Stop { id: uuid::Uuid },
     /// Start a stopped job again, from where it stopped.
-    Start { id: String },
+    Start { id: uuid::Uuid },
     /// Remove a job: in-flight uploads are aborted, its credentials forgotten.
-    Remove { id: String },
+    Remove { id: uuid::Uuid },
 }
 
 struct Client {
@@ -81,14 +82,18 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
     let client = Client { http: reqwest::Client::new(), base: args.server, token: args.token };
     let (path, wait) = match &args.command {
         JobsCommand::List { status, name } => {
-            let mut q = vec![];
-            if let Some(s) = status {
-                q.push(format!("status={s}"));
+            // Encoded, so that a name holding `&`, `#` or spaces is sent as it is.
+            let mut url = reqwest::Url::parse("http://server/search/jobs").expect("a valid URL");
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(s) = status {
+                    q.append_pair("status", s);
+                }
+                if let Some(n) = name {
+                    q.append_pair("name", n);
+                }
             }
-            if let Some(n) = name {
-                q.push(format!("name={n}"));
-            }
-            (format!("/search/jobs?{}", q.join("&")), false)
+            (format!("{}?{}", url.path(), url.query().unwrap_or_default()), false)
         }
         JobsCommand::Show { id, wait } => (format!("/search/job/{id}"), *wait),
         JobsCommand::Stop { id } => (format!("/search/job/stop/{id}"), false),

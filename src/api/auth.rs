@@ -1,4 +1,4 @@
-//! Who is calling. Every endpoint but health and metrics needs one of:
+//! Who is calling. Every endpoint but `/healthz` and `/readyz` needs one of:
 //! - Devo's signed API key: `x-logtrust-apikey`, `x-logtrust-timestamp` (ms) and
 //!   `x-logtrust-sign` = hex HMAC-SHA256(secret, apikey + body + timestamp). Stale timestamps
 //!   are refused, and so is a signed submission (POST) sent twice. Signed GETs may repeat
@@ -63,9 +63,11 @@ async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes, submits: 
     if let Some(key) = header(headers, "x-logtrust-apikey") {
         return signed(state, headers, key, body, submits).await;
     }
+    // The scheme is case-insensitive (RFC 9110): `bearer` works as well as `Bearer`.
     let token = header(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>, or Devo's x-logtrust-apikey / -timestamp / -sign headers"))?;
     if let Some(t) = state.config.auth.tokens.iter().find(|t| constant_time_eq(t.token.expose().as_bytes(), token.as_bytes())) {
         return Ok(Caller { domain: t.domain.clone(), owner: format!("token@{}", t.domain) });
@@ -101,7 +103,8 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
                 .as_deref()
                 .and_then(|s| state.secrets.open(s).ok())
                 .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-            (secret, Caller { domain: c.domain, owner: key.to_string() })
+            // The credential's id, as `forwarder auth list` shows it (and revokes it by).
+            (secret, Caller { domain: c.domain, owner: c.id })
         }
     };
     if !signature_matches(&secret, key, body, timestamp, sign) {

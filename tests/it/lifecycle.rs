@@ -241,8 +241,12 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
     let name = app.job(&id).await["friendlyName"].as_str().unwrap().to_string();
     let (ok, out) = cli(&["list", "--name", &name[..12]]);
     assert!(ok && out.contains(&id), "listed by name prefix: {out}");
-    let (ok, out) = cli(&["list", "--name", "nothing-starts-like-this"]);
-    assert!(ok && out.trim() == "no jobs", "{out}");
+    for nothing in ["nothing-starts-like-this", "#", "s3_&status=CREATED"] {
+        let (ok, out) = cli(&["list", "--name", nothing]);
+        assert!(ok && out.trim() == "no jobs", "the name {nothing:?} is sent as it is: {out}");
+    }
+    let (ok, out) = cli(&["show", "../jobs"]);
+    assert!(!ok && out.contains("invalid value"), "{out}");
     // `show --wait` follows the job, printing its progress, until it ends.
     let waiting = tokio::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
         .args(["jobs", "show", &id, "--wait", "--server", &app.api])
