@@ -25,17 +25,14 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        // Before anything is written: a bad smtp.url leaves no half-made data directory.
+        let notifier = notifier_from_config(&config).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&config.data_dir)?;
         let catalog_path = config.catalog_path();
-        if config.catalog.is_none() && !catalog_path.exists() {
-            tracing::info!(
-                rows = config.demo_rows,
-                "generating the demo table demo.ecommerce.data"
-            );
-            demo::create(
-                catalog_path.parent().expect("catalog has a directory"),
-                config.demo_rows,
-            )?;
+        if config.catalog.is_none() {
+            // Kept as it is when it already has `demo_rows` rows.
+            tracing::info!(rows = config.demo_rows, "the demo table demo.ecommerce.data (generated when missing or resized)");
+            demo::create(catalog_path.parent().expect("catalog has a directory"), config.demo_rows)?;
         }
         let catalog = Catalog::load(&catalog_path)?;
         let (store, credentials) = crate::store::open(&config).await?;
@@ -45,7 +42,6 @@ impl App {
             DataFusionEngine::new(catalog)
                 .with_memory_limit((config.worker.query_memory_mb as usize) << 20),
         );
-        let notifier = notifier_from_config(&config).map_err(anyhow::Error::msg)?;
         let metrics = Arc::new(Metrics::default());
         let uploaders = Arc::new(S3UploaderFactory {
             defaults: config.s3.clone(),
@@ -108,7 +104,7 @@ impl App {
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await?;
             }
-            Some(tls) => serve_https(listener, app, &tls, shutdown.clone()).await?,
+            Some(tls) => serve_https(listener, app, &tls, shutdown.clone(), deadline).await?,
         }
         if let Some(task) = worker_task {
             let _ = task.await;
@@ -132,6 +128,7 @@ async fn serve_https(
     app: axum::Router,
     tls: &TlsConfig,
     shutdown: CancellationToken,
+    deadline: std::time::Duration,
 ) -> anyhow::Result<()> {
     // Several crypto back ends are linked (the AWS SDK brings its own): name the one to use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -149,7 +146,7 @@ async fn serve_https(
     let stop = handle.clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;
-        stop.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        stop.graceful_shutdown(Some(deadline));
     });
     axum_server::from_tcp_rustls(listener.into_std()?, config)?
         .handle(handle)

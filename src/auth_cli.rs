@@ -15,11 +15,13 @@ use crate::store::{CredentialKind, token_lookup};
 pub enum AuthCommand {
     /// Create a bearer token for a domain; prints it once.
     CreateToken {
+        /// The domain whose jobs the token sees and steers.
         #[arg(long)]
         domain: String,
     },
     /// Create a Devo API key and secret for a domain (signed requests); prints them once.
     CreateKey {
+        /// The domain whose jobs the key sees and steers.
         #[arg(long)]
         domain: String,
     },

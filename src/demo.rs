@@ -93,9 +93,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", token.trim()).parse()?);
     let http = reqwest::Client::builder().default_headers(headers).build()?;
+    let mut shown = body.clone();
+    shown["destination"]["params"]["aws.secretkey"] = json!("***");
+    println!("POST /search/query\n{}", serde_json::to_string_pretty(&shown)?);
     let answer: Value = http.post(format!("{api}/search/query")).json(&body).send().await?.json().await?;
     let id = answer["object"]["id"].as_str().with_context(|| format!("submit failed: {answer}"))?.to_string();
-    println!("POST /search/query -> {answer}");
+    println!("-> {answer}");
 
     let job = loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -124,6 +127,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         None => println!("No notification email found in {}", outbox.display()),
     }
     println!("Uploaded objects are files under {}", opts.dir.join("s3").join(BUCKET).display());
+    println!("The demo's server stops now; for one that stays up, see README, Running it (forwarder serve).");
     shutdown.cancel();
     let _ = server.await;
     Ok(())

@@ -58,7 +58,7 @@ enum Command {
         #[arg(long, default_value_t = 200_000)]
         rows: u64,
         /// gzip, zip or plain.
-        #[arg(long, default_value = "gzip")]
+        #[arg(long, default_value = "gzip", value_parser = ["gzip", "zip", "plain"])]
         format: String,
         /// Part size limit, MB.
         #[arg(long, default_value_t = 5.0)]
@@ -66,8 +66,10 @@ enum Command {
     },
     /// Write the demo table (demo.ecommerce.data) with a catalog naming it.
     GenDemo {
+        /// Where to write the table (data/ecommerce-000.csv) and its catalog (catalog.toml).
         #[arg(long)]
         dir: PathBuf,
+        /// How many rows (one every 40 ms from 2026-01-01 00:00 UTC).
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
     },

@@ -84,6 +84,9 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
     };
     let ts: i64 = timestamp.parse().map_err(|_| ApiError::unauthorized("x-logtrust-timestamp must be epoch milliseconds"))?;
     let skew = state.config.auth.max_clock_skew;
+    if ts < 100_000_000_000 {
+        return Err(ApiError::unauthorized("x-logtrust-timestamp must be epoch milliseconds; this looks like seconds"));
+    }
     if (crate::job::now_ms() - ts).unsigned_abs() > skew.as_millis() as u64 {
         return Err(ApiError::unauthorized(&format!(
             "x-logtrust-timestamp is more than {} from the server's clock: sign each request with the current time",

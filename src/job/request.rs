@@ -143,6 +143,12 @@ fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, RequestError> {
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
                 return Ok(Some(t.timestamp_millis()));
             }
+            // ISO-8601 also writes offsets without a colon (`+0100`).
+            for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+                if let Ok(t) = chrono::DateTime::parse_from_str(s.trim(), fmt) {
+                    return Ok(Some(t.timestamp_millis()));
+                }
+            }
             for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
                 if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s.trim(), fmt) {
                     return Ok(Some(t.and_utc().timestamp_millis()));

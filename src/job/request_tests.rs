@@ -52,6 +52,10 @@ fn times_accept_seconds_millis_iso_and_null() {
     let (spec, _) = parse(body.clone()).unwrap();
     assert_eq!(spec.from_ms, Some(1_767_225_600_123));
     assert_eq!(spec.to_ms, Some(1_767_312_000_000));
+    for same in ["2026-01-02T01:00:00+01:00", "2026-01-02T01:00:00+0100", "2026-01-02 01:00:00.000+0100"] {
+        body["to"] = json!(same);
+        assert_eq!(parse(body.clone()).unwrap().0.to_ms, Some(1_767_312_000_000), "{same}");
+    }
     body["to"] = json!(null);
     assert_eq!(parse(body).unwrap().0.to_ms, None);
 }
@@ -94,8 +98,10 @@ fn no_aws_params_means_worker_defaults() {
 #[test]
 fn format_rules() {
     let mut p = full();
-    p["format"] = json!("rar");
-    assert_eq!(parse(with_params(p.clone())).unwrap_err().code, 210);
+    for other in ["rar", "gz", "csv", "none", ""] {
+        p["format"] = json!(other);
+        assert_eq!(parse(with_params(p.clone())).unwrap_err().code, 210, "{other:?}");
+    }
     p["format"] = json!("gzip");
     p["file.password"] = json!("pw");
     assert_eq!(parse(with_params(p.clone())).unwrap_err().code, 211);

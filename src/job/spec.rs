@@ -31,8 +31,8 @@ impl Format {
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "zip" => Some(Format::Zip),
-            "gzip" | "gz" => Some(Format::Gzip),
-            "plain" | "csv" | "none" => Some(Format::Plain),
+            "gzip" => Some(Format::Gzip),
+            "plain" => Some(Format::Plain),
             _ => None,
         }
     }

@@ -24,7 +24,7 @@ pub struct SmtpNotifier {
 impl SmtpNotifier {
     pub fn new(url: &str, username: Option<&str>, password: Option<&str>) -> Result<Self, String> {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("smtp.url: {e}"))?
+            .map_err(|e| format!("smtp.url is not a usable SMTP URL (smtp://host:port, smtps://host:465, smtp://host:587?tls=required): {e}"))?
             .timeout(Some(std::time::Duration::from_secs(30)));
         if let (Some(u), Some(p)) = (username, password) {
             builder = builder.credentials(Credentials::new(u.to_string(), p.to_string()));

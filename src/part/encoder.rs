@@ -46,6 +46,21 @@ impl Compressor {
     }
 }
 
+/// Now (UTC), as a zip entry's time; 1980-01-01, zip's earliest, if the clock is off.
+fn zip_time_now() -> zip::DateTime {
+    use chrono::{Datelike as _, Timelike as _};
+    let now = chrono::Utc::now();
+    zip::DateTime::from_date_and_time(
+        now.year().try_into().unwrap_or(1980),
+        now.month() as u8,
+        now.day() as u8,
+        now.hour() as u8,
+        now.minute() as u8,
+        now.second() as u8,
+    )
+    .unwrap_or_default()
+}
+
 /// A part after its last row.
 #[derive(Debug)]
 pub struct FinishedPart {
@@ -77,6 +92,7 @@ impl PartEncoder {
             Format::Zip => {
                 let mut zip = ZipWriter::new_stream(sink.clone());
                 let mut file = SimpleFileOptions::default()
+                    .last_modified_time(zip_time_now())
                     .compression_method(CompressionMethod::Deflated)
                     .compression_level(Some(level as i64))
                     .large_file(true);
@@ -218,7 +234,10 @@ mod tests {
                 }
             };
             assert_eq!(back, csv);
-            assert_eq!(archive.by_index_raw(0).unwrap().name().unwrap(), "apiv2_x_001.csv");
+            let entry = archive.by_index_raw(0).unwrap();
+            assert_eq!(entry.name().unwrap(), "apiv2_x_001.csv");
+            let written = entry.last_modified().unwrap();
+            assert!(written.year() >= 2026, "dated when written, not 1980: {written:?}");
         }
     }
 }

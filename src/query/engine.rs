@@ -120,10 +120,21 @@ impl DataFusionEngine {
     async fn plan(&self, ctx: &SessionContext, query: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
         only_one_select(query)?;
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        ctx.sql_with_options(query, options).await.map_err(|e| match e {
-            DataFusionError::Execution(m) | DataFusionError::Plan(m) => QueryError::Invalid(m),
-            other => other.into(),
+        ctx.sql_with_options(query, options).await.map_err(|e| match e.find_root() {
+            DataFusionError::Execution(m) | DataFusionError::Plan(m) => QueryError::Invalid(self.name_the_tables(m.clone())),
+            _ => e.into(),
         })
+    }
+
+    /// DataFusion names a missing table by its internal path (`datafusion.public.nope`): say
+    /// which tables there are instead.
+    fn name_the_tables(&self, message: String) -> String {
+        let Some(missing) = message.strip_prefix("table '").and_then(|m| m.strip_suffix("' not found")) else {
+            return message;
+        };
+        let name = missing.strip_prefix("datafusion.public.").unwrap_or(missing);
+        let known: Vec<&str> = self.catalog.tables.iter().map(|t| t.name.as_str()).collect();
+        format!("there is no table {name}; the catalog has {}", known.join(", "))
     }
 }
 
@@ -132,7 +143,14 @@ impl DataFusionEngine {
 fn only_one_select(query: &str) -> Result<(), QueryError> {
     use datafusion::sql::parser::{DFParser, Statement as DfStatement};
     use datafusion::sql::sqlparser::ast::Statement;
-    let statements = DFParser::parse_sql(query).map_err(|e| QueryError::Invalid(format!("the query does not parse: {e}")))?;
+    let statements = DFParser::parse_sql(query).map_err(|e| {
+        // The parser's own words ("Expected: …, found: …"), not DataFusion's debug wrapping.
+        let why = match &e {
+            DataFusionError::SQL(parser, _) => parser.to_string(),
+            other => other.to_string(),
+        };
+        QueryError::Invalid(format!("the query does not parse: {why}"))
+    })?;
     let statement = match statements.len() {
         1 => &statements[0],
         n => return Err(QueryError::Invalid(format!("send exactly one SELECT statement, not {n}"))),
@@ -226,7 +244,16 @@ mod tests {
             ("SELEKT 1", "does not parse"),
         ] {
             let err = only_one_select(bad).unwrap_err().to_string();
-            assert!(err.contains(says), "{bad}: {err}");
+            assert!(err.contains(says) && !err.contains("ParserError("), "{bad}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_table_is_named_with_the_ones_there_are() {
+        let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
+        let catalog = crate::query::demo::create(&dir, 10).unwrap();
+        let engine = DataFusionEngine::new(Catalog::load(&catalog).unwrap());
+        let err = engine.check("SELECT * FROM nope").await.unwrap_err().to_string();
+        assert_eq!(err, "query refused: there is no table nope; the catalog has demo.ecommerce.data");
     }
 }
