@@ -141,6 +141,18 @@ impl PartEncoder {
         compressed + self.pending.len() as u64
     }
 
+    /// The stored size with nothing left to estimate: the rows waiting are handed to the
+    /// compressor and, for gzip, every block in flight is compressed. Costs a pipeline stall,
+    /// so callers ask only when [`Self::stored_estimate`] says a limit is reached (it counts
+    /// what is not yet compressed generously, so a busy machine would end parts early).
+    pub fn settled_size(&mut self) -> io::Result<u64> {
+        self.flush_pending()?;
+        if let Compressor::Gzip(gz) = &mut self.compressor {
+            gz.settle()?;
+        }
+        Ok(self.stored_estimate())
+    }
+
     /// Full chunks ready for upload.
     pub fn take_chunks(&mut self) -> Vec<Bytes> {
         self.sink.take_ready()

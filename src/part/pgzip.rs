@@ -88,6 +88,18 @@ impl ParallelGzip {
         self.sink.written() + pending as u64
     }
 
+    /// Compresses the partial block now and waits for every block in flight, so that
+    /// [`Self::stored_estimate`] is exact: asked only when the estimate nears a part's limit.
+    pub fn settle(&mut self) -> io::Result<()> {
+        if !self.block.is_empty() {
+            self.send_block(false)?;
+        }
+        while self.next_out < self.next_seq {
+            self.collect(true)?;
+        }
+        Ok(())
+    }
+
     fn send_block(&mut self, last: bool) -> io::Result<()> {
         let input = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
         let dictionary = std::mem::take(&mut self.window);
