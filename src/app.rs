@@ -35,12 +35,14 @@ impl App {
             demo::create(catalog_path.parent().expect("catalog has a directory"), config.demo_rows)?;
         }
         let catalog = Catalog::load(&catalog_path)?;
+        let table_stores = crate::query::table_stores(&catalog, &config.s3).map_err(anyhow::Error::msg)?;
         let (store, credentials) = crate::store::open(&config).await?;
         let secrets = SecretBox::load_or_create(&config.key_file())?;
         ensure_a_credential(&config, credentials.as_ref()).await?;
         let engine = Arc::new(
             DataFusionEngine::new(catalog)
-                .with_memory_limit((config.worker.query_memory_mb as usize) << 20),
+                .with_memory_limit((config.worker.query_memory_mb as usize) << 20)
+                .with_table_stores(table_stores),
         );
         let metrics = Arc::new(Metrics::default());
         let uploaders = Arc::new(S3UploaderFactory {

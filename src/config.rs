@@ -240,7 +240,7 @@ pub struct TokenConfig {
 /// `FORWARDER_SERVER`, `FORWARDER_TOKEN`, `FORWARDER_LOG`) and the test scripts'
 /// (`FORWARDER_TEST_*`, `FORWARDER_KEEP_SERVICES`).
 /// Settings holding a secret that may be given in the environment.
-const SECRET_SETTINGS: [&str; 2] = ["smtp.password", "store.url"];
+const SECRET_SETTINGS: [&str; 3] = ["smtp.password", "store.url", "s3.secret_key"];
 
 fn is_secret_setting(key: &figment::value::UncasedStr) -> bool {
     SECRET_SETTINGS.iter().any(|path| key.as_str().eq_ignore_ascii_case(&path.replace('.', "__")))

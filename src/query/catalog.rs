@@ -55,7 +55,11 @@ impl Catalog {
         let base = path.parent().unwrap_or(Path::new("."));
         for t in &mut catalog.tables {
             split_name(&t.name)?;
-            if t.location.is_relative() {
+            let is_url = t.location.to_str().is_some_and(|l| l.contains("://"));
+            if is_url && t.location.to_str().and_then(super::object_stores::s3_bucket).is_none() {
+                return Err(read_err(format!("table {}: locations are local paths or s3:// URLs", t.name)));
+            }
+            if t.location.is_relative() && !is_url {
                 t.location = base.join(&t.location);
             }
         }

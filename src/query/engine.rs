@@ -14,6 +14,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SQLOptions, SessionConfig, SessionContext, ident};
 
 use super::catalog::{Catalog, TableFormat, split_name};
+use super::object_stores::TableStores;
 
 /// The time range a run may see: `[from_ms, to_ms)` on every table's time column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,11 +64,19 @@ pub struct DataFusionEngine {
     catalog: Catalog,
     /// Memory one query may hold (sorts and aggregations spill or fail past it).
     memory_limit: Option<usize>,
+    /// Where tables at `s3://` locations are read from.
+    stores: TableStores,
 }
 
 impl DataFusionEngine {
     pub fn new(catalog: Catalog) -> Self {
-        Self { catalog, memory_limit: None }
+        Self { catalog, memory_limit: None, stores: Vec::new() }
+    }
+
+    /// The object stores of the catalog's `s3://` tables.
+    pub fn with_table_stores(mut self, stores: TableStores) -> Self {
+        self.stores = stores;
+        self
     }
 
     /// Each query runs under its own memory pool of `bytes`, so that one job cannot take the
@@ -88,6 +97,9 @@ impl DataFusionEngine {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        for (url, store) in &self.stores {
+            ctx.register_object_store(url, store.clone());
+        }
         for table in &self.catalog.tables {
             let location = table.location.to_string_lossy().to_string();
             let mut df = match table.format {

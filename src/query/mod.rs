@@ -4,6 +4,8 @@
 mod catalog;
 pub mod demo;
 mod engine;
+mod object_stores;
 
 pub use catalog::{Catalog, TableEntry, TableFormat};
 pub use engine::{DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryWindow};
+pub use object_stores::{TableStores, for_catalog as table_stores};

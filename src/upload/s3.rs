@@ -23,9 +23,12 @@ use super::fingerprint::Fingerprint;
 use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
 use crate::config::UploadConfig;
 use crate::job::{Destination, JobSecrets};
+use crate::secret::Secret;
 
-/// The worker's own destination, used when a request names no `aws.*` parameters:
-/// credentials then come from the worker's AWS credential chain.
+/// The worker's own S3 settings: the destination of requests that name no `aws.*`
+/// parameters, and where catalog tables at `s3://` locations are read. Credentials are the
+/// keys given here or, without them, the worker's AWS credential chain (environment, profile,
+/// instance role).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Defaults {
@@ -33,6 +36,8 @@ pub struct S3Defaults {
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub path_style: bool,
+    pub access_key: Option<String>,
+    pub secret_key: Option<Secret>,
     /// Hosts, addresses or networks (CIDR) a request's `aws.endpoint` may reach although
     /// they are internal (loopback, private, link-local): e.g. `["minio.internal", "10.0.0.0/8"]`.
     pub allowed_endpoints: Vec<String>,
@@ -107,6 +112,8 @@ impl S3Uploader {
         if let (Some(ak), Some(sk)) = (&secrets.access_key, &secrets.secret_key) {
             let token = secrets.session_token.as_ref().map(|t| t.expose().to_string());
             loader = loader.credentials_provider(Credentials::new(ak.expose(), sk.expose(), token, None, "request"));
+        } else if let (true, Some(ak), Some(sk)) = (uses_defaults, &defaults.access_key, &defaults.secret_key) {
+            loader = loader.credentials_provider(Credentials::new(ak, sk.expose(), None, None, "configuration"));
         }
         let sdk = loader.load().await;
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style);

@@ -419,3 +419,35 @@ async fn wrong_credentials_fail_the_job_with_a_readable_error_and_leave_nothing_
     assert!(leftovers.is_empty(), "no multipart upload left open: {leftovers:?}");
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_in_an_s3_bucket_exports_like_a_local_one() {
+    // The demo table's file in a bucket, and a catalog that names it by its s3:// URL.
+    let rows = 5_000;
+    let local = std::env::temp_dir().join(format!("forwarder-it-src-{}", uuid::Uuid::new_v4()));
+    forwarder::query::demo::create(&local, rows).unwrap();
+    let s3 = s3_client();
+    let source = format!("it-src-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    s3.create_bucket().bucket(&source).send().await.unwrap();
+    let csv = std::fs::read(local.join("data").join("ecommerce-000.csv")).unwrap();
+    s3.put_object().bucket(&source).key("weblogs/ecommerce-000.csv").body(csv.into()).send().await.unwrap();
+    let catalog = local.join("s3-catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!("[[tables]]\nname = \"demo.ecommerce.data\"\nlocation = \"s3://{source}/weblogs/\"\nformat = \"csv\"\ntime_column = \"eventdate\"\n"),
+    )
+    .unwrap();
+
+    let app = spawn_app_with(rows, |c| {
+        c.catalog = Some(catalog);
+        c.s3.endpoint = Some(env("FORWARDER_TEST_S3_ENDPOINT"));
+        c.s3.region = Some("us-east-1".into());
+        c.s3.access_key = Some("test".into());
+        c.s3.secret_key = Some(forwarder::secret::Secret::new("test"));
+    })
+    .await;
+    let id = app.submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.2, "notification.email": "ops@example.com"})).await;
+    app.worker.try_run_next_job().await.unwrap();
+    // Compared with the same query over the local copy of the file.
+    check_completed_export(&app, &id, "csv.gz", Some(200_000), None).await;
+}
