@@ -5,6 +5,7 @@
 mod credentials;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 
 pub use credentials::token_lookup;

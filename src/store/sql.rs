@@ -1,0 +1,339 @@
+//! The job store's operations, written once for both SQL stores. SQLite and PostgreSQL run
+//! the same statements (`$n` parameters work in both), except for the two fragments a store
+//! gives: how to append to the `errors` JSON array, and the lock a claim takes. A macro,
+//! because generic code over sqlx's databases would need bounds for every type bound here.
+//!
+//! `sql_job_store!(Store, Database, Row, claim_lock, append_error_4, append_error_1)`
+//! implements [`JobStore`](super::JobStore) for `Store` (which has a `pool` field); the
+//! `append_error_N` literals append parameter `$N` to `errors`.
+
+macro_rules! sql_job_store {
+    ($store:ty, $db:ty, $row:ty, claim_lock: $claim_lock:expr, append_error_4: $append_4:literal, append_error_1: $append_1:literal) => {
+impl $store {
+    async fn with_parts(&self, row: &$row) -> Result<Job, StoreError> {
+        let mut job = job_from_row(row)?;
+        let parts = sqlx::query("SELECT * FROM parts WHERE job_id = $1 ORDER BY idx")
+            .bind(job.id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        job.parts = parts.iter().map(part_from_row).collect::<Result<_, _>>()?;
+        Ok(job)
+    }
+
+    async fn with_parts_all(&self, rows: &[$row]) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            jobs.push(self.with_parts(row).await?);
+        }
+        Ok(jobs)
+    }
+}
+
+/// Saves a running job's progress if `worker` still holds it; how many rows changed (0: the
+/// lease is lost).
+async fn save_progress(
+    tx: &mut Transaction<'_, $db>,
+    id: &str,
+    worker: &str,
+    progress: &Progress,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE jobs SET events_generated = $1, events_sent = $2, last_datetime = $3, percent_complete = $4, updated_at = $5
+         WHERE id = $6 AND lease_owner = $7 AND status = 'RUNNING'",
+    )
+    .bind(progress.events_generated as i64)
+    .bind(progress.events_sent as i64)
+    .bind(progress.last_datetime_ms)
+    .bind(i64::from(progress.percent_complete))
+    .bind(now_ms())
+    .bind(id)
+    .bind(worker)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+#[async_trait]
+impl JobStore for $store {
+    async fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let spec = serde_json::to_string(&job.spec).map_err(|e| corrupt(&job.id.to_string(), e))?;
+        sqlx::query(
+            "INSERT INTO jobs (id, domain, owner, friendly_name, status, spec, sealed_secrets, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(job.id.to_string())
+        .bind(&job.domain)
+        .bind(&job.owner)
+        .bind(&job.friendly_name)
+        .bind(job.status.as_str())
+        .bind(spec)
+        .bind(&job.sealed_secrets)
+        .bind(job.created_at_ms)
+        .bind(job.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, domain: Option<&str>, id: Uuid) -> Result<Option<Job>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM jobs WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR domain = $2)")
+                .bind(id.to_string())
+                .bind(domain)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(row) => Ok(Some(self.with_parts(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs
+             WHERE (CAST($1 AS TEXT) IS NULL OR domain = $1) AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR substr(friendly_name, 1, length($3)) = $3)
+             ORDER BY created_at DESC LIMIT $4",
+        )
+        .bind(filter.domain.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.name_prefix.as_deref())
+        .bind(filter.limit.unwrap_or(1000) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        self.with_parts_all(&rows).await
+    }
+
+    async fn claim_next(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max_running_per_domain: Option<u32>,
+    ) -> Result<Option<Job>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let lock: Option<&'static str> = $claim_lock;
+        if let Some(lock) = lock {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        // The outer condition repeats the runnable test: a command that changed the row after
+        // the inner SELECT read it makes PostgreSQL re-check it, and leave the job alone.
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'RUNNING', lease_owner = $1, lease_until = $2, updated_at = $3,
+                    started_at = COALESCE(started_at, $3)
+             WHERE (status = 'CREATED' OR (status = 'RUNNING' AND lease_until < $3))
+               AND id = (SELECT id FROM jobs j
+                         WHERE (j.status = 'CREATED' OR (j.status = 'RUNNING' AND j.lease_until < $3))
+                           AND (CAST($4 AS BIGINT) IS NULL OR (SELECT COUNT(*) FROM jobs r
+                                                       WHERE r.domain = j.domain AND r.status = 'RUNNING'
+                                                         AND r.lease_until >= $3) < $4)
+                         ORDER BY j.created_at LIMIT 1)
+             RETURNING *",
+        )
+        .bind(worker)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(max_running_per_domain.map(i64::from))
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        match row {
+            Some(row) => Ok(Some(self.with_parts(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease: Duration,
+        progress: &Progress,
+    ) -> Result<Lease, StoreError> {
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        let requested: Option<String> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 RETURNING requested",
+        )
+        .bind(now_ms() + lease.as_millis() as i64)
+        .bind(&id_s)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(match requested.as_deref().and_then(Command::parse) {
+            Some(command) => Lease::Requested(command),
+            None => Lease::Held,
+        })
+    }
+
+    async fn checkpoint(
+        &self,
+        id: Uuid,
+        worker: &str,
+        part: &PartRecord,
+        progress: &Progress,
+    ) -> Result<(), StoreError> {
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        sqlx::query(
+            "INSERT INTO parts (job_id, idx, key, url, bytes, rows, rows_before, completed_at, resume_from, resume_skip)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&id_s)
+        .bind(i64::from(part.index))
+        .bind(&part.key)
+        .bind(&part.url)
+        .bind(part.bytes as i64)
+        .bind(part.rows as i64)
+        .bind(part.rows_before as i64)
+        .bind(part.completed_at_ms)
+        .bind(part.resume.from_ms)
+        .bind(part.resume.skip as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        id: Uuid,
+        worker: &str,
+        status: JobStatus,
+        progress: &Progress,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        let now = now_ms();
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = $1, finished_at = $2, updated_at = $3, lease_owner = NULL, lease_until = NULL,
+                    requested = NULL,
+                    sealed_secrets = CASE WHEN $1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
+                    errors = CASE WHEN CAST($4 AS TEXT) IS NULL THEN errors ELSE ", $append_4, " END
+             WHERE id = $5"),
+        )
+        .bind(status.as_str())
+        .bind(status.is_final().then_some(now))
+        .bind(now)
+        .bind(error)
+        .bind(&id_s)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_error(&self, id: Uuid, message: &str) -> Result<(), StoreError> {
+        sqlx::query(concat!("UPDATE jobs SET errors = ", $append_1, ", updated_at = $2 WHERE id = $3"))
+            .bind(message)
+            .bind(now_ms())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release(&self, id: Uuid, worker: &str, progress: &Progress) -> Result<(), StoreError> {
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, requested = NULL, updated_at = $1,
+                    status = CASE requested WHEN 'STOP' THEN 'STOPPED' WHEN 'REMOVE' THEN 'REMOVED' ELSE 'CREATED' END,
+                    sealed_secrets = CASE requested WHEN 'REMOVE' THEN NULL ELSE sealed_secrets END
+             WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(&id_s)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn command(
+        &self,
+        domain: Option<&str>,
+        id: Uuid,
+        command: Command,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let id_s = id.to_string();
+        // Read, decide with the pure lifecycle, then write only if the job still stands where
+        // it was read (compare-and-set); a race with a worker is retried from the read.
+        for _ in 0..5 {
+            let row: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT status, requested FROM jobs WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR domain = $2)")
+                    .bind(&id_s)
+                    .bind(domain)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let Some((status_s, requested)) = row else {
+                return Ok(None);
+            };
+            let status = JobStatus::parse(&status_s)
+                .ok_or_else(|| corrupt(&id_s, format!("status {status_s}")))?;
+            let pending = requested.as_deref().and_then(Command::parse);
+            let (new_status, note) = match plan(command, status, pending) {
+                Err(why) => return Ok(Some(Outcome::Refused(why))),
+                Ok(Effect::Become(new_status)) => (new_status, None),
+                Ok(Effect::TellWorker) => (status, Some(command.as_str())),
+            };
+            let done = sqlx::query(
+                "UPDATE jobs SET status = $1, requested = $2, updated_at = $3,
+                        sealed_secrets = CASE WHEN $1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
+                        finished_at = CASE WHEN $1 = 'REMOVED' THEN COALESCE(finished_at, $3) ELSE finished_at END
+                 WHERE id = $4 AND status = $5 AND requested IS NOT DISTINCT FROM $6",
+            )
+            .bind(new_status.as_str())
+            .bind(note)
+            .bind(now_ms())
+            .bind(&id_s)
+            .bind(&status_s)
+            .bind(&requested)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                return Ok(Some(Outcome::Applied(new_status)));
+            }
+        }
+        Ok(Some(Outcome::Refused(
+            "the job changed while the command was applied; try again".into(),
+        )))
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| Some((JobStatus::parse(&s)?, n as u64)))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+    };
+}
+
+pub(super) use sql_job_store;
