@@ -196,9 +196,11 @@ async fn conformance(store: Arc<dyn JobStore>) {
         Some(a.id)
     );
     store
-        .finish(a.id, "w4", JobStatus::Stopped, &progress, None)
+        .finish(a.id, "w4", JobStatus::Stopped, &progress, Some("S3 said \"no\", twice"))
         .await
         .unwrap();
+    let errors = store.get(None, a.id).await.unwrap().unwrap().errors;
+    assert_eq!(errors, vec!["email failed".to_string(), "S3 said \"no\", twice".to_string()], "appended, quotes kept");
 
     assert_eq!(
         store
