@@ -258,7 +258,7 @@ fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
 pub enum ConfigError {
     // Not a `source`: the message already holds figment's text, which would print twice.
     #[error("configuration: {0}")]
-    Load(Box<figment::Error>),
+    Load(String),
     #[error("configuration: {0}")]
     Invalid(String),
 }
@@ -288,7 +288,8 @@ impl Config {
                 fig = fig.merge(Serialized::default(path, value));
             }
         }
-        let config: Config = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        // Figment names keys with its profile (`default.smtp.url`); the file says `smtp.url`.
+        let config: Config = fig.extract().map_err(|e| ConfigError::Load(e.to_string().replace("key \"default.", "key \"")))?;
         config.validate()?;
         Ok(config)
     }

@@ -79,7 +79,9 @@ impl Client {
 }
 
 pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: args.server, token: args.token };
+    // An empty FORWARDER_TOKEN is no token at all.
+    let token = args.token.filter(|t| !t.trim().is_empty());
+    let client = Client { http: reqwest::Client::new(), base: args.server, token };
     let (path, wait) = match &args.command {
         JobsCommand::List { status, name } => {
             // Encoded, so that a name holding `&`, `#` or spaces is sent as it is.

@@ -77,7 +77,7 @@ pub async fn job(State(state): State<AppState>, caller: Caller, Path(id): Path<S
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": job_view(&job)})))
 }
 
-/// `GET /search/jobs?status=RUNNING&type=s3&name=prefix`.
+/// `GET /search/jobs?status=RUNNING&type=s3&name=prefix&limit=N` (newest first, 1000 by default).
 pub async fn jobs(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,7 +98,12 @@ pub async fn jobs(
         domain: Some(caller.domain),
         status,
         name_prefix: q.get("name").cloned(),
-        limit: q.get("limit").and_then(|l| l.parse().ok()),
+        limit: match q.get("limit") {
+            None => None,
+            Some(l) => Some(l.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                ApiError::bad_request(400, "limit must be a whole number of jobs from 1 to 10000 (default 1000)")
+            })?),
+        },
     };
     let jobs = state.store.list(&filter).await?;
     let views: Vec<_> = jobs.iter().map(job_view).collect();

@@ -94,8 +94,11 @@ pub fn plan(command: Command, status: JobStatus, pending: Option<Command>) -> Re
         (Command::Stop, Stopped) => Err("the job is already STOPPED".into()),
         (Command::Start, Created | Running) => Err(format!("the job is already {status}")),
         (Command::Start, Removed) => Err("a REMOVED job cannot be started again; submit the query again".into()),
-        (Command::Stop | Command::Start, Completed | Failed | Removed) => {
-            Err(format!("the job has ended ({status}); only stopped jobs can be started, only created or running jobs stopped"))
+        (Command::Stop, Completed | Failed | Removed) => {
+            Err(format!("the job has already ended ({status}); there is nothing to stop"))
+        }
+        (Command::Start, Completed | Failed) => {
+            Err(format!("the job has ended ({status}); only a STOPPED job can be started again: submit the query again"))
         }
     }
 }

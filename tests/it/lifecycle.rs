@@ -27,7 +27,12 @@ async fn export_under_way(rows: u64) -> (TestApp, String, Run) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
-    let (app, id, run) = export_under_way(60_000).await;
+    // Parts of 3 KB (about 45 rows): well over a thousand of them.
+    let app = spawn_app_with(60_000, |c| c.limits.retention_size_mb_min = 0.001).await;
+    let id = app.submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.003, "notification.email": "ops@example.com"})).await;
+    let worker = app.worker.clone();
+    let run = tokio::spawn(async move { worker.try_run_next_job().await });
+    app.wait_for_parts(&id, 3).await;
 
     let (status, body) = app.get(&format!("/search/job/stop/{id}")).await;
     assert_eq!(status, 200, "{body}");
@@ -53,7 +58,7 @@ async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
     app.worker.try_run_next_job().await.unwrap().unwrap();
 
     // Part numbers continue; the rows are exactly the query's, each once.
-    let job = check_completed_export(&app, &id, "csv.gz", Some(10_000), None).await;
+    let job = check_completed_export(&app, &id, "csv.gz", Some(3_000), None).await;
     let parts = job["extra"]["parts"].as_array().unwrap();
     assert!(parts.len() > 1000, "part numbers go past 999 (1000, 1001, …): {} parts", parts.len());
     assert!(parts.len() > parts_at_stop.len());
