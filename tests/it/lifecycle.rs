@@ -266,7 +266,7 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
     let (ok, out) = cli(&["show", &id]);
     assert!(ok && out.contains("COMPLETED") && out.contains(&format!("apiv2_{id}_001.csv.gz")), "{out}");
     let (ok, out) = cli(&["stop", &id]);
-    assert!(!ok && out.contains("has ended (COMPLETED)"), "a refused command fails with the reason: {out}");
+    assert!(!ok && out.contains("has already ended (COMPLETED)"), "a refused command fails with the reason: {out}");
     let (ok, out) = cli(&["remove", &id, "--json"]);
     let removed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert!(ok && removed["status"] == "REMOVED", "{out}");
