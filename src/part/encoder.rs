@@ -8,7 +8,8 @@ use bytes::Bytes;
 use zip::write::{SimpleFileOptions, StreamWriter};
 use zip::{AesMode, CompressionMethod, ZipWriter};
 
-use super::pgzip::ParallelGzip;
+use super::pgzip::{Framing, ParallelDeflate};
+use super::zip_frame::ZipEntry;
 use super::sink::ChunkSink;
 use crate::job::Format;
 use crate::secret::Secret;
@@ -31,8 +32,10 @@ pub struct PartOptions {
 
 enum Compressor {
     Plain(ChunkSink),
-    /// Deflated on several cores at once (see [`ParallelGzip`]).
-    Gzip(Box<ParallelGzip>),
+    /// gzip, or zip without a password: deflated on several cores at once (see
+    /// [`ParallelDeflate`]).
+    Parallel(Box<ParallelDeflate>),
+    /// An AES-256 encrypted zip, through the `zip` crate (one core).
     Zip(Box<ZipWriter<StreamWriter<ChunkSink>>>),
 }
 
@@ -40,7 +43,7 @@ impl Compressor {
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Compressor::Plain(w) => w.write_all(data),
-            Compressor::Gzip(w) => w.write_all(data),
+            Compressor::Parallel(w) => w.write_all(data),
             Compressor::Zip(w) => w.write_all(data),
         }
     }
@@ -88,20 +91,24 @@ impl PartEncoder {
         let level = options.level.min(9);
         let compressor = match options.format {
             Format::Plain => Compressor::Plain(sink.clone()),
-            Format::Gzip => Compressor::Gzip(Box::new(ParallelGzip::new(sink.clone(), level)?)),
-            Format::Zip => {
-                let mut zip = ZipWriter::new_stream(sink.clone());
-                let mut file = SimpleFileOptions::default()
-                    .last_modified_time(zip_time_now())
-                    .compression_method(CompressionMethod::Deflated)
-                    .compression_level(Some(level as i64))
-                    .large_file(true);
-                if let Some(password) = &options.password {
-                    file = file.with_aes_encryption(AesMode::Aes256, password.expose());
+            Format::Gzip => Compressor::Parallel(Box::new(ParallelDeflate::new(sink.clone(), level, Framing::Gzip)?)),
+            Format::Zip => match &options.password {
+                None => {
+                    let entry = ZipEntry::new(&options.entry_name, chrono::Utc::now());
+                    Compressor::Parallel(Box::new(ParallelDeflate::new(sink.clone(), level, Framing::Zip(entry))?))
                 }
-                zip.start_file(options.entry_name.as_str(), file).map_err(io::Error::other)?;
-                Compressor::Zip(Box::new(zip))
-            }
+                Some(password) => {
+                    let mut zip = ZipWriter::new_stream(sink.clone());
+                    let file = SimpleFileOptions::default()
+                        .last_modified_time(zip_time_now())
+                        .compression_method(CompressionMethod::Deflated)
+                        .compression_level(Some(level as i64))
+                        .large_file(true)
+                        .with_aes_encryption(AesMode::Aes256, password.expose());
+                    zip.start_file(options.entry_name.as_str(), file).map_err(io::Error::other)?;
+                    Compressor::Zip(Box::new(zip))
+                }
+            },
         };
         let mut encoder = Self { compressor, sink, pending: Vec::with_capacity(PENDING_MAX * 2), rows: 0, csv_bytes: 0 };
         encoder.pending.extend_from_slice(header);
@@ -135,7 +142,7 @@ impl PartEncoder {
     /// yet handed to the compressor.
     pub fn stored_estimate(&self) -> u64 {
         let compressed = match &self.compressor {
-            Compressor::Gzip(gz) => gz.stored_estimate(),
+            Compressor::Parallel(p) => p.stored_estimate(),
             _ => self.sink.written(),
         };
         compressed + self.pending.len() as u64
@@ -147,8 +154,8 @@ impl PartEncoder {
     /// what is not yet compressed generously, so a busy machine would end parts early).
     pub fn settled_size(&mut self) -> io::Result<u64> {
         self.flush_pending()?;
-        if let Compressor::Gzip(gz) = &mut self.compressor {
-            gz.settle()?;
+        if let Compressor::Parallel(p) = &mut self.compressor {
+            p.settle()?;
         }
         Ok(self.stored_estimate())
     }
@@ -162,7 +169,7 @@ impl PartEncoder {
         self.flush_pending()?;
         match self.compressor {
             Compressor::Plain(_) => {}
-            Compressor::Gzip(w) => {
+            Compressor::Parallel(w) => {
                 w.finish()?;
             }
             Compressor::Zip(w) => {
@@ -251,5 +258,25 @@ mod tests {
             let written = entry.last_modified().unwrap();
             assert!(written.year() >= 2026, "dated when written, not 1980: {written:?}");
         }
+    }
+
+    #[test]
+    fn a_zip_from_the_parallel_deflater_opens_in_python_and_7zip() {
+        // Several blocks (128 KiB each), so that the entry is many deflate blocks joined.
+        let (bytes, csv) = encode(&options(Format::Zip, None), 200_000);
+        assert!(csv.len() > 4 * 128 * 1024);
+        let path = std::env::temp_dir().join(format!("forwarder-zip-{}.zip", uuid::Uuid::new_v4()));
+        std::fs::write(&path, &bytes).unwrap();
+        // Python's zipfile checks the CRC and both sizes as it reads.
+        let read = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.namelist() == ['apiv2_x_001.csv'], z.namelist()\nassert z.testzip() is None\nsys.stdout.buffer.write(z.read('apiv2_x_001.csv'))";
+        let out = std::process::Command::new("python3").args(["-c", read]).arg(&path).output().expect("python3 runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == csv.as_bytes(), "Python reads back the CSV");
+        // 7-Zip, which scripts/test.sh installs, tests the archive too.
+        if let Ok(out) = std::process::Command::new("7z").arg("t").arg(&path).output() {
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && said.contains("Everything is Ok"), "{said}");
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 }

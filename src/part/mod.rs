@@ -7,6 +7,7 @@ mod fields;
 mod pgzip;
 pub mod rotation;
 pub mod sink;
+mod zip_frame;
 
 pub use encoder::{FinishedPart, PartEncoder, PartOptions};
 pub use rotation::{Rotation, RotationPolicy};

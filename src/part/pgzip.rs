@@ -1,7 +1,8 @@
-//! Parallel gzip, pigz-style: the input is cut into blocks that are deflated on several
+//! Parallel deflate, pigz-style: the input is cut into blocks that are deflated on several
 //! cores at once, each primed with the 32 KiB before it (so the ratio stays that of one
-//! stream), ended with a sync flush so that they join into one deflate stream, and framed as
-//! one gzip member whose CRC-32 is combined from the blocks'. Every gzip reader reads it.
+//! stream), ended with a sync flush so that they join into one deflate stream, whose CRC-32
+//! is combined from the blocks'. Framed as one gzip member, or as the one entry of a zip file
+//! ([`ZipEntry`]): every gzip or zip reader reads it.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,6 +11,7 @@ use std::sync::mpsc;
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::sink::ChunkSink;
+use super::zip_frame::ZipEntry;
 
 /// Input per block (pigz uses 128 KiB).
 const BLOCK: usize = 128 * 1024;
@@ -26,8 +28,17 @@ struct Compressed {
     input: usize,
 }
 
-pub struct ParallelGzip {
+/// What wraps the deflate stream.
+pub enum Framing {
+    Gzip,
+    Zip(ZipEntry),
+}
+
+pub struct ParallelDeflate {
     sink: ChunkSink,
+    framing: Framing,
+    /// Bytes written before the deflate stream.
+    header_len: u64,
     level: u32,
     block: Vec<u8>,
     /// The tail of the last block sent, to prime the next.
@@ -45,13 +56,19 @@ pub struct ParallelGzip {
     ratio: f64,
 }
 
-impl ParallelGzip {
-    pub fn new(mut sink: ChunkSink, level: u32) -> io::Result<Self> {
-        io::Write::write_all(&mut sink, &HEADER)?;
+impl ParallelDeflate {
+    pub fn new(mut sink: ChunkSink, level: u32, framing: Framing) -> io::Result<Self> {
+        let header = match &framing {
+            Framing::Gzip => HEADER.to_vec(),
+            Framing::Zip(entry) => entry.local_header(),
+        };
+        io::Write::write_all(&mut sink, &header)?;
         let (tx, rx) = mpsc::channel();
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         Ok(Self {
             sink,
+            framing,
+            header_len: header.len() as u64,
             level: level.min(9),
             block: Vec::with_capacity(BLOCK),
             window: Vec::new(),
@@ -150,8 +167,14 @@ impl ParallelGzip {
             self.collect(true)?;
         }
         let crc = self.crc.clone().finalize();
-        io::Write::write_all(&mut self.sink, &crc.to_le_bytes())?;
-        io::Write::write_all(&mut self.sink, &(self.total_in as u32).to_le_bytes())?;
+        let trailer = match &self.framing {
+            Framing::Gzip => [crc.to_le_bytes(), (self.total_in as u32).to_le_bytes()].concat(),
+            Framing::Zip(entry) => {
+                let compressed = self.sink.written() - self.header_len;
+                entry.trailer(crc, compressed, self.total_in, self.header_len)
+            }
+        };
+        io::Write::write_all(&mut self.sink, &trailer)?;
         Ok(self.sink)
     }
 }
@@ -190,7 +213,7 @@ mod tests {
 
     fn round_trip(input: &[u8], level: u32) -> Vec<u8> {
         let sink = ChunkSink::new(1 << 20);
-        let mut gz = ParallelGzip::new(sink.clone(), level).unwrap();
+        let mut gz = ParallelDeflate::new(sink.clone(), level, Framing::Gzip).unwrap();
         for piece in input.chunks(10_007) {
             gz.write_all(piece).unwrap();
         }
