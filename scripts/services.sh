@@ -39,6 +39,8 @@ stop() {
       # setsid made the service a process-group leader: stop it with its children (SIGINT is
       # PostgreSQL's fast shutdown; the Python services end on it too).
       kill -INT -- "-$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null || true
+      # Gone before the script returns: a new start must not meet the old one's files.
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
       rm -f "$state/$name.pid"
       echo "stopped $name" >&2
     fi

@@ -37,7 +37,7 @@ impl App {
         let catalog = Catalog::load(&catalog_path)?;
         let table_stores = crate::query::table_stores(&catalog, &config.s3).map_err(anyhow::Error::msg)?;
         let (store, credentials) = crate::store::open(&config).await?;
-        let secrets = SecretBox::load_or_create(&config.key_file())?;
+        let secrets = server_key(&config, credentials.as_ref()).await?;
         ensure_a_credential(&config, credentials.as_ref()).await?;
         let engine = Arc::new(
             DataFusionEngine::new(catalog)
@@ -155,6 +155,20 @@ async fn serve_https(
         .serve(app.into_make_service())
         .await?;
     Ok(())
+}
+
+/// The key that seals the jobs' secrets (created on first start), checked against the one
+/// the job store was set up with: a process with another key could open no job's secrets.
+pub async fn server_key(config: &Config, credentials: &dyn CredentialStore) -> anyhow::Result<SecretBox> {
+    let secrets = SecretBox::load_or_create(&config.key_file())?;
+    if !credentials.adopt_server_key(secrets.fingerprint()).await? {
+        anyhow::bail!(
+            "the server key {} is not the one this job store was set up with: every process sharing a store \
+             needs the same key file (copy it from the first machine, or point store.key_file at it)",
+            config.key_file().display()
+        );
+    }
+    Ok(secrets)
 }
 
 /// Where the token created on first start is written (readable by the owner only).

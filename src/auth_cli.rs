@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 use crate::app::new_token;
 use crate::config::Config;
-use crate::secret::{Secret, SecretBox};
+use crate::secret::Secret;
 use crate::store::{CredentialKind, token_lookup};
 
 #[derive(Subcommand)]
@@ -46,7 +46,7 @@ pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<
         }
         AuthCommand::CreateKey { domain } => {
             check_domain(&domain)?;
-            let secrets = SecretBox::load_or_create(&config.key_file())?;
+            let secrets = crate::app::server_key(&config, store.as_ref()).await?;
             let key = format!("key_{}", uuid::Uuid::new_v4().simple());
             let secret = Secret::new(new_token().trim_start_matches("fwd_"));
             let sealed = secrets.seal(&secret)?;

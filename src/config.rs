@@ -283,8 +283,9 @@ impl Config {
         );
         // Secrets as they are written: figment would parse `0012` into the number 12.
         for path in SECRET_SETTINGS {
-            let var = format!("FORWARDER_{}", path.replace('.', "__").to_ascii_uppercase());
-            if let Ok(value) = std::env::var(&var) {
+            let var = format!("FORWARDER_{}", path.replace('.', "__"));
+            // As figment matches names: in any case.
+            if let Some((_, value)) = std::env::vars().find(|(name, _)| name.eq_ignore_ascii_case(&var)) {
                 fig = fig.merge(Serialized::default(path, value));
             }
         }
@@ -321,6 +322,9 @@ impl Config {
             return bad(
                 "store.url must be a PostgreSQL URL (postgres://user:password@host:port/database), or unset for the SQLite file in data_dir",
             );
+        }
+        if self.s3.access_key.is_some() != self.s3.secret_key.is_some() {
+            return bad("s3.access_key and s3.secret_key go together (or leave both out for the AWS credential chain)");
         }
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency must be at least 1");

@@ -53,16 +53,16 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Takes any scalar as the secret's text: an environment variable or an unquoted TOML value
-/// of digits is still a password. Anything else is refused without showing what it was
-/// (serde's own message would quote the value).
+/// Takes text only, and refuses anything else without showing it (serde's own message would
+/// quote the value). A number is refused rather than taken: TOML would already have turned
+/// `0x1F`, `1_000` or `1.50` into another text than the one written.
 struct SecretVisitor;
 
 impl serde::de::Visitor<'_> for SecretVisitor {
     type Value = Secret;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
+        f.write_str("text in quotes (the value is not shown)")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
         Ok(Secret(v.to_string()))
@@ -70,28 +70,21 @@ impl serde::de::Visitor<'_> for SecretVisitor {
     fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
         Ok(Secret(v))
     }
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
-        Ok(Secret(v.to_string()))
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+        Err(E::custom(NOT_TEXT))
     }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
-        Ok(Secret(v.to_string()))
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+        Err(E::custom(NOT_TEXT))
     }
-    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Secret, E> {
-        Ok(Secret(v.to_string()))
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(E::custom(NOT_TEXT))
     }
-    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Secret, E> {
-        Ok(Secret(v.to_string()))
-    }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
-        Ok(Secret(v.to_string()))
-    }
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
-        Ok(Secret(v.to_string()))
-    }
-    fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<Secret, E> {
-        Err(E::custom("a secret must be text (its value is not shown)"))
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(E::custom(NOT_TEXT))
     }
 }
+
+const NOT_TEXT: &str = "a secret must be text: put it in quotes (the value is not shown)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -110,6 +103,7 @@ pub enum SecretError {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    fingerprint: String,
 }
 
 impl fmt::Debug for SecretBox {
@@ -120,7 +114,15 @@ impl fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> Self {
-        Self { cipher: XChaCha20Poly1305::new(key.into()) }
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new().chain_update(b"forwarder server key fingerprint v1").chain_update(key).finalize();
+        Self { cipher: XChaCha20Poly1305::new(key.into()), fingerprint: hex::encode(&digest[..16]) }
+    }
+
+    /// Names the key without revealing it, so that processes sharing a job store can check
+    /// that they seal with the same key.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Loads the server key from `path`, creating it (mode 0600) on first start.
@@ -182,16 +184,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_secret_of_digits_in_toml_is_text() {
+    fn a_secret_that_is_not_text_is_refused_without_being_shown() {
         use figment::providers::{Format as _, Toml};
-        #[derive(serde::Deserialize)]
+        #[derive(Debug, serde::Deserialize)]
         struct T {
+            #[allow(dead_code)]
             p: Secret,
         }
-        let t: T = figment::Figment::new().merge(Toml::string("p = 987654321")).extract().unwrap();
-        assert_eq!(t.p.expose(), "987654321");
-        let e = figment::Figment::new().merge(Toml::string("p = [1, 2]")).extract::<T>().err().unwrap();
-        assert!(!e.to_string().contains("1, 2"), "{e}");
+        for toml in ["p = 987654321", "p = 0x1F", "p = 1.50", "p = true", "p = [1, 2]"] {
+            let e = figment::Figment::new().merge(Toml::string(toml)).extract::<T>().unwrap_err().to_string();
+            assert!(e.contains("the value is not shown"), "{toml}: {e}");
+            for shown in ["987654321", "31", "1.5", "true", "1, 2"] {
+                assert!(!e.contains(shown), "{toml}: {e}");
+            }
+        }
+        let t: T = figment::Figment::new().merge(Toml::string("p = \"0012\"")).extract().unwrap();
+        assert_eq!(t.p.expose(), "0012");
     }
 
     #[test]

@@ -138,26 +138,27 @@ impl PartEncoder {
         self.rows
     }
 
-    /// Stored size so far: compressed output plus the (uncompressed, so generous) rows not
-    /// yet handed to the compressor.
-    pub fn stored_estimate(&self) -> u64 {
+    /// At least the stored size the part would have if it ended now: compressed output plus
+    /// everything not yet compressed, counted whole. Cheap; [`Self::settled_size`] is exact.
+    pub fn stored_bound(&self) -> u64 {
         let compressed = match &self.compressor {
-            Compressor::Parallel(p) => p.stored_estimate(),
+            Compressor::Parallel(p) => p.stored_bound(),
             _ => self.sink.written(),
         };
         compressed + self.pending.len() as u64
     }
 
-    /// The stored size with nothing left to estimate: the rows waiting are handed to the
-    /// compressor and, for gzip, every block in flight is compressed. Costs a pipeline stall,
-    /// so callers ask only when [`Self::stored_estimate`] says a limit is reached (it counts
-    /// what is not yet compressed generously, so a busy machine would end parts early).
+    /// The stored size with nothing left uncompressed: the rows waiting are handed to the
+    /// compressor and every block in flight is compressed. Costs a pipeline stall, so callers
+    /// ask only when [`Self::stored_bound`] reaches a limit; a part is then decided on its
+    /// real size, never ended early because compression lagged, and never over the limit
+    /// because a guess at the ratio was wrong.
     pub fn settled_size(&mut self) -> io::Result<u64> {
         self.flush_pending()?;
         if let Compressor::Parallel(p) = &mut self.compressor {
             p.settle()?;
         }
-        Ok(self.stored_estimate())
+        Ok(self.stored_bound())
     }
 
     /// Full chunks ready for upload.

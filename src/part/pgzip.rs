@@ -52,8 +52,6 @@ pub struct ParallelDeflate {
     in_flight_input: usize,
     crc: crc32fast::Hasher,
     total_in: u64,
-    /// Compressed bytes per input byte so far, to estimate what is still in flight.
-    ratio: f64,
 }
 
 impl ParallelDeflate {
@@ -83,7 +81,6 @@ impl ParallelDeflate {
             in_flight_input: 0,
             crc: crc32fast::Hasher::new(),
             total_in: 0,
-            ratio: 1.0,
         })
     }
 
@@ -99,14 +96,15 @@ impl ParallelDeflate {
         self.collect(false)
     }
 
-    /// Compressed size so far plus an estimate for what is not yet compressed.
-    pub fn stored_estimate(&self) -> u64 {
-        let pending = (self.in_flight_input + self.block.len()) as f64 * self.ratio;
-        self.sink.written() + pending as u64
+    /// At least the stored size once what is written so far is compressed: the compressed
+    /// bytes plus the input not yet compressed, counted whole (deflate adds only a few bytes
+    /// per block even to data it cannot shrink). Exact after [`Self::settle`].
+    pub fn stored_bound(&self) -> u64 {
+        self.sink.written() + (self.in_flight_input + self.block.len()) as u64
     }
 
     /// Compresses the partial block now and waits for every block in flight, so that
-    /// [`Self::stored_estimate`] is exact: asked only when the estimate nears a part's limit.
+    /// [`Self::stored_bound`] is exact: asked only when the bound reaches a part's limit.
     pub fn settle(&mut self) -> io::Result<()> {
         if !self.block.is_empty() {
             self.send_block(false)?;
@@ -119,8 +117,10 @@ impl ParallelDeflate {
 
     fn send_block(&mut self, last: bool) -> io::Result<()> {
         let input = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+        // The next block is primed with the 32 KiB before it, across a short block too.
         let dictionary = std::mem::take(&mut self.window);
-        self.window = input[input.len().saturating_sub(WINDOW)..].to_vec();
+        let keep = WINDOW.saturating_sub(input.len()).min(dictionary.len());
+        self.window = [&dictionary[dictionary.len() - keep..], &input[input.len().saturating_sub(WINDOW)..]].concat();
         let (seq, level, tx) = (self.next_seq, self.level, self.tx.clone());
         self.next_seq += 1;
         self.in_flight_input += input.len();
@@ -152,9 +152,6 @@ impl ParallelDeflate {
             self.crc.combine(&c.crc);
             self.total_in += c.input as u64;
             self.in_flight_input -= c.input;
-            if self.total_in > 0 {
-                self.ratio = (self.sink.written() as f64 / self.total_in as f64).min(1.0);
-            }
             self.next_out += 1;
         }
         Ok(())

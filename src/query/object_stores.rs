@@ -26,14 +26,18 @@ pub fn for_catalog(catalog: &Catalog, s3: &S3Defaults) -> Result<TableStores, St
     buckets
         .into_iter()
         .map(|bucket| {
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_region(s3.region.as_deref().unwrap_or("us-east-1"));
+            // Keys from the configuration go alone (an AWS_SESSION_TOKEN of the environment
+            // belongs to other keys); without them, the environment says everything.
+            let mut builder = match (&s3.access_key, &s3.secret_key) {
+                (Some(key), Some(secret)) => AmazonS3Builder::new().with_access_key_id(key).with_secret_access_key(secret.expose()),
+                _ => AmazonS3Builder::from_env(),
+            }
+            .with_bucket_name(bucket);
+            if let Some(region) = &s3.region {
+                builder = builder.with_region(region);
+            }
             if let Some(endpoint) = &s3.endpoint {
                 builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
-            }
-            if let (Some(key), Some(secret)) = (&s3.access_key, &s3.secret_key) {
-                builder = builder.with_access_key_id(key).with_secret_access_key(secret.expose());
             }
             let store = builder.build().map_err(|e| format!("catalog: the S3 bucket {bucket}: {e}"))?;
             let url = Url::parse(&format!("s3://{bucket}")).map_err(|e| format!("catalog: the S3 bucket {bucket}: {e}"))?;

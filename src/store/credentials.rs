@@ -85,6 +85,15 @@ impl CredentialStore for $store {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn adopt_server_key(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        sqlx::query("INSERT INTO server_key (id, fingerprint) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+            .bind(fingerprint)
+            .execute(self.pool())
+            .await?;
+        let stored: String = sqlx::query_scalar("SELECT fingerprint FROM server_key WHERE id = 1").fetch_one(self.pool()).await?;
+        Ok(stored == fingerprint)
+    }
+
     async fn has_credentials(&self) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials").fetch_one(self.pool()).await?;
         Ok(n > 0)

@@ -117,6 +117,10 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<Option<Outcome>, StoreError>;
     /// How many jobs the store holds in each status (every domain).
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError>;
+    /// Whether `worker` still holds the job. Asked just before a part is completed, so that
+    /// a worker that lost the job (its lease expired and another took over) does not write a
+    /// part that is now the other's to write.
+    async fn holds(&self, id: Uuid, worker: &str) -> Result<bool, StoreError>;
     /// Reachable and answering (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the connections (at shutdown, once no job runs): every later call fails, and
@@ -182,4 +186,7 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError>;
     /// Whether any credential was ever created (revoked ones count).
     async fn has_credentials(&self) -> Result<bool, StoreError>;
+    /// Records `fingerprint` as the store's server key if it has none yet; `false` when the
+    /// store was set up with another key.
+    async fn adopt_server_key(&self, fingerprint: &str) -> Result<bool, StoreError>;
 }

@@ -42,6 +42,7 @@ super::sql::sql_job_store!(
     PostgresStore,
     Postgres,
     PgRow,
+    clock: Some("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"),
     // An arbitrary number, the same in every worker: "fwd" claim.
     claim_lock: Some("SELECT pg_advisory_xact_lock(440005404524)"),
     append_error_4: "(errors::jsonb || jsonb_build_array(CAST($4 AS TEXT)))::text",

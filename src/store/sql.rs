@@ -3,13 +3,23 @@
 //! gives: how to append to the `errors` JSON array, and the lock a claim takes. A macro,
 //! because generic code over sqlx's databases would need bounds for every type bound here.
 //!
-//! `sql_job_store!(Store, Database, Row, claim_lock, append_error_4, append_error_1)`
+//! `sql_job_store!(Store, Database, Row, clock, claim_lock, append_error_4, append_error_1)`
 //! implements [`JobStore`](super::JobStore) for `Store` (which has a `pool` field); the
 //! `append_error_N` literals append parameter `$N` to `errors`.
 
 macro_rules! sql_job_store {
-    ($store:ty, $db:ty, $row:ty, claim_lock: $claim_lock:expr, append_error_4: $append_4:literal, append_error_1: $append_1:literal) => {
+    ($store:ty, $db:ty, $row:ty, clock: $clock:expr, claim_lock: $claim_lock:expr, append_error_4: $append_4:literal, append_error_1: $append_1:literal) => {
 impl $store {
+    /// Now, in epoch ms, for lease times: the database's clock where several machines share
+    /// it (one worker's clock running ahead must not expire another's lease), else ours.
+    async fn lease_clock(tx: &mut sqlx::Transaction<'_, $db>) -> Result<i64, StoreError> {
+        let clock: Option<&'static str> = $clock;
+        Ok(match clock {
+            Some(query) => sqlx::query_scalar(query).fetch_one(&mut **tx).await?,
+            None => now_ms(),
+        })
+    }
+
     async fn with_parts(&self, row: &$row) -> Result<Job, StoreError> {
         let mut job = job_from_row(row)?;
         let parts = sqlx::query("SELECT * FROM parts WHERE job_id = $1 ORDER BY idx")
@@ -110,8 +120,8 @@ impl JobStore for $store {
         lease: Duration,
         max_running_per_domain: Option<u32>,
     ) -> Result<Option<Job>, StoreError> {
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        let now = Self::lease_clock(&mut tx).await?;
         let lock: Option<&'static str> = $claim_lock;
         if let Some(lock) = lock {
             sqlx::query(lock).execute(&mut *tx).await?;
@@ -155,10 +165,11 @@ impl JobStore for $store {
         if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
             return Err(StoreError::LeaseLost(id));
         }
+        let now = Self::lease_clock(&mut tx).await?;
         let requested: Option<String> = sqlx::query_scalar(
             "UPDATE jobs SET lease_until = $1 WHERE id = $2 RETURNING requested",
         )
-        .bind(now_ms() + lease.as_millis() as i64)
+        .bind(now + lease.as_millis() as i64)
         .bind(&id_s)
         .fetch_one(&mut *tx)
         .await?;
@@ -322,6 +333,15 @@ impl JobStore for $store {
             .into_iter()
             .filter_map(|(s, n)| Some((JobStatus::parse(&s)?, n as u64)))
             .collect())
+    }
+
+    async fn holds(&self, id: Uuid, worker: &str) -> Result<bool, StoreError> {
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE id = $1 AND lease_owner = $2 AND status = 'RUNNING'")
+            .bind(id.to_string())
+            .bind(worker)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(held > 0)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

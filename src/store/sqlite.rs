@@ -50,6 +50,7 @@ super::sql::sql_job_store!(
     SqliteStore,
     Sqlite,
     SqliteRow,
+    clock: None,
     claim_lock: None,
     append_error_4: "json_insert(errors, '$[#]', $4)",
     append_error_1: "json_insert(errors, '$[#]', $1)"

@@ -43,6 +43,8 @@ pub enum Interrupt {
     Operator(Command),
     /// The worker is shutting down: upload the open part and give the job back.
     Shutdown,
+    /// Another worker holds the job now: stop at once, upload nothing more.
+    LeaseLost,
 }
 
 /// How an export ended.
@@ -188,6 +190,10 @@ impl Export {
                     let last = chunks.pop().unwrap_or_default();
                     for c in chunks {
                         upload.put_chunk(c).await?;
+                    }
+                    // Fencing: a worker whose job was taken over writes no more parts.
+                    if !self.store.holds(self.job_id, &self.worker_id).await? {
+                        return Err(ExportError::Store(StoreError::LeaseLost(self.job_id)));
                     }
                     let bytes = upload.finish(last).await?;
                     self.uploads.remove(&index);

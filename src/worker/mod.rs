@@ -240,7 +240,7 @@ impl Worker {
                     .await;
                 return;
             }
-            Err(ExportError::Store(StoreError::LeaseLost(_))) => {
+            Err(ExportError::Store(StoreError::LeaseLost(_))) | Ok(Ended::Interrupted(Interrupt::LeaseLost)) => {
                 tracing::warn!("lease lost: another worker owns the job now");
                 return;
             }
@@ -284,6 +284,12 @@ impl Worker {
                         Ok(Lease::Held) => {}
                         Ok(Lease::Requested(command)) => {
                             control.send_replace(Some(Interrupt::Operator(command)));
+                        }
+                        Err(StoreError::LeaseLost(_)) => {
+                            // Our lease expired (a stall, a partition) and another worker took
+                            // the job over: every part from here on is its to write.
+                            control.send_replace(Some(Interrupt::LeaseLost));
+                            break;
                         }
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
@@ -436,6 +442,10 @@ impl Worker {
                 Ok((w, Ended::Interrupted(Interrupt::Operator(Command::Remove)))) => {
                     drop(w);
                     break Ok(Ended::Interrupted(Interrupt::Operator(Command::Remove)));
+                }
+                Ok((w, Ended::Interrupted(Interrupt::LeaseLost))) => {
+                    drop(w);
+                    break Err(ExportError::Store(StoreError::LeaseLost(job.id)));
                 }
                 Ok((w, ended)) => {
                     break self

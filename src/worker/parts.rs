@@ -152,9 +152,9 @@ impl PartWriter {
                 break;
             }
             let row_len = self.row.len() as u64;
-            // The estimate first (cheap); the settled size only when the estimate says so.
+            // The bound first (cheap); the settled size only when the bound says so.
             if let Some(open) = self.open.as_mut()
-                && self.policy.before_row(open.encoder.rows(), open.encoder.stored_estimate(), row_len) == Rotation::Rotate
+                && self.policy.before_row(open.encoder.rows(), open.encoder.stored_bound(), row_len) == Rotation::Rotate
                 && self.policy.before_row(open.encoder.rows(), open.encoder.settled_size()?, row_len) == Rotation::Rotate
             {
                 self.close(events)?;
@@ -172,7 +172,7 @@ impl PartWriter {
             let chunks = open.encoder.take_chunks();
             let index = open.index;
             events.extend(chunks.into_iter().map(|data| PartEvent::Chunk { index, data }));
-            if self.policy.after_row(open.encoder.stored_estimate(), row_len) == Rotation::Rotate
+            if self.policy.after_row(open.encoder.stored_bound(), row_len) == Rotation::Rotate
                 && self.policy.after_row(open.encoder.settled_size()?, row_len) == Rotation::Rotate
             {
                 self.close(events)?;

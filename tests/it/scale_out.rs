@@ -91,3 +91,48 @@ async fn servers_sharing_a_store_share_its_jobs_and_credentials() {
         "nothing is run twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_with_another_server_key_is_refused_at_start() {
+    let url = fresh_postgres_database().await;
+    let key_a = std::env::temp_dir().join(format!("forwarder-it-key-{}", uuid::Uuid::new_v4()));
+    let a = spawn_app_with(100, shared(url.clone(), key_a)).await;
+    // Machine B forgot to copy the key file: it would make its own, and open no job's secrets.
+    let dir = std::env::temp_dir().join(format!("forwarder-it-{}", uuid::Uuid::new_v4()));
+    let mut config = Config { data_dir: dir.join("data"), catalog: Some(a.catalog.clone()), ..Config::default() };
+    config.store.url = Some(Secret::new(url));
+    config.store.key_file = Some(dir.join("server.key"));
+    let error = forwarder::app::App::build(config).await.err().expect("refused").to_string();
+    assert!(error.contains("is not the one this job store was set up with"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_lease_was_taken_stops_at_once() {
+    let url = fresh_postgres_database().await;
+    let key_file = std::env::temp_dir().join(format!("forwarder-it-key-{}", uuid::Uuid::new_v4()));
+    let a = spawn_app_with(60_000, shared(url.clone(), key_file)).await;
+    // One plain part of ~16 MB: a multipart upload under way when the lease goes.
+    let id = a.submit_export(QUERY, json!({"format": "plain", "retention.size": 50})).await;
+    let worker = a.worker.clone();
+    let run = tokio::spawn(async move { worker.try_run_next_job().await });
+    for _ in 0..300 {
+        if a.open_multipart_uploads().await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(a.open_multipart_uploads().await > 0, "the part's upload started");
+    // A stall long enough for the lease to pass to machine B, as the store sees it.
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE jobs SET lease_owner = 'machine-b', lease_until = lease_until + 3600000 WHERE id = $1")
+        .bind(&id)
+        .execute(&db)
+        .await
+        .unwrap();
+    // A's next heartbeat finds out: it aborts its upload rather than finish a part that is
+    // B's to write, and leaves the job to B.
+    tokio::time::timeout(Duration::from_secs(10), run).await.expect("the run stopped").unwrap().unwrap();
+    assert_eq!(a.job(&id).await["status"], "RUNNING", "still B's to finish");
+    assert!(a.keys().await.is_empty(), "A completed no part after losing the job");
+    assert_eq!(a.open_multipart_uploads().await, 0, "and left no upload open");
+}

@@ -92,6 +92,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
         store.claim_next("w2", lease, None).await.unwrap().is_none(),
         "a leased job is not claimed twice"
     );
+    assert!(store.holds(a.id, "w1").await.unwrap() && !store.holds(a.id, "w2").await.unwrap());
     let progress = Progress {
         events_generated: 9,
         events_sent: 5,
@@ -114,6 +115,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
     // The lease expires: another worker takes the job over with its checkpoint.
     tokio::time::sleep(lease * 2).await;
     let taken = store.claim_next("w2", lease, None).await.unwrap().unwrap();
+    assert!(!store.holds(a.id, "w1").await.unwrap(), "the first worker no longer holds it");
     assert_eq!(
         taken.parts,
         vec![part(1, 0)]
