@@ -86,7 +86,9 @@ impl DataFusionEngine {
         self
     }
 
-    async fn context(&self, window: QueryWindow) -> Result<SessionContext, QueryError> {
+    /// A session holding the tables `query` names, each windowed to `window`. Only those: a
+    /// table is opened (its files listed, its schema read) only by the queries that use it.
+    async fn context(&self, window: QueryWindow, query: &str) -> Result<SessionContext, QueryError> {
         // One partition keeps the row order of a run stable, so that a resumed run can skip
         // exactly the rows already uploaded. Identifiers stay case-sensitive: Devo field
         // names are camelCase (`statusCode`).
@@ -100,7 +102,8 @@ impl DataFusionEngine {
         for (url, store) in &self.stores {
             ctx.register_object_store(url, store.clone());
         }
-        for table in &self.catalog.tables {
+        let named = named_tables(&ctx, query);
+        for table in self.catalog.tables.iter().filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r))) {
             let location = table.location.to_string_lossy().to_string();
             let mut df = match table.format {
                 TableFormat::Csv => {
@@ -187,6 +190,36 @@ fn time_literal(data_type: &DataType, ms: i64) -> Expr {
     }
 }
 
+/// The tables a query names, resolved against the session's defaults (none when it does not
+/// parse: planning says why).
+fn named_tables(ctx: &SessionContext, query: &str) -> Vec<(String, String, String)> {
+    let Ok(mut statements) = datafusion::sql::parser::DFParser::parse_sql(query) else { return vec![] };
+    let Some(statement) = statements.pop_front() else { return vec![] };
+    let state = ctx.state();
+    let defaults = &state.config_options().catalog;
+    state
+        .resolve_table_references(&statement)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let r = r.resolve(&defaults.default_catalog, &defaults.default_schema);
+            (r.catalog.to_string(), r.schema.to_string(), r.table.to_string())
+        })
+        .collect()
+}
+
+/// A catalog name (`demo.ecommerce.data`, `ecommerce.data`, `data`) as the session resolves it.
+fn resolved(ctx: &SessionContext, name: &str) -> Option<(String, String, String)> {
+    let (catalog, schema, table) = split_name(name).ok()?;
+    let state = ctx.state();
+    let defaults = &state.config_options().catalog;
+    Some((
+        catalog.unwrap_or(&defaults.default_catalog).to_string(),
+        schema.unwrap_or(&defaults.default_schema).to_string(),
+        table.to_string(),
+    ))
+}
+
 fn register(ctx: &SessionContext, name: &str, view: Arc<dyn datafusion::catalog::TableProvider>) -> Result<(), QueryError> {
     let bad = |e: super::catalog::CatalogError| QueryError::Execution(e.to_string());
     let (catalog_name, schema_name, table) = split_name(name).map_err(bad)?;
@@ -217,7 +250,7 @@ fn register(ctx: &SessionContext, name: &str, view: Arc<dyn datafusion::catalog:
 #[async_trait]
 impl QueryEngine for DataFusionEngine {
     async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError> {
-        let ctx = self.context(window).await?;
+        let ctx = self.context(window, query).await?;
         let mut df = self.plan(&ctx, query).await?;
         if skip > 0 || limit.is_some() {
             let fetch = limit.map(|l| l.saturating_sub(skip) as usize);
@@ -231,7 +264,7 @@ impl QueryEngine for DataFusionEngine {
     }
 
     async fn check(&self, query: &str) -> Result<(), QueryError> {
-        let ctx = self.context(QueryWindow::default()).await?;
+        let ctx = self.context(QueryWindow::default(), query).await?;
         self.plan(&ctx, query).await.map(|_| ())
     }
 }
@@ -258,6 +291,22 @@ mod tests {
             let err = only_one_select(bad).unwrap_err().to_string();
             assert!(err.contains(says) && !err.contains("ParserError("), "{bad}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_query_opens_only_the_tables_it_names() {
+        let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
+        let path = crate::query::demo::create(&dir, 10).unwrap();
+        let mut catalog = Catalog::load(&path).unwrap();
+        // A table whose files are gone: only the queries that read it may fail.
+        let mut gone = catalog.tables[0].clone();
+        gone.name = "archive.old".into();
+        gone.location = dir.join("no-such-directory/");
+        catalog.tables.push(gone);
+        let engine = DataFusionEngine::new(catalog);
+        engine.check("SELECT * FROM demo.ecommerce.data").await.unwrap();
+        engine.check("WITH t AS (SELECT statusCode FROM demo.ecommerce.data) SELECT * FROM t").await.unwrap();
+        assert!(engine.check("SELECT * FROM archive.old").await.is_err());
     }
 
     #[tokio::test]
