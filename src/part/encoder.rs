@@ -94,7 +94,7 @@ impl PartEncoder {
             Format::Gzip => Compressor::Parallel(Box::new(ParallelDeflate::new(sink.clone(), level, Framing::Gzip)?)),
             Format::Zip => match &options.password {
                 None => {
-                    let entry = ZipEntry::new(&options.entry_name, chrono::Utc::now());
+                    let entry = ZipEntry::new(&options.entry_name, zip_time_now());
                     Compressor::Parallel(Box::new(ParallelDeflate::new(sink.clone(), level, Framing::Zip(entry))?))
                 }
                 Some(password) => {

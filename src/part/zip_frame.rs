@@ -18,18 +18,9 @@ pub struct ZipEntry {
 }
 
 impl ZipEntry {
-    /// An entry named `name`, dated `at` (UTC; MS-DOS times start in 1980).
-    pub fn new(name: &str, at: chrono::DateTime<chrono::Utc>) -> Self {
-        use chrono::{Datelike as _, Timelike as _};
-        let (dos_time, dos_date) = if at.year() < 1980 {
-            (0, (1 << 5) | 1)
-        } else {
-            (
-                ((at.hour() << 11) | (at.minute() << 5) | (at.second() / 2)) as u16,
-                ((((at.year() - 1980).min(127)) as u32) << 9 | (at.month() << 5) | at.day()) as u16,
-            )
-        };
-        Self { name: name.to_string(), dos_time, dos_date }
+    /// An entry named `name`, dated `at` (MS-DOS date and time, as the `zip` crate keeps them).
+    pub fn new(name: &str, at: zip::DateTime) -> Self {
+        Self { name: name.to_string(), dos_time: at.timepart(), dos_date: at.datepart() }
     }
 
     /// What precedes the deflate data.
