@@ -45,6 +45,5 @@ super::sql::sql_job_store!(
     clock: Some("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"),
     // An arbitrary number, the same in every worker: "fwd" claim.
     claim_lock: Some("SELECT pg_advisory_xact_lock(440005404524)"),
-    append_error_4: "(errors::jsonb || jsonb_build_array(CAST($4 AS TEXT)))::text",
-    append_error_1: "(errors::jsonb || jsonb_build_array(CAST($1 AS TEXT)))::text"
+    append_error: "(errors::jsonb || jsonb_build_array(CAST($1 AS TEXT)))::text"
 );

@@ -1,14 +1,15 @@
 //! The job store's operations, written once for both SQL stores. SQLite and PostgreSQL run
-//! the same statements (`$n` parameters work in both), except for the two fragments a store
-//! gives: how to append to the `errors` JSON array, and the lock a claim takes. A macro,
-//! because generic code over sqlx's databases would need bounds for every type bound here.
+//! the same statements (`$n` parameters work in both), except for what a store gives: the
+//! clock lease times are read from, the lock a claim takes, and how to append to the
+//! `errors` JSON array. A macro, because generic code over sqlx's databases would need bounds
+//! for every type bound here.
 //!
-//! `sql_job_store!(Store, Database, Row, clock, claim_lock, append_error_4, append_error_1)`
-//! implements [`JobStore`](super::JobStore) for `Store` (which has a `pool` field); the
-//! `append_error_N` literals append parameter `$N` to `errors`.
+//! `sql_job_store!(Store, Database, Row, clock, claim_lock, append_error)` implements
+//! [`JobStore`](super::JobStore) for `Store` (which has a `pool` field); `append_error` is the
+//! SQL expression of `errors` with the text parameter `$1` appended.
 
 macro_rules! sql_job_store {
-    ($store:ty, $db:ty, $row:ty, clock: $clock:expr, claim_lock: $claim_lock:expr, append_error_4: $append_4:literal, append_error_1: $append_1:literal) => {
+    ($store:ty, $db:ty, $row:ty, clock: $clock:expr, claim_lock: $claim_lock:expr, append_error: $append:literal) => {
 impl $store {
     /// Now, in epoch ms, for lease times: the database's clock where several machines share
     /// it (one worker's clock running ahead must not expire another's lease), else ours.
@@ -38,6 +39,9 @@ impl $store {
         Ok(jobs)
     }
 }
+
+/// Appends `$1` to the job `$3`'s errors, at time `$2`.
+const APPEND_ERROR: &str = concat!("UPDATE jobs SET errors = ", $append, ", updated_at = $2 WHERE id = $3");
 
 /// Saves a running job's progress if `worker` still holds it; how many rows changed (0: the
 /// lease is lost).
@@ -226,31 +230,27 @@ impl JobStore for $store {
             return Err(StoreError::LeaseLost(id));
         }
         let now = now_ms();
-        sqlx::query(concat!(
+        sqlx::query(
             "UPDATE jobs SET status = $1, finished_at = $2, updated_at = $3, lease_owner = NULL, lease_until = NULL,
                     requested = NULL,
-                    sealed_secrets = CASE WHEN $1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
-                    errors = CASE WHEN CAST($4 AS TEXT) IS NULL THEN errors ELSE ", $append_4, " END
-             WHERE id = $5"),
+                    sealed_secrets = CASE WHEN $1 = 'REMOVED' THEN NULL ELSE sealed_secrets END
+             WHERE id = $4",
         )
         .bind(status.as_str())
         .bind(status.is_final().then_some(now))
         .bind(now)
-        .bind(error)
         .bind(&id_s)
         .execute(&mut *tx)
         .await?;
+        if let Some(message) = error {
+            sqlx::query(APPEND_ERROR).bind(message).bind(now).bind(&id_s).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn add_error(&self, id: Uuid, message: &str) -> Result<(), StoreError> {
-        sqlx::query(concat!("UPDATE jobs SET errors = ", $append_1, ", updated_at = $2 WHERE id = $3"))
-            .bind(message)
-            .bind(now_ms())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(APPEND_ERROR).bind(message).bind(now_ms()).bind(id.to_string()).execute(&self.pool).await?;
         Ok(())
     }
 

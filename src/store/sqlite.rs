@@ -52,6 +52,5 @@ super::sql::sql_job_store!(
     SqliteRow,
     clock: None,
     claim_lock: None,
-    append_error_4: "json_insert(errors, '$[#]', $4)",
-    append_error_1: "json_insert(errors, '$[#]', $1)"
+    append_error: "json_insert(errors, '$[#]', $1)"
 );
