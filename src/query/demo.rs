@@ -131,7 +131,10 @@ pub fn create(dir: &Path, rows: u64) -> io::Result<PathBuf> {
         }],
     };
     let path = dir.join("catalog.toml");
-    catalog.save(&path)?;
+    // Written only when missing: other processes on this data directory may be reading it.
+    if !path.exists() {
+        catalog.save(&path)?;
+    }
     Ok(path)
 }
 
