@@ -22,11 +22,27 @@ pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) 
             .await
             .map_err(|msg| ApiError::bad_request(crate::job::request_codes::BAD_AWS_PARAM, msg))?;
     }
-    state
+    let shape = state
         .engine
         .check(&spec.query)
         .await
         .map_err(|e| ApiError::bad_request(crate::job::request_codes::BAD_QUERY, e.to_string()))?;
+    if spec.to_ms.is_none() && !shape.windowed {
+        // A continuous job moves on by the time column; without one it would send the same
+        // rows again every window, forever.
+        let tables = match shape.windowed_tables.as_slice() {
+            [] => "this catalog has none".to_string(),
+            names => format!("the catalog's are {}", names.join(", ")),
+        };
+        return Err(ApiError::bad_request(
+            crate::job::request_codes::BAD_QUERY,
+            format!(
+                "a job without `to` is continuous: it exports new rows as they arrive, by the time column of \
+                 the tables it reads, and this query reads no table with a time column ({tables}). \
+                 Give `to`, or query a table with a time column"
+            ),
+        ));
+    }
     if spec.destination.bucket.is_none() && state.config.s3.bucket.is_none() {
         return Err(ApiError::bad_request(
             crate::job::request_codes::BUCKET_NEEDS_CREDENTIALS,

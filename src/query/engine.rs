@@ -57,7 +57,17 @@ pub trait QueryEngine: Send + Sync + 'static {
     async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError>;
 
     /// Checks that `query` plans (tables and columns exist, it is a SELECT) without running it.
-    async fn check(&self, query: &str) -> Result<(), QueryError>;
+    async fn check(&self, query: &str) -> Result<QueryShape, QueryError>;
+}
+
+/// What planning learnt about a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryShape {
+    /// It reads at least one table with a time column: `from`/`to` bound it, and a continuous
+    /// job can move on to new rows. Without one, every window would return the same rows.
+    pub windowed: bool,
+    /// The catalog tables that have a time column (to name them when one is needed).
+    pub windowed_tables: Vec<String>,
 }
 
 pub struct DataFusionEngine {
@@ -88,7 +98,8 @@ impl DataFusionEngine {
 
     /// A session holding the tables `query` names, each windowed to `window`. Only those: a
     /// table is opened (its files listed, its schema read) only by the queries that use it.
-    async fn context(&self, window: QueryWindow, query: &str) -> Result<SessionContext, QueryError> {
+    /// Also says whether any of them has a time column.
+    async fn context(&self, window: QueryWindow, query: &str) -> Result<(SessionContext, bool), QueryError> {
         // One partition keeps the row order of a run stable, so that a resumed run can skip
         // exactly the rows already uploaded. Identifiers stay case-sensitive: Devo field
         // names are camelCase (`statusCode`).
@@ -103,6 +114,7 @@ impl DataFusionEngine {
             ctx.register_object_store(url, store.clone());
         }
         let named = named_tables(&ctx, query);
+        let mut windowed = false;
         for table in self.catalog.tables.iter().filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r))) {
             let location = table.location.to_string_lossy().to_string();
             let mut df = match table.format {
@@ -113,6 +125,7 @@ impl DataFusionEngine {
                 TableFormat::Json => ctx.read_json(location, JsonReadOptions::default()).await?,
             };
             if let Some(time) = &table.time_column {
+                windowed = true;
                 let data_type = df
                     .schema()
                     .field_with_unqualified_name(time)
@@ -129,7 +142,7 @@ impl DataFusionEngine {
             }
             register(&ctx, &table.name, df.into_view())?;
         }
-        Ok(ctx)
+        Ok((ctx, windowed))
     }
 
     async fn plan(&self, ctx: &SessionContext, query: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
@@ -250,7 +263,7 @@ fn register(ctx: &SessionContext, name: &str, view: Arc<dyn datafusion::catalog:
 #[async_trait]
 impl QueryEngine for DataFusionEngine {
     async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError> {
-        let ctx = self.context(window, query).await?;
+        let (ctx, _) = self.context(window, query).await?;
         let mut df = self.plan(&ctx, query).await?;
         if skip > 0 || limit.is_some() {
             let fetch = limit.map(|l| l.saturating_sub(skip) as usize);
@@ -263,9 +276,12 @@ impl QueryEngine for DataFusionEngine {
         Ok(QueryRun { stream, time_column })
     }
 
-    async fn check(&self, query: &str) -> Result<(), QueryError> {
-        let ctx = self.context(QueryWindow::default(), query).await?;
-        self.plan(&ctx, query).await.map(|_| ())
+    async fn check(&self, query: &str) -> Result<QueryShape, QueryError> {
+        let (ctx, windowed) = self.context(QueryWindow::default(), query).await?;
+        self.plan(&ctx, query).await?;
+        let windowed_tables =
+            self.catalog.tables.iter().filter(|t| t.time_column.is_some()).map(|t| t.name.clone()).collect();
+        Ok(QueryShape { windowed, windowed_tables })
     }
 }
 
@@ -304,8 +320,10 @@ mod tests {
         gone.location = dir.join("no-such-directory/");
         catalog.tables.push(gone);
         let engine = DataFusionEngine::new(catalog);
-        engine.check("SELECT * FROM demo.ecommerce.data").await.unwrap();
-        engine.check("WITH t AS (SELECT statusCode FROM demo.ecommerce.data) SELECT * FROM t").await.unwrap();
+        assert!(engine.check("SELECT * FROM demo.ecommerce.data").await.unwrap().windowed);
+        let cte = "WITH t AS (SELECT statusCode FROM demo.ecommerce.data) SELECT * FROM t";
+        assert!(engine.check(cte).await.unwrap().windowed);
+        assert!(!engine.check("SELECT 1").await.unwrap().windowed);
         assert!(engine.check("SELECT * FROM archive.old").await.is_err());
     }
 

@@ -7,5 +7,5 @@ mod engine;
 mod object_stores;
 
 pub use catalog::{Catalog, TableEntry, TableFormat};
-pub use engine::{DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryWindow};
+pub use engine::{DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow};
 pub use object_stores::{TableStores, for_catalog as table_stores};

@@ -352,6 +352,11 @@ async fn bad_requests_get_400_and_queue_nothing() {
         assert_eq!(answer["status"], code, "{body} -> {answer}");
         assert!(!answer["msg"].as_str().unwrap().is_empty());
     }
+    // Continuous (no `to`) over no time column: every window would resend the same rows.
+    let (status, answer) = app.submit(json!({"query": "SELECT 1 AS one", "from": 1767225600, "destination": {"type": "s3"}})).await;
+    assert_eq!((status.as_u16(), answer["status"].as_u64()), (400, Some(101)), "{answer}");
+    let msg = answer["msg"].as_str().unwrap();
+    assert!(msg.contains("continuous") && msg.contains("demo.ecommerce.data") && msg.contains("Give `to`"), "{msg}");
     let (_, list) = app.get("/search/jobs").await;
     assert_eq!(list["object"].as_array().unwrap().len(), 0, "nothing was queued");
     let (status, _) = app.get(&format!("/search/job/{}", uuid::Uuid::new_v4())).await;
