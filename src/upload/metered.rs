@@ -50,9 +50,9 @@ impl Uploader for Metered {
         r
     }
 
-    async fn abort_all_under(&self, key: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
+    async fn abort_all_under(&self, prefix: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
         let t = Instant::now();
-        let r = self.inner.abort_all_under(key, requested_at).await;
+        let r = self.inner.abort_all_under(prefix, requested_at).await;
         self.metrics.s3_call("ListMultipartUploads", t, &r);
         r
     }

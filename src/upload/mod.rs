@@ -66,11 +66,12 @@ pub trait Uploader: Send + Sync + 'static {
     async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError>;
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError>;
-    /// Aborts the multipart uploads still open under `key` that were started no later than
-    /// `requested_at` (plus a margin for clocks), whatever their ids: one whose creation was
-    /// cut off before its id came back, or one a late part kept alive. A later upload (a
+    /// Aborts the multipart uploads still open for keys starting with `prefix` (a whole key,
+    /// or every part of a job) that were started no later than `requested_at` (plus a margin
+    /// for clocks), whatever their ids: one whose creation was cut off before its id came
+    /// back, one a late part kept alive, or one a worker that died left. A later upload (a
     /// worker that took the job over) is left alone. Returns how many were aborted.
-    async fn abort_all_under(&self, key: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError>;
+    async fn abort_all_under(&self, prefix: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError>;
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError>;
     /// The URL of an object, as listed in the job's `extra.paths`.
     fn url(&self, key: &str) -> String;

@@ -281,25 +281,38 @@ impl Uploader for S3Uploader {
         Ok(())
     }
 
-    async fn abort_all_under(&self, key: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
+    async fn abort_all_under(&self, prefix: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
         // Clocks differ between us and the store; a takeover comes a whole lease later.
         let latest = requested_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) + 10;
-        let listed = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .prefix(key)
-            .send()
-            .await
-            .map_err(|e| failed("ListMultipartUploads", key, e))?;
         let mut aborted = 0;
-        for upload in listed.uploads() {
-            if let (Some(k), Some(id)) = (upload.key(), upload.upload_id())
-                && k == key
-                && upload.initiated().is_none_or(|t| t.secs() <= latest)
-            {
-                self.abort_multipart(key, id).await?;
-                aborted += 1;
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| failed("ListMultipartUploads", prefix, e))?;
+            for upload in listed.uploads() {
+                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id())
+                    && key.starts_with(prefix)
+                    && upload.initiated().is_none_or(|t| t.secs() <= latest)
+                {
+                    self.abort_multipart(key, id).await?;
+                    aborted += 1;
+                }
+            }
+            if listed.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = listed.next_key_marker().map(str::to_string);
+            id_marker = listed.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
             }
         }
         Ok(aborted)

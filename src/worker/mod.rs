@@ -330,6 +330,9 @@ impl Worker {
             .await
             .map_err(ExportError::Query)?;
         let dest = &job.spec.destination;
+        if job.started_at_ms.is_some_and(|first| first < job.updated_at_ms) {
+            abort_uploads_left_behind(job, uploader.as_ref()).await;
+        }
         let options = PartOptions {
             format: dest.format,
             level: self.worker.compression_level,
@@ -477,4 +480,17 @@ fn gethostname() -> String {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "worker".into())
+}
+
+/// A run of a job that ran before (taken over from a worker that died, or resumed) aborts the
+/// multipart uploads earlier runs left open under its part names: a worker killed mid-part
+/// never aborted its own, and S3 keeps (and bills) their chunks until someone does. Its own
+/// uploads come later, so they are not touched; a failure only costs a warning.
+async fn abort_uploads_left_behind(job: &Job, uploader: &dyn crate::upload::Uploader) {
+    let stem = format!("{}{}", job.spec.destination.prefix, crate::job::part_file_stem(&job.id));
+    match uploader.abort_all_under(&stem, std::time::SystemTime::now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(job = %job.id, uploads = n, "aborted multipart uploads an earlier run left open"),
+        Err(e) => tracing::warn!(job = %job.id, error = %e, "could not look for multipart uploads an earlier run left open"),
+    }
 }

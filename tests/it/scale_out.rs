@@ -36,6 +36,21 @@ async fn a_worker_that_dies_mid_job_is_taken_over_by_another_machine() {
     // Machine A dies: no hand-back, no more heartbeats, whatever was in flight is cut off.
     run.abort();
     let _ = run.await;
+    // It died in the middle of a part's multipart upload, which stays open in the bucket.
+    let done = a.job(&id).await["extra"]["parts"].as_array().unwrap().len();
+    let first_key = a.job(&id).await["extra"]["parts"][0]["key"].as_str().unwrap().to_string();
+    let open_key = first_key.replace("_001.csv.gz", &format!("_{:03}.csv.gz", done + 1));
+    let left = a.s3.create_multipart_upload().bucket(&a.bucket).key(&open_key).send().await.unwrap();
+    a.s3.upload_part()
+        .bucket(&a.bucket)
+        .key(&open_key)
+        .upload_id(left.upload_id().unwrap())
+        .part_number(1)
+        .body(vec![b'x'; 1024].into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.open_multipart_uploads().await, 1);
 
     let b = a.peer(settings).await;
     let seen = b.job(&id).await;
@@ -63,6 +78,7 @@ async fn a_worker_that_dies_mid_job_is_taken_over_by_another_machine() {
     // Exactly the query's rows, every part index once, the email sent: by B, seen from A.
     check_completed_export(&b, &id, "csv.gz", Some(10_000), None).await;
     assert_eq!(a.job(&id).await["extra"], b.job(&id).await["extra"]);
+    assert_eq!(b.open_multipart_uploads().await, 0, "B aborted the upload A left open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
