@@ -330,15 +330,37 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
             .collect::<Result<Vec<_>, _>>()?,
     };
 
+    if let Some(r) = &region
+        && !(r.len() <= 64 && r.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'))
+    {
+        return err(BAD_AWS_PARAM, format!("aws.region \"{}\" is not a region name (like eu-west-1)", r.escape_debug()));
+    }
+    let (sse, kms_key_id, storage_class) = (text("aws.sse")?, text("aws.kmskeyid")?, text("aws.storageclass")?);
+    // Checked here, not left to S3: a job must not be queued only to fail at its first upload.
+    if let Some(v) = &sse
+        && !SSE_ALGORITHMS.contains(&v.as_str())
+    {
+        return err(BAD_AWS_PARAM, format!("aws.sse \"{}\" is not supported; use {}", v.escape_debug(), SSE_ALGORITHMS.join(", ")));
+    }
+    if kms_key_id.is_some() && !sse.as_deref().is_some_and(|v| v.starts_with("aws:kms")) {
+        return err(BAD_AWS_PARAM, "aws.kmskeyid needs aws.sse set to aws:kms or aws:kms:dsse");
+    }
+    let storage_classes = aws_sdk_s3::types::StorageClass::values();
+    if let Some(v) = &storage_class
+        && !storage_classes.contains(&v.as_str())
+    {
+        return err(BAD_AWS_PARAM, format!("aws.storageclass \"{}\" is not a storage class; use one of {}", v.escape_debug(), storage_classes.join(", ")));
+    }
+
     let destination = Destination {
         bucket,
         region,
         endpoint,
         path_style,
         prefix,
-        sse: text("aws.sse")?,
-        kms_key_id: text("aws.kmskeyid")?,
-        storage_class: text("aws.storageclass")?,
+        sse,
+        kms_key_id,
+        storage_class,
         format,
         encrypted: file_password.is_some(),
         multiple_file,
@@ -354,6 +376,10 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     };
     Ok((destination, secrets))
 }
+
+/// Server-side encryption a write may ask for (S3 reports others, like `aws:fsx`, but
+/// accepts only these on a write).
+const SSE_ALGORITHMS: [&str; 3] = ["AES256", "aws:kms", "aws:kms:dsse"];
 
 fn valid_bucket_name(b: &str) -> bool {
     (3..=63).contains(&b.len())

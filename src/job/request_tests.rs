@@ -150,3 +150,27 @@ fn unknown_params_and_types_are_refused() {
     assert_eq!(parse_submit(b"[1,2]", &limits()).unwrap_err().code, codes::BAD_BODY);
     assert_eq!(parse_submit(b"\xff\xfe", &limits()).unwrap_err().code, codes::BAD_BODY);
 }
+
+#[test]
+fn encryption_storage_class_and_region_are_checked_before_queueing() {
+    let with = |extra: serde_json::Value| {
+        let mut params = full();
+        params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        parse(with_params(params))
+    };
+    let ok = with(json!({"aws.sse": "aws:kms", "aws.kmskeyid": "arn:aws:kms:eu-west-1:1:key/k", "aws.storageclass": "STANDARD_IA"})).unwrap();
+    assert_eq!(ok.0.destination.storage_class.as_deref(), Some("STANDARD_IA"));
+    with(json!({"aws.sse": "AES256", "aws.region": "auto"})).unwrap();
+    for (extra, says) in [
+        (json!({"aws.sse": "foo"}), "use AES256, aws:kms, aws:kms:dsse"),
+        (json!({"aws.sse": "aws:fsx"}), "aws.sse \"aws:fsx\" is not supported"),
+        (json!({"aws.kmskeyid": "k"}), "needs aws.sse set to aws:kms"),
+        (json!({"aws.sse": "AES256", "aws.kmskeyid": "k"}), "needs aws.sse set to aws:kms"),
+        (json!({"aws.storageclass": "cold"}), "not a storage class; use one of"),
+        (json!({"aws.region": "EU West 1"}), "not a region name"),
+    ] {
+        let e = with(extra.clone()).unwrap_err();
+        assert_eq!(e.code, BAD_AWS_PARAM, "{extra}");
+        assert!(e.msg.contains(says), "{extra}: {}", e.msg);
+    }
+}
