@@ -49,17 +49,40 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking
                 || a >= 240 // reserved
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_ipv4(v6) {
+            // The address reaches (or stands for) an IPv4 host: judge that host.
             Some(v4) => is_internal(IpAddr::V4(v4)),
             None => {
-                let first = v6.segments()[0];
+                let [first, second, ..] = v6.segments();
                 v6.is_loopback()
                     || v6.is_unspecified()
                     || v6.is_multicast()
                     || (first & 0xfe00) == 0xfc00 // unique local
                     || (first & 0xffc0) == 0xfe80 // link-local
+                    || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside sites)
+                    || (first == 0x0064 && second == 0xff9b) // local-use NAT64 (64:ff9b:1::/48)
+                    || (first == 0x2001 && second == 0x0000) // Teredo: the IPv4 host inside is hidden
+                    || (first == 0x2001 && second == 0x0db8) // documentation
+                    || (first == 0x0100 && v6.segments()[1..4] == [0, 0, 0]) // discard-only
             }
         },
+    }
+}
+
+/// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, which a NAT64 gateway forwards to that IPv4
+/// host) and 6to4 (`2002:AABB:CCDD::/48`, the site behind a.b.c.d).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let tail = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    if let Some(v4) = v6.to_ipv4() {
+        // `::1` and `::` are IPv6's own loopback and unspecified address, not IPv4 ones.
+        return (!v6.is_loopback() && !v6.is_unspecified()).then_some(v4);
+    }
+    match s {
+        [0x0064, 0xff9b, 0, 0, 0, 0, ..] => Some(tail),
+        [0x2002, hi, lo, ..] => Some(std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)),
+        _ => None,
     }
 }
 
@@ -147,10 +170,13 @@ mod tests {
     #[test]
     fn internal_addresses_are_recognised() {
         for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
-                   "::1", "::", "fd00::1", "fe80::1", "::ffff:169.254.169.254", "::ffff:127.0.0.1"] {
+                   "::1", "::", "fd00::1", "fe80::1", "::ffff:169.254.169.254", "::ffff:127.0.0.1",
+                   // IPv4 hosts inside IPv6: compatible, NAT64, 6to4; Teredo, site-local.
+                   "::10.0.0.5", "64:ff9b::a00:5", "64:ff9b::169.254.169.254", "64:ff9b:1::1", "2002:a00:5::1",
+                   "2002:7f00:1::", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "fec0::1", "2001:db8::1"] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["52.95.110.1", "8.8.8.8", "2600:1f18::1", "172.32.0.1"] {
+        for ip in ["52.95.110.1", "8.8.8.8", "2600:1f18::1", "172.32.0.1", "64:ff9b::808:808", "2002:808:808::1"] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
     }
