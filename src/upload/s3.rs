@@ -126,6 +126,8 @@ impl S3Uploader {
                 Some((scheme, host)) => format!("{scheme}://{bucket}.{}", host.trim_end_matches('/')),
                 None => format!("{ep}/{bucket}"),
             },
+            // A dotted bucket name as a host name would not match S3's certificate.
+            None if bucket.contains('.') => format!("https://s3.{region}.amazonaws.com/{bucket}"),
             None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         };
         Ok(Self {
@@ -328,6 +330,25 @@ impl Uploader for S3Uploader {
     }
 
     fn url(&self, key: &str) -> String {
-        format!("{}/{key}", self.url_base)
+        object_url(&self.url_base, key)
+    }
+}
+
+/// Everything in a key but unreserved characters and `/` is percent-encoded in its URL, as S3
+/// encodes keys: a prefix with spaces, `#`, `?` or accents still gives a working link.
+const KEY_IN_URL: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+
+fn object_url(base: &str, key: &str) -> String {
+    format!("{base}/{}", percent_encoding::utf8_percent_encode(key, KEY_IN_URL))
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn keys_are_percent_encoded_in_urls() {
+        let base = "https://b.s3.eu-west-1.amazonaws.com";
+        assert_eq!(super::object_url(base, "exports/apiv2_x_001.csv.gz"), format!("{base}/exports/apiv2_x_001.csv.gz"));
+        assert_eq!(super::object_url(base, "my exports/#1?/é/a+b.csv"), format!("{base}/my%20exports/%231%3F/%C3%A9/a%2Bb.csv"));
     }
 }
