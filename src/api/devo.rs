@@ -126,6 +126,18 @@ pub async fn jobs(
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": views})))
 }
 
+/// `GET /search/jobs/{type}` and `GET /search/jobs/{type}/{name}`: the same list, filtered by
+/// path segments, as Devo's SDK asks for it (`get_jobs(job_type, name)`).
+pub async fn jobs_by_path(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(segments): Path<HashMap<String, String>>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    q.extend(segments);
+    jobs(State(state), caller, Query(q)).await
+}
+
 async fn steer(state: &AppState, caller: &Caller, id: &str, command: Command) -> Result<Json<Value>, ApiError> {
     let uuid = parse_id(id)?;
     let outcome = state

@@ -42,6 +42,8 @@ pub fn router(state: AppState) -> Router {
         .route("/search/query", post(devo::submit))
         .route("/search/job/{id}", get(devo::job))
         .route("/search/jobs", get(devo::jobs))
+        .route("/search/jobs/{type}", get(devo::jobs_by_path))
+        .route("/search/jobs/{type}/{name}", get(devo::jobs_by_path))
         .route("/search/job/stop/{id}", get(devo::stop))
         .route("/search/job/start/{id}", get(devo::start))
         .route("/search/job/remove/{id}", get(devo::remove))

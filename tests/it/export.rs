@@ -379,6 +379,12 @@ async fn jobs_survive_a_restart_and_list_by_status() {
     assert_eq!(list["object"][0]["id"], id.as_str());
     let (_, list) = app.get("/search/jobs?status=RUNNING").await;
     assert_eq!(list["object"].as_array().unwrap().len(), 0);
+    // Devo's SDK filters by type and name in the path.
+    let name = before["friendlyName"].as_str().unwrap();
+    for (path, found) in [("/search/jobs/s3".to_string(), 1), (format!("/search/jobs/s3/{name}"), 1), ("/search/jobs/s3/nope".into(), 0), ("/search/jobs/kafka".into(), 0)] {
+        let (status, list) = app.get(&path).await;
+        assert_eq!((status.as_u16(), list["object"].as_array().map(Vec::len)), (200, Some(found)), "{path}: {list}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
