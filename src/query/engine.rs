@@ -117,12 +117,24 @@ impl DataFusionEngine {
         let mut windowed = false;
         for table in self.catalog.tables.iter().filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r))) {
             let location = table.location.to_string_lossy().to_string();
+            // A directory is read for its `.csv` / `.json` files; a file named on its own is read
+            // whatever it is called (`events.ndjson`, `export.txt`).
+            let one_file = !location.ends_with('/') && !table.location.is_dir();
             let mut df = match table.format {
                 TableFormat::Csv => {
-                    let opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(10_000);
+                    let mut opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(10_000);
+                    if one_file {
+                        opts = opts.file_extension("");
+                    }
                     ctx.read_csv(location, opts).await?
                 }
-                TableFormat::Json => ctx.read_json(location, JsonReadOptions::default()).await?,
+                TableFormat::Json => {
+                    let mut opts = JsonReadOptions::default();
+                    if one_file {
+                        opts = opts.file_extension("");
+                    }
+                    ctx.read_json(location, opts).await?
+                }
             };
             if let Some(time) = &table.time_column {
                 windowed = true;
@@ -132,12 +144,13 @@ impl DataFusionEngine {
                     .map_err(|_| QueryError::Execution(format!("catalog: table {} has no time column {time}", table.name)))?
                     .data_type()
                     .clone();
+                let (column, data_type) = comparable_time(ident(time), data_type);
                 let bound = |ms: i64| time_literal(&data_type, ms);
                 if let Some(from) = window.from_ms {
-                    df = df.filter(ident(time).gt_eq(bound(from)))?;
+                    df = df.filter(column.clone().gt_eq(bound(from)))?;
                 }
                 if let Some(to) = window.to_ms {
-                    df = df.filter(ident(time).lt(bound(to)))?;
+                    df = df.filter(column.lt(bound(to)))?;
                 }
             }
             register(&ctx, &table.name, df.into_view())?;
@@ -190,6 +203,18 @@ fn only_one_select(query: &str) -> Result<(), QueryError> {
             let kind: Vec<&str> = text.split_whitespace().take(2).collect();
             Err(QueryError::Invalid(format!("only SELECT queries run here, not {}", kind.join(" ").to_uppercase())))
         }
+    }
+}
+
+/// The time column as windows compare it: text (`2026-01-01T10:00:00Z`, as NDJSON gives
+/// times) is read as a timestamp; timestamps, dates and integers (epoch ms) as they are.
+fn comparable_time(column: Expr, data_type: DataType) -> (Expr, DataType) {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let as_time = DataType::Timestamp(TimeUnit::Millisecond, None);
+            (datafusion::logical_expr::cast(column, as_time.clone()), as_time)
+        }
+        other => (column, other),
     }
 }
 
@@ -325,6 +350,33 @@ mod tests {
         assert!(engine.check(cte).await.unwrap().windowed);
         assert!(!engine.check("SELECT 1").await.unwrap().windowed);
         assert!(engine.check("SELECT * FROM archive.old").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_ndjson_file_with_text_times_is_windowed_by_them() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("events.ndjson");
+        let lines: Vec<String> =
+            (0..4).map(|h| format!(r#"{{"t":"2026-01-01T0{h}:00:00Z","v":{h}}}"#)).collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let table = super::super::TableEntry {
+            name: "ev".into(),
+            location: file,
+            format: TableFormat::Json,
+            time_column: Some("t".into()),
+        };
+        let engine = DataFusionEngine::new(Catalog { tables: vec![table] });
+        let hour = 3_600_000;
+        let start = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let window = QueryWindow { from_ms: Some(start + hour / 2), to_ms: Some(start + 3 * hour) };
+        let run = engine.run("SELECT v FROM ev", window, 0, None).await.unwrap();
+        let batches: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(run.stream).await.unwrap();
+        let seen: Vec<i64> =
+            batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+        assert_eq!(seen, vec![1, 2]);
     }
 
     #[tokio::test]

@@ -194,7 +194,7 @@ pub struct Start {
 /// The time column as epoch milliseconds, when it is a timestamp or an integer.
 fn time_values(col: &dyn Array) -> Option<Vec<Option<i64>>> {
     match col.data_type() {
-        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let ms = cast(col, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok()?;
             Some(ms.as_primitive::<TimestampMillisecondType>().iter().collect())
         }
