@@ -80,8 +80,33 @@ pub fn job_view(job: &Job) -> JobView {
     }
 }
 
-/// The first table the query reads (`FROM a.b.c`, SQL or Devo's LINQ `from a.b.c select …`).
+/// The first table the query reads, as the SQL parser sees it (so `EXTRACT(YEAR FROM x)` or
+/// a CTE's name is not taken for one), or, for text it cannot parse (Devo's LINQ,
+/// `from a.b.c select …`), the name after the first `from`.
 pub fn table_of(query: &str) -> Option<String> {
+    use std::ops::ControlFlow;
+    use datafusion::sql::sqlparser::{ast, dialect::GenericDialect, parser::Parser};
+    if let Ok(statements) = Parser::parse_sql(&GenericDialect {}, query) {
+        let ctes: Vec<String> = statements
+            .iter()
+            .filter_map(|s| match s {
+                ast::Statement::Query(q) => q.with.as_ref(),
+                _ => None,
+            })
+            .flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone()))
+            .collect();
+        let mut first = None;
+        let _ = ast::visit_relations(&statements, |name: &ast::ObjectName| {
+            let parts: Vec<String> =
+                name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect();
+            if parts.len() == 1 && ctes.contains(&parts[0]) {
+                return ControlFlow::Continue(());
+            }
+            first = Some(parts.join("."));
+            ControlFlow::Break(())
+        });
+        return first;
+    }
     static FROM: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r#"(?i)\bfrom\s+([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)"#).expect("valid regex"));
     FROM.captures(query).map(|c| c[1].to_string())
@@ -96,5 +121,10 @@ mod tests {
         assert_eq!(table_of("SELECT * FROM demo.ecommerce.data WHERE x=1").as_deref(), Some("demo.ecommerce.data"));
         assert_eq!(table_of("from demo.ecommerce.data select *").as_deref(), Some("demo.ecommerce.data"));
         assert_eq!(table_of("SELECT 1"), None);
+        let extract = "SELECT EXTRACT(YEAR FROM eventdate) FROM demo.ecommerce.data";
+        assert_eq!(table_of(extract).as_deref(), Some("demo.ecommerce.data"));
+        assert_eq!(table_of(r#"SELECT * FROM "demo"."ecommerce"."data""#).as_deref(), Some("demo.ecommerce.data"));
+        let cte = "WITH t AS (SELECT * FROM demo.ecommerce.data) SELECT * FROM t";
+        assert_eq!(table_of(cte).as_deref(), Some("demo.ecommerce.data"));
     }
 }
