@@ -366,7 +366,8 @@ impl Worker {
             p.events_sent = rows_done;
             p.events_generated = rows_done;
         }
-        let window = job.spec.to_ms.map(|to| (job.spec.from_ms.unwrap_or(0), to));
+        // Without `from` there is no start to measure progress from (1970 would make it 99% at once).
+        let window = job.spec.from_ms.zip(job.spec.to_ms);
         let mut export = Export::new(
             job.id,
             self.id.clone(),
