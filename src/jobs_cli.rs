@@ -16,6 +16,10 @@ pub struct JobsArgs {
     /// Bearer token (e.g. the contents of data_dir/initial-token, or one from `forwarder auth create-token`).
     #[arg(long, env = "FORWARDER_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// PEM certificate(s) to trust, besides the system's, for an https server (one with a
+    /// self-signed certificate, or a private CA's).
+    #[arg(long, env = "FORWARDER_CA", global = true)]
+    pub ca: Option<std::path::PathBuf>,
     /// Print the job (or jobs) as the API gives them (its `object`), instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -63,7 +67,19 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let res = req.send().await.with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let res = req.send().await.map_err(|e| {
+            // reqwest's own message is only "error sending request": say what went wrong.
+            let mut why = format!("cannot reach the server at {}", self.base);
+            let mut cause: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(c) = cause {
+                why.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            if why.contains("certificate") {
+                why.push_str(" (for a self-signed or private certificate, pass it with --ca FILE)");
+            }
+            anyhow::anyhow!(why)
+        })?;
         let status = res.status();
         let body: Value = res.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
         let msg = body["msg"].as_str().unwrap_or("request refused");
@@ -81,7 +97,14 @@ impl Client {
 pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
     // An empty FORWARDER_TOKEN is no token at all.
     let token = args.token.filter(|t| !t.trim().is_empty());
-    let client = Client { http: reqwest::Client::new(), base: args.server, token };
+    let mut http = reqwest::Client::builder();
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read --ca {}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--ca {} holds no PEM certificate", ca.display()))?;
+        http = http.tls_certs_merge(certs);
+    }
+    let client = Client { http: http.build().context("cannot set up the HTTP client")?, base: args.server, token };
     let (path, wait) = match &args.command {
         JobsCommand::List { status, name } => {
             // Encoded, so that a name holding `&`, `#` or spaces is sent as it is.

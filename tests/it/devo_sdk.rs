@@ -13,7 +13,9 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+        // An end-entity certificate (CA:FALSE): rustls, as browsers, refuses a CA certificate
+        // as a server's own.
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -69,6 +71,24 @@ async fn devo_sdk_submits_follows_and_steers_jobs_over_https() {
     let (ok, removed, err) = sdk(&["remove", &id]);
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&removed).unwrap()["object"]["status"], "REMOVED");
+
+    // The operators' CLI speaks https too, trusting the server's certificate with --ca.
+    let https = app.api.replacen("http://", "https://", 1);
+    let (_, devo_token) = auth_cli(&app, &["create-token", "--domain", "devo"]);
+    let cli = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_forwarder"))
+            .args(["jobs", "show", &id, "--server", &https])
+            .args(extra)
+            .env("FORWARDER_TOKEN", devo_token.trim())
+            .env_remove("FORWARDER_CA")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (ok, out) = cli(&["--ca", &ca]);
+    assert!(ok && out.contains("REMOVED"), "{out}");
+    let (ok, out) = cli(&[]);
+    assert!(!ok && out.contains("certificate") && out.contains("--ca"), "an untrusted certificate is refused: {out}");
 
     // Plain http is not served on an https listener.
     let plain = reqwest::Client::new().get(format!("{}/healthz", app.api)).send().await;
