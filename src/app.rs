@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, ReplayGuard, router};
+use crate::api::{AppState, router};
 use anyhow::Context as _;
 
 use crate::config::{Config, TlsConfig};
@@ -65,7 +65,6 @@ impl App {
             secrets.clone(),
             metrics.clone(),
         ));
-        let replays = Arc::new(ReplayGuard::default());
         let job_runnable = worker.queued_signal();
         let state = AppState {
             config: Arc::new(config),
@@ -74,7 +73,6 @@ impl App {
             secrets,
             metrics,
             credentials,
-            replays,
             reporter,
             job_runnable,
         };

@@ -9,10 +9,6 @@
 //! Keys and tokens come from the configuration or from `forwarder auth`; each belongs to a
 //! domain, and a caller sees only its domain's jobs.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
@@ -113,7 +109,10 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
     if !signature_matches(&secret, key, body, timestamp, sign) {
         return Err(ApiError::unauthorized("x-logtrust-sign does not match: sign apikey + body + timestamp with the key's secret (HMAC-SHA256, hex)"));
     }
-    if submits && !state.replays.first_use(sign, skew) {
+    // Kept in the store, so that a request captured on its way to one server is refused by
+    // every server sharing it, and after a restart. A stale timestamp is refused anyway, so
+    // a signature need not be kept past twice the window.
+    if submits && !state.credentials.first_use_of_signature(sign, crate::job::now_ms() + 2 * skew.as_millis() as i64).await? {
         return Err(ApiError::unauthorized("this signed request was already used: sign each request anew"));
     }
     Ok(caller)
@@ -136,23 +135,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Signatures seen within the clock-skew window: a captured request cannot be sent again.
-#[derive(Default)]
-pub struct ReplayGuard {
-    seen: Mutex<HashMap<String, Instant>>,
-}
-
-impl ReplayGuard {
-    /// `true` the first time `sign` is seen within `window`.
-    pub fn first_use(&self, sign: &str, window: Duration) -> bool {
-        let now = Instant::now();
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        // A stale timestamp is refused anyway, so older entries can go.
-        seen.retain(|_, at| now.duration_since(*at) <= window * 2);
-        seen.insert(sign.to_ascii_lowercase(), now).is_none()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,13 +147,5 @@ mod tests {
         assert!(signature_matches(&Secret::new("s3cr3t"), "key", b"{}", "1700000000000", &s.to_uppercase()));
         assert!(!signature_matches(&Secret::new("other"), "key", b"{}", "1700000000000", &s));
         assert!(!signature_matches(&Secret::new("s3cr3t"), "key", b"{ }", "1700000000000", &s));
-    }
-
-    #[test]
-    fn a_signature_is_accepted_once() {
-        let guard = ReplayGuard::default();
-        assert!(guard.first_use("abc", Duration::from_secs(60)));
-        assert!(!guard.first_use("ABC", Duration::from_secs(60)));
-        assert!(guard.first_use("abd", Duration::from_secs(60)));
     }
 }

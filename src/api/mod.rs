@@ -4,7 +4,7 @@ mod auth;
 mod devo;
 mod error;
 
-pub use auth::{Caller, ReplayGuard, sign};
+pub use auth::{Caller, sign};
 pub use error::ApiError;
 
 use std::sync::Arc;
@@ -30,7 +30,6 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub metrics: Arc<Metrics>,
     pub credentials: Arc<dyn CredentialStore>,
-    pub replays: Arc<ReplayGuard>,
     /// Emails the recipients of a job an operator stopped before it ran.
     pub reporter: Arc<EndReporter>,
     /// Wakes this process's worker when a job becomes runnable (queued or started again).

@@ -94,6 +94,18 @@ impl CredentialStore for $store {
         Ok(stored == fingerprint)
     }
 
+    async fn first_use_of_signature(&self, signature: &str, expires_at_ms: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM used_signatures WHERE expires_at < $1").bind(now_ms()).execute(&mut *tx).await?;
+        let added = sqlx::query("INSERT INTO used_signatures (signature, expires_at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING")
+            .bind(signature.to_ascii_lowercase())
+            .bind(expires_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(added.rows_affected() == 1)
+    }
+
     async fn has_credentials(&self) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials").fetch_one(self.pool()).await?;
         Ok(n > 0)

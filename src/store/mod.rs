@@ -189,4 +189,7 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// Records `fingerprint` as the store's server key if it has none yet; `false` when the
     /// store was set up with another key.
     async fn adopt_server_key(&self, fingerprint: &str) -> Result<bool, StoreError>;
+    /// Records a signed request's signature until `expires_at_ms`; `true` the first time it is
+    /// seen (by any server sharing the store), so that a captured request is refused again.
+    async fn first_use_of_signature(&self, signature: &str, expires_at_ms: i64) -> Result<bool, StoreError>;
 }

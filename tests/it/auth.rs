@@ -11,7 +11,7 @@ use crate::common::*;
 use crate::export::QUERY;
 
 /// A request signed as Devo's SDK signs it.
-async fn signed(app: &TestApp, method: &str, path: &str, body: &str, key: &str, secret: &str, ts: i64) -> (u16, Value) {
+pub(crate) async fn signed(app: &TestApp, method: &str, path: &str, body: &str, key: &str, secret: &str, ts: i64) -> (u16, Value) {
     let ts = ts.to_string();
     let sign = forwarder::api::sign(secret, key, body.as_bytes(), &ts);
     let http = reqwest::Client::new();

@@ -84,7 +84,8 @@ async fn a_worker_that_dies_mid_job_is_taken_over_by_another_machine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_sharing_a_store_share_its_jobs_and_credentials() {
     let key_file = std::env::temp_dir().join(format!("forwarder-it-key-{}", uuid::Uuid::new_v4()));
-    let settings = shared(fresh_postgres_database().await, key_file);
+    let url = fresh_postgres_database().await;
+    let settings = shared(url.clone(), key_file.clone());
     let a = spawn_app_with(2_000, settings.clone()).await;
     let b = a.peer(settings).await;
     // Submitted to B with A's token (one credential store), listed by A, run by A.
@@ -106,6 +107,26 @@ async fn servers_sharing_a_store_share_its_jobs_and_credentials() {
         None,
         "nothing is run twice"
     );
+
+    // A signed submission accepted by A and sent again to B is refused: they share what was used.
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .args(["auth", "create-key", "--domain", "acme"])
+        .env("FORWARDER_DATA_DIR", a.dir.join("data"))
+        .env("FORWARDER_STORE__URL", &url)
+        .env("FORWARDER_STORE__KEY_FILE", &key_file)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&created.stdout);
+    let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
+    let (key, secret) = (field("apikey"), field("apisecret"));
+    let (from, to) = forwarder::query::demo::time_range(a.rows);
+    let body = json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": a.params(json!({"format": "gzip"}))}}).to_string();
+    let now = forwarder::job::now_ms();
+    let (status, answer) = crate::auth::signed(&a, "POST", "/search/query", &body, &key, &secret, now).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = crate::auth::signed(&b, "POST", "/search/query", &body, &key, &secret, now).await;
+    assert_eq!(status, 401, "replayed to another server: {answer}");
+    assert!(answer["msg"].as_str().unwrap().contains("already used"), "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

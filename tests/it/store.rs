@@ -395,6 +395,13 @@ async fn credentials(store: Arc<dyn CredentialStore>) {
             .is_none()
     );
     assert!(store.has_credentials().await.unwrap());
+    // A signature is accepted once, whatever its case, until it expires.
+    let later = forwarder::job::now_ms() + 60_000;
+    assert!(store.first_use_of_signature("abc", later).await.unwrap());
+    assert!(!store.first_use_of_signature("ABC", later).await.unwrap());
+    assert!(store.first_use_of_signature("abd", later).await.unwrap());
+    assert!(store.first_use_of_signature("old", 0).await.unwrap());
+    assert!(store.first_use_of_signature("old", later).await.unwrap(), "an expired one is forgotten");
 }
 
 async fn sqlite() -> Arc<SqliteStore> {
