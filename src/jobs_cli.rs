@@ -101,7 +101,9 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
     if let Some(ca) = &args.ca {
         let pem = std::fs::read(ca).with_context(|| format!("cannot read --ca {}", ca.display()))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("--ca {} holds no PEM certificate", ca.display()))?;
+            .ok()
+            .filter(|c| !c.is_empty())
+            .with_context(|| format!("--ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", ca.display()))?;
         http = http.tls_certs_merge(certs);
     }
     let client = Client { http: http.build().context("cannot set up the HTTP client")?, base: args.server, token };

@@ -127,7 +127,7 @@ pub async fn jobs(
 }
 
 /// `GET /search/jobs/{type}` and `GET /search/jobs/{type}/{name}`: the same list, filtered by
-/// path segments, as Devo's SDK asks for it (`get_jobs(job_type, name)`).
+/// path segments, as Devo's SDK before 7.0 asks for it (`get_jobs(job_type, name)` in devo-sdk 5.x).
 pub async fn jobs_by_path(
     State(state): State<AppState>,
     caller: Caller,

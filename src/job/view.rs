@@ -86,23 +86,30 @@ pub fn job_view(job: &Job) -> JobView {
 pub fn table_of(query: &str) -> Option<String> {
     use std::ops::ControlFlow;
     use datafusion::sql::sqlparser::{ast, dialect::GenericDialect, parser::Parser};
+    let dotted = |name: &ast::ObjectName| -> String {
+        let parts: Vec<String> = name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect();
+        parts.join(".")
+    };
     if let Ok(statements) = Parser::parse_sql(&GenericDialect {}, query) {
-        let ctes: Vec<String> = statements
-            .iter()
-            .filter_map(|s| match s {
-                ast::Statement::Query(q) => q.with.as_ref(),
-                _ => None,
-            })
-            .flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone()))
-            .collect();
+        let query = match statements.first() {
+            Some(ast::Statement::Query(q)) => q,
+            _ => return None,
+        };
+        let ctes: Vec<String> =
+            query.with.iter().flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone())).collect();
+        // The outermost FROM first: a subquery in the SELECT list is visited before it.
+        if let ast::SetExpr::Select(select) = query.body.as_ref()
+            && let Some(ast::TableFactor::Table { name, .. }) = select.from.first().map(|t| &t.relation)
+            && !ctes.contains(&dotted(name))
+        {
+            return Some(dotted(name));
+        }
         let mut first = None;
         let _ = ast::visit_relations(&statements, |name: &ast::ObjectName| {
-            let parts: Vec<String> =
-                name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect();
-            if parts.len() == 1 && ctes.contains(&parts[0]) {
+            if ctes.contains(&dotted(name)) {
                 return ControlFlow::Continue(());
             }
-            first = Some(parts.join("."));
+            first = Some(dotted(name));
             ControlFlow::Break(())
         });
         return first;
@@ -124,6 +131,8 @@ mod tests {
         let extract = "SELECT EXTRACT(YEAR FROM eventdate) FROM demo.ecommerce.data";
         assert_eq!(table_of(extract).as_deref(), Some("demo.ecommerce.data"));
         assert_eq!(table_of(r#"SELECT * FROM "demo"."ecommerce"."data""#).as_deref(), Some("demo.ecommerce.data"));
+        let nested = "SELECT (SELECT max(x) FROM lookup) AS m, * FROM demo.ecommerce.data";
+        assert_eq!(table_of(nested).as_deref(), Some("demo.ecommerce.data"));
         let cte = "WITH t AS (SELECT * FROM demo.ecommerce.data) SELECT * FROM t";
         assert_eq!(table_of(cte).as_deref(), Some("demo.ecommerce.data"));
     }

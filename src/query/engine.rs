@@ -118,8 +118,14 @@ impl DataFusionEngine {
         for table in self.catalog.tables.iter().filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r))) {
             let location = table.location.to_string_lossy().to_string();
             // A directory is read for its `.csv` / `.json` files; a file named on its own is read
-            // whatever it is called (`events.ndjson`, `export.txt`).
-            let one_file = !location.ends_with('/') && !table.location.is_dir();
+            // whatever it is called (`events.ndjson`, `export.txt`). An `s3://` location is one
+            // object only when its last segment has an extension (`s3://b/logs` is a prefix, and
+            // without `/` DataFusion would read every object under it).
+            let one_file = if location.contains("://") {
+                location.rsplit('/').next().is_some_and(|last| last.contains('.'))
+            } else {
+                table.location.is_file()
+            };
             let mut df = match table.format {
                 TableFormat::Csv => {
                     let mut opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(10_000);
@@ -212,7 +218,8 @@ fn comparable_time(column: Expr, data_type: DataType) -> (Expr, DataType) {
     match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let as_time = DataType::Timestamp(TimeUnit::Millisecond, None);
-            (datafusion::logical_expr::cast(column, as_time.clone()), as_time)
+            // A value that is not a time (`""`, `n/a`) is no row of any window, not a failed job.
+            (datafusion::logical_expr::try_cast(column, as_time.clone()), as_time)
         }
         other => (column, other),
     }
@@ -359,8 +366,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("events.ndjson");
-        let lines: Vec<String> =
+        let mut lines: Vec<String> =
             (0..4).map(|h| format!(r#"{{"t":"2026-01-01T0{h}:00:00Z","v":{h}}}"#)).collect();
+        lines.push(r#"{"t":"n/a","v":9}"#.into());
         std::fs::write(&file, lines.join("\n")).unwrap();
         let table = super::super::TableEntry {
             name: "ev".into(),

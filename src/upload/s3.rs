@@ -286,7 +286,7 @@ impl Uploader for S3Uploader {
     async fn abort_all_under(&self, prefix: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
         // Clocks differ between us and the store; a takeover comes a whole lease later.
         let latest = requested_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) + 10;
-        let mut aborted = 0;
+        let (mut aborted, mut failure) = (0, None);
         let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
         loop {
             let listed = self
@@ -304,8 +304,11 @@ impl Uploader for S3Uploader {
                     && key.starts_with(prefix)
                     && upload.initiated().is_none_or(|t| t.secs() <= latest)
                 {
-                    self.abort_multipart(key, id).await?;
-                    aborted += 1;
+                    // One that cannot be aborted does not keep the others open.
+                    match self.abort_multipart(key, id).await {
+                        Ok(()) => aborted += 1,
+                        Err(e) => failure = Some(e),
+                    }
                 }
             }
             if listed.is_truncated() != Some(true) {
@@ -317,7 +320,10 @@ impl Uploader for S3Uploader {
                 break;
             }
         }
-        Ok(aborted)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(aborted),
+        }
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {

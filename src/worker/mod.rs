@@ -331,7 +331,8 @@ impl Worker {
             .map_err(ExportError::Query)?;
         let dest = &job.spec.destination;
         if job.started_at_ms.is_some_and(|first| first < job.updated_at_ms) {
-            abort_uploads_left_behind(job, uploader.as_ref()).await;
+            let next_index = job.parts.last().map_or(1, |p| p.index + 1);
+            abort_uploads_left_behind(job, uploader.as_ref(), next_index).await;
         }
         let options = PartOptions {
             format: dest.format,
@@ -487,11 +488,23 @@ fn gethostname() -> String {
 /// multipart uploads earlier runs left open under its part names: a worker killed mid-part
 /// never aborted its own, and S3 keeps (and bills) their chunks until someone does. Its own
 /// uploads come later, so they are not touched; a failure only costs a warning.
-async fn abort_uploads_left_behind(job: &Job, uploader: &dyn crate::upload::Uploader) {
-    let stem = format!("{}{}", job.spec.destination.prefix, crate::job::part_file_stem(&job.id));
-    match uploader.abort_all_under(&stem, std::time::SystemTime::now()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(job = %job.id, uploads = n, "aborted multipart uploads an earlier run left open"),
-        Err(e) => tracing::warn!(job = %job.id, error = %e, "could not look for multipart uploads an earlier run left open"),
+async fn abort_uploads_left_behind(job: &Job, uploader: &dyn crate::upload::Uploader, next_index: u32) {
+    let prefix = &job.spec.destination.prefix;
+    let now = std::time::SystemTime::now();
+    // Every part name of the job at once where the store lists by prefix (S3, LocalStack);
+    // MinIO lists one exact name only, so the parts a run can have had open (the one after
+    // the last recorded, and the one after it) are asked for by name too.
+    let stem = format!("{prefix}{}", crate::job::part_file_stem(&job.id));
+    let open_parts = (next_index..next_index + 2)
+        .map(|i| format!("{prefix}{}", crate::job::part_file_name(&job.id, i, job.spec.destination.format)));
+    let mut aborted = 0;
+    for key in std::iter::once(stem).chain(open_parts) {
+        match uploader.abort_all_under(&key, now).await {
+            Ok(n) => aborted += n,
+            Err(e) => tracing::warn!(job = %job.id, error = %e, "could not look for multipart uploads an earlier run left open"),
+        }
+    }
+    if aborted > 0 {
+        tracing::info!(job = %job.id, uploads = aborted, "aborted multipart uploads an earlier run left open");
     }
 }
