@@ -54,6 +54,8 @@ pub struct DemoOptions {
     pub rows: u64,
     pub format: String,
     pub part_mb: f64,
+    /// Serve on after the export, until Ctrl-C.
+    pub keep: bool,
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
@@ -127,7 +129,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         None => println!("No notification email found in {}", outbox.display()),
     }
     println!("Uploaded objects are files under {}", opts.dir.join("s3").join(BUCKET).display());
-    println!("The demo's server stops now; for one that stays up, see README, Running it (forwarder serve).");
+    if opts.keep {
+        let token = token_file.display();
+        println!("Still serving until Ctrl-C, at {api}. Try:");
+        println!("  curl -H \"Authorization: Bearer $(cat {token})\" {api}/search/jobs");
+        println!("  FORWARDER_TOKEN=$(cat {token}) forwarder jobs list --server {api}");
+        tokio::signal::ctrl_c().await?;
+        println!("Ctrl-C: stopping");
+    } else {
+        println!("The demo's server stops now; `--keep` keeps it up, and README, Running it, shows forwarder serve.");
+    }
     shutdown.cancel();
     let _ = server.await;
     Ok(())

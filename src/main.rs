@@ -63,6 +63,9 @@ enum Command {
         /// Part size limit, MB.
         #[arg(long, default_value_t = 5.0)]
         part_mb: f64,
+        /// Keep the API and the S3 endpoint up after the export, until Ctrl-C, to try the API.
+        #[arg(long)]
+        keep: bool,
     },
     /// Write the demo table (demo.ecommerce.data) with a catalog naming it.
     GenDemo {
@@ -103,7 +106,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Jobs(args) => jobs_cli::run(args).await,
         Command::Auth { config, command } => auth_cli::run(config.as_deref(), command).await,
-        Command::Demo { dir, rows, format, part_mb } => run_demo(DemoOptions { dir, rows, format, part_mb }).await,
+        Command::Demo { dir, rows, format, part_mb, keep } => run_demo(DemoOptions { dir, rows, format, part_mb, keep }).await,
         Command::GenDemo { dir, rows } => {
             let catalog = demo::create(&dir, rows)?;
             println!("{}", catalog.display());

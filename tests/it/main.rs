@@ -3,6 +3,7 @@
 
 mod auth;
 mod common;
+mod demo;
 mod devo_sdk;
 mod edges;
 mod export;
