@@ -49,7 +49,7 @@ pub struct PartView {
 }
 
 pub fn job_view(job: &Job) -> JobView {
-    let bounded = job.spec.from_ms.is_some() && job.spec.to_ms.is_some();
+    let bounded = job.spec.to_ms.is_some();
     JobView {
         id: job.id.to_string(),
         status: job.status.as_str(),

@@ -367,7 +367,8 @@ impl Worker {
             p.events_sent = rows_done;
             p.events_generated = rows_done;
         }
-        // Without `from` there is no start to measure progress from (1970 would make it 99% at once).
+        // Without `from` there is no start to measure progress from (1970 would make it 99% at
+        // once): such a job shows 0 until it completes.
         let window = job.spec.from_ms.zip(job.spec.to_ms);
         let mut export = Export::new(
             job.id,
