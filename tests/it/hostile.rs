@@ -66,6 +66,12 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         ("unknown param", good(json!({"param:aws.evil": "x"}))),
         ("multiplefile is text", good(json!({"param:multiplefile": "maybe"}))),
         ("no bucket, and no default bucket", good(json!({"destination": {"type": "s3", "params": {"format": "gzip"}}}))),
+        ("endpoint at a NAT64 private address", good(json!({"param:aws.endpoint": "http://[64:ff9b::a00:5]:9000"}))),
+        ("unknown server-side encryption", good(json!({"param:aws.sse": "rot13"}))),
+        ("KMS key without aws:kms", good(json!({"param:aws.kmskeyid": "alias/mine"}))),
+        ("unknown storage class", good(json!({"param:aws.storageclass": "COLD"}))),
+        ("region with spaces", good(json!({"param:aws.region": "eu west"}))),
+        ("continuous over no time column", good(json!({"query": "SELECT 1 AS one", "to": null}))),
     ];
     let url = format!("{}/search/query", app.api);
     // A connection per request: the server answers an oversized body before reading it all
