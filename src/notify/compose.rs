@@ -26,13 +26,30 @@ pub fn compose(s: &JobSummary, from: &str) -> Result<Message, String> {
     let from: Mailbox = from.parse().map_err(|e| format!("sender address {from:?}: {e}"))?;
     let mut builder = Message::builder()
         .from(from)
-        .subject(format!("Forwarder job {} {}: {} rows in {} parts", s.job_id, s.status, s.rows, s.parts.len()));
+        .subject(format!("Forwarder job {} {}: {} in {}", s.job_id, s.status, counted(s.rows, "row"), counted(s.parts.len() as u64, "part")));
     for r in &s.recipients {
         builder = builder.to(r.parse().map_err(|e| format!("recipient {r:?}: {e}"))?);
     }
     builder
         .multipart(MultiPart::alternative_plain_html(text(s), html(s)))
         .map_err(|e| e.to_string())
+}
+
+/// `1 part`, `3,000 rows`: what a reader expects, not `1 parts` and `3000 rows`.
+fn counted(n: u64, noun: &str) -> String {
+    let digits = n.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{grouped} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+fn total_bytes(s: &JobSummary) -> String {
+    human_bytes(s.parts.iter().map(|p| p.bytes).sum())
 }
 
 fn human_bytes(n: u64) -> String {
@@ -60,8 +77,8 @@ fn text(s: &JobSummary) -> String {
     let _ = writeln!(t, "Forwarder job {} ended: {}", s.job_id, s.status);
     let _ = writeln!(t);
     let _ = writeln!(t, "Query:    {}", s.query);
-    let _ = writeln!(t, "Rows:     {}", s.rows);
-    let _ = writeln!(t, "Parts:    {}", s.parts.len());
+    let _ = writeln!(t, "Rows:     {}", counted(s.rows, "row"));
+    let _ = writeln!(t, "Parts:    {}, {}", counted(s.parts.len() as u64, "part"), total_bytes(s));
     let _ = writeln!(t, "Duration: {}", human_duration(s.duration));
     for e in &s.errors {
         let _ = writeln!(t, "Error:    {e}");
@@ -70,7 +87,7 @@ fn text(s: &JobSummary) -> String {
         let _ = writeln!(t);
         let _ = writeln!(t, "Files:");
         for p in &s.parts {
-            let _ = writeln!(t, "  {}  ({}, {} rows)", p.url, human_bytes(p.bytes), p.rows);
+            let _ = writeln!(t, "  {}  ({}, {})", p.url, human_bytes(p.bytes), counted(p.rows, "row"));
         }
     }
     t
@@ -109,8 +126,8 @@ fn html(s: &JobSummary) -> String {
         escape(&s.job_id),
         s.status,
         escape(&s.query),
-        s.rows,
-        s.parts.len(),
+        counted(s.rows, "row"),
+        format!("{}, {}", counted(s.parts.len() as u64, "part"), total_bytes(s)),
         human_duration(s.duration)
     );
     for e in &s.errors {
@@ -121,7 +138,7 @@ fn html(s: &JobSummary) -> String {
         h.push_str("<h3>Files</h3><ul>");
         for p in &s.parts {
             let url = escape(&p.url);
-            let _ = write!(h, "<li><a href=\"{url}\">{url}</a> ({}, {} rows)</li>", human_bytes(p.bytes), p.rows);
+            let _ = write!(h, "<li><a href=\"{url}\">{url}</a> ({}, {})</li>", human_bytes(p.bytes), counted(p.rows, "row"));
         }
         h.push_str("</ul>");
     }
@@ -168,5 +185,15 @@ mod tests {
         let raw = String::from_utf8(m.formatted()).unwrap();
         assert!(raw.contains("To: ops@example.com"));
         assert!(raw.contains("multipart/alternative"));
+        assert!(raw.contains("Subject: Forwarder job j1 FAILED: 10 rows in 1 part\r\n"), "{raw}");
+    }
+
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(counted(1, "part"), "1 part");
+        assert_eq!(counted(0, "row"), "0 rows");
+        assert_eq!(counted(3_000, "row"), "3,000 rows");
+        assert_eq!(counted(12_345_678, "row"), "12,345,678 rows");
+        assert_eq!(counted(999, "row"), "999 rows");
     }
 }
