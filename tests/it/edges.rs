@@ -18,7 +18,7 @@ async fn an_empty_result_completes_with_no_part() {
     assert_eq!(job["extra"]["paths"], json!([]));
     assert!(app.keys().await.is_empty(), "an empty part is never uploaded");
     let email = email_about(&id, "COMPLETED").await;
-    assert!(email.lines().any(|l| l.starts_with("Rows:") && l.trim_end().ends_with(" 0")), "{email}");
+    assert!(email.lines().any(|l| l.starts_with("Rows:") && l.trim_end().ends_with(" 0 rows")), "{email}");
 }
 
 /// Values a CSV writer gets wrong, and one row far over the 10,000-byte part limit.

@@ -86,7 +86,7 @@ async fn queued_jobs_are_stopped_started_and_removed_before_a_worker_takes_them(
     let (status, body) = app.get(&format!("/search/job/stop/{waiting}")).await;
     assert_eq!((status.as_u16(), body["object"]["status"].as_str()), (200, Some("STOPPED")), "{body}");
     let email = unfold_qp(&email_about(&waiting, "STOPPED").await);
-    assert!(email.contains("Rows:     0"), "the email says nothing was exported: {email}");
+    assert!(email.contains("Rows:     0 rows"), "the email says nothing was exported: {email}");
     let (status, body) = app.get(&format!("/search/job/remove/{unwanted}")).await;
     assert_eq!((status.as_u16(), body["object"]["status"].as_str()), (200, Some("REMOVED")), "{body}");
 
