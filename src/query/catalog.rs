@@ -6,6 +6,7 @@
 //! location = "data"                # file or directory, relative to this file
 //! format = "csv"
 //! time_column = "eventdate"        # from/to and continuous windows apply to it
+//! time_unit = "ms"                 # an integer time column: epoch "ms" (default) or "s"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,28 @@ pub struct TableEntry {
     #[serde(default)]
     pub format: TableFormat,
     pub time_column: Option<String>,
+    /// The unit of a time column held as an integer (epoch seconds or milliseconds).
+    #[serde(default)]
+    pub time_unit: EpochUnit,
+}
+
+/// What an integer time column counts since 1970-01-01 UTC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EpochUnit {
+    #[default]
+    #[serde(rename = "ms")]
+    Milliseconds,
+    #[serde(rename = "s")]
+    Seconds,
+}
+
+impl EpochUnit {
+    pub fn millis(self) -> i64 {
+        match self {
+            EpochUnit::Milliseconds => 1,
+            EpochUnit::Seconds => 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +99,9 @@ impl Catalog {
             if let Some(c) = &t.time_column {
                 out.push_str(&format!("time_column = {c:?}\n"));
             }
+            if t.time_unit == EpochUnit::Seconds {
+                out.push_str("time_unit = \"s\"\n");
+            }
             out.push('\n');
         }
         std::fs::write(path, out)
@@ -121,6 +147,7 @@ mod tests {
                 location: "data".into(),
                 format: TableFormat::Csv,
                 time_column: Some("eventdate".into()),
+                time_unit: EpochUnit::Seconds,
             }],
         };
         let path = dir.join("catalog.toml");
@@ -128,5 +155,6 @@ mod tests {
         let back = Catalog::load(&path).unwrap();
         assert_eq!(back.tables[0].location, dir.join("data"));
         assert_eq!(back.tables[0].time_column.as_deref(), Some("eventdate"));
+        assert_eq!(back.tables[0].time_unit, EpochUnit::Seconds);
     }
 }

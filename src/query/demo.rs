@@ -128,6 +128,7 @@ pub fn create(dir: &Path, rows: u64) -> io::Result<PathBuf> {
             location: "data".into(),
             format: TableFormat::Csv,
             time_column: Some(TIME_COLUMN.into()),
+            time_unit: Default::default(),
         }],
     };
     let path = dir.join("catalog.toml");

@@ -13,7 +13,7 @@ use datafusion::logical_expr::{Expr, lit};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SQLOptions, SessionConfig, SessionContext, ident};
 
-use super::catalog::{Catalog, TableFormat, split_name};
+use super::catalog::{Catalog, EpochUnit, TableFormat, split_name};
 use super::object_stores::TableStores;
 
 /// The time range a run may see: `[from_ms, to_ms)` on every table's time column.
@@ -26,7 +26,15 @@ pub struct QueryWindow {
 /// A running query: its batches, and where the time column is in them (if selected).
 pub struct QueryRun {
     pub stream: SendableRecordBatchStream,
-    pub time_column: Option<usize>,
+    pub time_column: Option<TimeColumn>,
+}
+
+/// The time column in a query's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeColumn {
+    pub index: usize,
+    /// Milliseconds per unit when it is an integer (1, or 1000 for epoch seconds).
+    pub millis_per_unit: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +158,7 @@ impl DataFusionEngine {
                     .map_err(|_| QueryError::Execution(format!("catalog: table {} has no time column {time}", table.name)))?
                     .data_type()
                     .clone();
-                let (column, data_type) = comparable_time(ident(time), data_type);
+                let (column, data_type) = comparable_time(ident(time), data_type, table.time_unit);
                 let bound = |ms: i64| time_literal(&data_type, ms);
                 if let Some(from) = window.from_ms {
                     df = df.filter(column.clone().gt_eq(bound(from)))?;
@@ -213,9 +221,14 @@ fn only_one_select(query: &str) -> Result<(), QueryError> {
 }
 
 /// The time column as windows compare it: text (`2026-01-01T10:00:00Z`, as NDJSON gives
-/// times) is read as a timestamp; timestamps, dates and integers (epoch ms) as they are.
-fn comparable_time(column: Expr, data_type: DataType) -> (Expr, DataType) {
+/// times) is read as a timestamp, integers in epoch seconds as milliseconds; timestamps, dates
+/// and integers in epoch milliseconds as they are.
+fn comparable_time(column: Expr, data_type: DataType, unit: EpochUnit) -> (Expr, DataType) {
     match data_type {
+        // Epoch seconds, compared in milliseconds: exact at the window's edges.
+        t if t.is_integer() && unit == EpochUnit::Seconds => {
+            (datafusion::logical_expr::cast(column, DataType::Int64) * lit(1000_i64), DataType::Int64)
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let as_time = DataType::Timestamp(TimeUnit::Millisecond, None);
             // A value that is not a time (`""`, `n/a`) is no row of any window, not a failed job.
@@ -301,9 +314,10 @@ impl QueryEngine for DataFusionEngine {
             let fetch = limit.map(|l| l.saturating_sub(skip) as usize);
             df = df.limit(skip as usize, fetch)?;
         }
-        let time_names: Vec<&str> =
-            self.catalog.tables.iter().filter_map(|t| t.time_column.as_deref()).collect();
-        let time_column = df.schema().fields().iter().position(|f| time_names.contains(&f.name().as_str()));
+        let time_column = df.schema().fields().iter().enumerate().find_map(|(index, f)| {
+            let table = self.catalog.tables.iter().find(|t| t.time_column.as_deref() == Some(f.name().as_str()))?;
+            Some(TimeColumn { index, millis_per_unit: table.time_unit.millis() })
+        });
         let stream = df.execute_stream().await?;
         Ok(QueryRun { stream, time_column })
     }
@@ -359,32 +373,51 @@ mod tests {
         assert!(engine.check("SELECT * FROM archive.old").await.is_err());
     }
 
-    #[tokio::test]
-    async fn an_ndjson_file_with_text_times_is_windowed_by_them() {
+    /// The `v` values a query over one file sees in the window 00:30–03:00 of 2026-01-01, and
+    /// the time column's place and scale in the output.
+    async fn windowed(file: &str, lines: &[String], format: TableFormat, time_unit: EpochUnit) -> (Vec<i64>, Option<TimeColumn>) {
         use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::Int64Type;
         let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("events.ndjson");
-        let mut lines: Vec<String> =
-            (0..4).map(|h| format!(r#"{{"t":"2026-01-01T0{h}:00:00Z","v":{h}}}"#)).collect();
-        lines.push(r#"{"t":"n/a","v":9}"#.into());
-        std::fs::write(&file, lines.join("\n")).unwrap();
+        std::fs::write(dir.join(file), lines.join("\n")).unwrap();
         let table = super::super::TableEntry {
             name: "ev".into(),
-            location: file,
-            format: TableFormat::Json,
+            location: dir.join(file),
+            format,
             time_column: Some("t".into()),
+            time_unit,
         };
         let engine = DataFusionEngine::new(Catalog { tables: vec![table] });
         let hour = 3_600_000;
         let start = 1_767_225_600_000; // 2026-01-01T00:00:00Z
         let window = QueryWindow { from_ms: Some(start + hour / 2), to_ms: Some(start + 3 * hour) };
-        let run = engine.run("SELECT v FROM ev", window, 0, None).await.unwrap();
+        let run = engine.run("SELECT v, t FROM ev", window, 0, None).await.unwrap();
+        let time_column = run.time_column;
         let batches: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(run.stream).await.unwrap();
-        let seen: Vec<i64> =
-            batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+        let seen = batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+        (seen, time_column)
+    }
+
+    #[tokio::test]
+    async fn an_ndjson_file_with_text_times_is_windowed_by_them() {
+        let mut lines: Vec<String> =
+            (0..4).map(|h| format!(r#"{{"t":"2026-01-01T0{h}:00:00Z","v":{h}}}"#)).collect();
+        lines.push(r#"{"t":"n/a","v":9}"#.into());
+        let (seen, _) = windowed("events.ndjson", &lines, TableFormat::Json, EpochUnit::default()).await;
         assert_eq!(seen, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn an_integer_time_column_in_epoch_seconds_is_windowed_by_them() {
+        let mut lines = vec!["t,v".to_string()];
+        lines.extend((0..4).map(|h| format!("{},{h}", 1_767_225_600 + h * 3600)));
+        let (seen, time_column) = windowed("events.csv", &lines, TableFormat::Csv, EpochUnit::Seconds).await;
+        assert_eq!(seen, vec![1, 2]);
+        assert_eq!(time_column, Some(TimeColumn { index: 1, millis_per_unit: 1000 }));
+        // The same numbers read as milliseconds are all in 1970: none is in the window.
+        let (seen, _) = windowed("events.csv", &lines, TableFormat::Csv, EpochUnit::Milliseconds).await;
+        assert_eq!(seen, Vec::<i64>::new());
     }
 
     #[tokio::test]

@@ -6,6 +6,6 @@ pub mod demo;
 mod engine;
 mod object_stores;
 
-pub use catalog::{Catalog, TableEntry, TableFormat};
-pub use engine::{DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow};
+pub use catalog::{Catalog, EpochUnit, TableEntry, TableFormat};
+pub use engine::{DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn};
 pub use object_stores::{TableStores, for_catalog as table_stores};

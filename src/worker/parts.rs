@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::job::{Format, ResumePoint, part_file_name};
 use crate::part::csv::{BatchRows, header};
 use crate::part::{FinishedPart, PartEncoder, PartOptions, Rotation, RotationPolicy};
+use crate::query::TimeColumn;
 
 /// What the upload side must do, in order.
 #[derive(Debug)]
@@ -36,7 +37,7 @@ pub struct PartWriter {
     options: PartOptions,
     policy: RotationPolicy,
     header: Vec<u8>,
-    time_column: Option<usize>,
+    time_column: Option<TimeColumn>,
     open: Option<OpenPart>,
     next_index: u32,
     /// Rows of the job's result written so far (including earlier runs of a resumed job).
@@ -54,7 +55,7 @@ impl PartWriter {
         options: PartOptions,
         policy: RotationPolicy,
         schema: &Schema,
-        time_column: Option<usize>,
+        time_column: Option<TimeColumn>,
         start: Start,
     ) -> Self {
         Self {
@@ -143,7 +144,7 @@ impl PartWriter {
 
     /// Appends every row of `batch`, starting and closing parts as the policy says.
     pub fn write_batch(&mut self, batch: &RecordBatch, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
-        let times = self.time_column.and_then(|c| time_values(batch.column(c)));
+        let times = self.time_column.and_then(|c| time_values(batch.column(c.index), c.millis_per_unit));
         let mut rows = BatchRows::new(batch).map_err(std::io::Error::other)?;
         let mut i = 0;
         loop {
@@ -192,13 +193,13 @@ pub struct Start {
 }
 
 /// The time column as epoch milliseconds, when it is a timestamp or an integer.
-fn time_values(col: &dyn Array) -> Option<Vec<Option<i64>>> {
+fn time_values(col: &dyn Array, millis_per_unit: i64) -> Option<Vec<Option<i64>>> {
     match col.data_type() {
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let ms = cast(col, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok()?;
             Some(ms.as_primitive::<TimestampMillisecondType>().iter().collect())
         }
-        DataType::Int64 => Some(col.as_primitive::<Int64Type>().iter().collect()),
+        DataType::Int64 => Some(col.as_primitive::<Int64Type>().iter().map(|v| v.map(|v| v.saturating_mul(millis_per_unit))).collect()),
         _ => None,
     }
 }
@@ -220,6 +221,15 @@ mod tests {
         let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
         let start = Start { next_index: 1, rows_total: 0, resume: ResumePoint::default() };
         (PartWriter::new(Uuid::nil(), "p/".into(), options, policy, &schema, None, start), batch)
+    }
+
+    #[test]
+    fn time_values_are_epoch_milliseconds() {
+        use datafusion::arrow::array::Int64Array;
+        let seconds = Int64Array::from(vec![Some(1_767_225_600), None]);
+        assert_eq!(time_values(&seconds, 1000), Some(vec![Some(1_767_225_600_000), None]));
+        let text = StringArray::from(vec!["2026-01-01T00:00:00Z", "n/a"]);
+        assert_eq!(time_values(&text, 1), Some(vec![Some(1_767_225_600_000), None]));
     }
 
     #[test]
