@@ -27,12 +27,28 @@ pub enum AuthCommand {
     },
     /// List credentials (ids, kinds, domains; never the tokens or secrets).
     List,
-    /// Revoke a credential by id: requests using it are refused at once.
+    /// Revoke a credential by its id (as `list` shows it), or by the API key or token itself:
+    /// requests using it are refused at once.
     Revoke { id: String },
 }
 
 pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<()> {
     let config = Config::load(config)?;
+    // Credentials live in the server's job store: say which one, and do not make a new, empty
+    // one because the command ran in another directory or without the server's --config.
+    match &config.store.url {
+        Some(_) => eprintln!("job store: PostgreSQL (store.url)"),
+        None => {
+            let path = config.data_dir.join("jobs.sqlite");
+            anyhow::ensure!(
+                path.exists(),
+                "no job store at {}: run this with the server's --config (or FORWARDER_DATA_DIR), \
+                 once the server has started",
+                path.display()
+            );
+            eprintln!("job store: {}", path.display());
+        }
+    }
     let (_, store) = crate::store::open(&config).await?;
     match command {
         AuthCommand::CreateToken { domain } => {
@@ -86,8 +102,15 @@ pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<
             println!("{}", crate::jobs_cli::align(&rows));
         }
         AuthCommand::Revoke { id } => {
+            // An id as `list` shows it, or what the operator was given: the API key, the token.
+            let by_value = match store.find_credential(CredentialKind::ApiKey, &id).await? {
+                Some(c) => Some(c),
+                None => store.find_credential(CredentialKind::Token, &token_lookup(&id)).await?,
+            };
+            let id = by_value.map_or(id, |c| c.id);
             if !store.revoke_credential(&id).await? {
-                anyhow::bail!("no live credential {id} (see `forwarder auth list`)");
+                // Not echoed: it may be a token someone pasted.
+                anyhow::bail!("no live credential has that id, API key or token (see `forwarder auth list`)");
             }
             println!("revoked {id}");
         }

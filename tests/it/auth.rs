@@ -83,11 +83,25 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
     assert_eq!(as_acme(format!("/search/job/{acme_job}")).await.unwrap().status(), 200);
     let lower = reqwest::Client::new().get(format!("{}/search/job/{acme_job}", app.api)).header("authorization", format!("bearer {token}"));
     assert_eq!(lower.send().await.unwrap().status(), 200, "the scheme is case-insensitive");
-    let (_, list) = auth_cli(&app, &["list"]);
-    for line in list.lines().filter(|l| l.contains("acme")) {
-        let id = line.split_whitespace().next().unwrap();
-        assert!(auth_cli(&app, &["revoke", id]).0, "revoke {id}");
-    }
+    // Revoked by what the operator was given (the token, the API key) as well as by id.
+    assert!(auth_cli(&app, &["revoke", token]).0, "revoke by the token");
+    assert!(auth_cli(&app, &["revoke", &key]).0, "revoke by the API key");
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .args(["auth", "revoke", "fwd_not-a-token-we-made"])
+        .env("FORWARDER_DATA_DIR", app.dir.join("data"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success() && said.contains("no live credential") && !said.contains("fwd_not-a-token"), "{said}");
+    // Run without the server's configuration, it makes no new, empty store.
+    let elsewhere = std::env::temp_dir().join(format!("forwarder-it-nostore-{}", uuid::Uuid::new_v4()));
+    let lost = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .args(["auth", "list"])
+        .env("FORWARDER_DATA_DIR", &elsewhere)
+        .output()
+        .unwrap();
+    assert!(!lost.status.success() && String::from_utf8_lossy(&lost.stderr).contains("no job store at"));
+    assert!(!elsewhere.exists());
     assert_eq!(as_acme(format!("/search/job/{acme_job}")).await.unwrap().status(), 401);
     let (_, list) = auth_cli(&app, &["list"]);
     assert!(list.starts_with("ID") && list.lines().filter(|l| l.contains("acme")).all(|l| l.ends_with("REVOKED")), "{list}");
