@@ -40,18 +40,57 @@ pub enum JobsCommand {
     },
     /// Show one job: status, progress, parts and errors.
     Show {
-        /// The job's id (a UUID, as `jobs list` shows it).
-        id: uuid::Uuid,
-        /// Keep watching, with a progress line, until the job is no longer CREATED or RUNNING.
+        /// The job's id, as `jobs list` shows it, or its first characters (8 or more).
+        id: JobRef,
+        /// Keep watching, with a progress line, until the job is no longer CREATED or RUNNING;
+        /// exits 1 if it FAILED.
         #[arg(long)]
         wait: bool,
     },
     /// Stop a job: its open part is uploaded, it can be started again.
-    Stop { id: uuid::Uuid },
+    Stop { id: JobRef },
     /// Start a stopped job again, from where it stopped.
-    Start { id: uuid::Uuid },
+    Start { id: JobRef },
     /// Remove a job: in-flight uploads are aborted, its credentials forgotten.
-    Remove { id: uuid::Uuid },
+    Remove { id: JobRef },
+}
+
+/// A job's id, whole or its first characters: only hexadecimal digits and dashes, so that it
+/// cannot turn into another path.
+#[derive(Debug, Clone)]
+pub struct JobRef(String);
+
+impl std::str::FromStr for JobRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.len() < 8 || s.len() > 36 || !s.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err("a job id (a UUID, as `jobs list` shows it) or its first 8 or more characters".into());
+        }
+        Ok(JobRef(s))
+    }
+}
+
+impl JobRef {
+    /// The whole id: as given, or the one job of the caller's whose id starts with it.
+    async fn resolve(&self, client: &Client) -> anyhow::Result<uuid::Uuid> {
+        if let Ok(id) = uuid::Uuid::parse_str(&self.0) {
+            return Ok(id);
+        }
+        let jobs = client.get("/search/jobs?limit=10000").await?;
+        let matching: Vec<&str> = jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j["id"].as_str())
+            .filter(|id| id.starts_with(&self.0))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(uuid::Uuid::parse_str(one)?),
+            [] => bail!("no job id starts with {}", self.0),
+            many => bail!("{} jobs have ids starting with {}: give more of the id", many.len(), self.0),
+        }
+    }
 }
 
 struct Client {
@@ -122,10 +161,10 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
             }
             (format!("{}?{}", url.path(), url.query().unwrap_or_default()), false)
         }
-        JobsCommand::Show { id, wait } => (format!("/search/job/{id}"), *wait),
-        JobsCommand::Stop { id } => (format!("/search/job/stop/{id}"), false),
-        JobsCommand::Start { id } => (format!("/search/job/start/{id}"), false),
-        JobsCommand::Remove { id } => (format!("/search/job/remove/{id}"), false),
+        JobsCommand::Show { id, wait } => (format!("/search/job/{}", id.resolve(&client).await?), *wait),
+        JobsCommand::Stop { id } => (format!("/search/job/stop/{}", id.resolve(&client).await?), false),
+        JobsCommand::Start { id } => (format!("/search/job/start/{}", id.resolve(&client).await?), false),
+        JobsCommand::Remove { id } => (format!("/search/job/remove/{}", id.resolve(&client).await?), false),
     };
     let mut object = client.get(&path).await?;
     if matches!(args.command, JobsCommand::Stop { .. } | JobsCommand::Remove { .. }) && object["status"] == "RUNNING" {
@@ -149,6 +188,10 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
         job_details(&object)
     };
     println!("{out}");
+    // A script that waited can tell a failed export from a finished one.
+    if wait && object["status"] == "FAILED" {
+        bail!("job {} FAILED", object["id"].as_str().unwrap_or("?"));
+    }
     Ok(())
 }
 
@@ -172,7 +215,11 @@ fn when(ms: &Value) -> String {
 fn jobs_table(jobs: &[Value]) -> String {
     let mut rows = vec![["ID", "STATUS", "ROWS SENT", "PARTS", "DONE", "CREATED", "QUERY"].map(String::from).to_vec()];
     for j in jobs {
-        let query: String = j["query"].as_str().unwrap_or("").chars().take(50).collect();
+        let full = j["query"].as_str().unwrap_or("");
+        let mut query: String = full.chars().take(50).collect();
+        if query.len() < full.len() {
+            query.push('…');
+        }
         rows.push(vec![
             j["id"].as_str().unwrap_or("").to_string(),
             j["status"].as_str().unwrap_or("").to_string(),

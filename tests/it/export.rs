@@ -269,6 +269,13 @@ async fn missing_bucket_fails_the_job_with_a_readable_error() {
     assert!(!job.to_string().contains("test-secret-key-123"));
     let email = unfold_qp(&email_for(&id).await);
     assert!(email.contains("FAILED") && email.contains("NoSuchBucket"));
+    // A script waiting on it with the CLI sees the failure in the exit code.
+    let waited = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .args(["jobs", "show", &id, "--wait", "--server", &app.api])
+        .env("FORWARDER_TOKEN", &app.token)
+        .output()
+        .unwrap();
+    assert_eq!(waited.status.code(), Some(1), "{}", String::from_utf8_lossy(&waited.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -263,8 +263,10 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
     let progress = String::from_utf8_lossy(&waited.stderr);
     assert!(waited.status.success() && progress.contains("COMPLETED  100%"), "progress: {progress}");
     assert!(String::from_utf8_lossy(&waited.stdout).contains("COMPLETED"));
-    let (ok, out) = cli(&["show", &id]);
-    assert!(ok && out.contains("COMPLETED") && out.contains(&format!("apiv2_{id}_001.csv.gz")), "{out}");
+    let (ok, out) = cli(&["show", &id[..8]]);
+    assert!(ok && out.contains("COMPLETED") && out.contains(&format!("apiv2_{id}_001.csv.gz")), "shown by its first characters: {out}");
+    let (ok, out) = cli(&["show", "0000000000"]);
+    assert!(!ok && out.contains("no job id starts with 0000000000"), "{out}");
     let (ok, out) = cli(&["stop", &id]);
     assert!(!ok && out.contains("has already ended (COMPLETED)"), "a refused command fails with the reason: {out}");
     let (ok, out) = cli(&["remove", &id, "--json"]);
