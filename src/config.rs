@@ -404,6 +404,20 @@ mod tests {
     }
 
     #[test]
+    fn allowed_endpoints_from_the_environment_are_a_comma_separated_list() {
+        for (value, expected) in [
+            ("127.0.0.1", vec!["127.0.0.1"]),
+            ("minio.internal, 10.0.0.0/8", vec!["minio.internal", "10.0.0.0/8"]),
+            (r#"["minio.internal","10.0.0.0/8"]"#, vec!["minio.internal", "10.0.0.0/8"]),
+        ] {
+            // SAFETY: nextest runs each test in a process of its own.
+            unsafe { std::env::set_var("FORWARDER_S3__ALLOWED_ENDPOINTS", value) };
+            assert_eq!(Config::load(None).unwrap().s3.allowed_endpoints, expected, "{value}");
+        }
+        unsafe { std::env::remove_var("FORWARDER_S3__ALLOWED_ENDPOINTS") };
+    }
+
+    #[test]
     fn cli_and_test_variables_are_not_configuration() {
         use figment::value::UncasedStr;
         for other in [

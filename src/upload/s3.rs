@@ -39,8 +39,24 @@ pub struct S3Defaults {
     pub access_key: Option<String>,
     pub secret_key: Option<Secret>,
     /// Hosts, addresses or networks (CIDR) a request's `aws.endpoint` may reach although
-    /// they are internal (loopback, private, link-local): e.g. `["minio.internal", "10.0.0.0/8"]`.
+    /// they are internal (loopback, private, link-local): e.g. `["minio.internal", "10.0.0.0/8"]`,
+    /// or, as an environment variable is written, `minio.internal,10.0.0.0/8`.
+    #[serde(deserialize_with = "list_or_commas")]
     pub allowed_endpoints: Vec<String>,
+}
+
+/// A list, or one text of comma-separated entries (`FORWARDER_S3__ALLOWED_ENDPOINTS=a,b`).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Entries {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Entries::deserialize(d)? {
+        Entries::List(list) => list,
+        Entries::Text(text) => text.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect(),
+    })
 }
 
 impl S3Defaults {
