@@ -177,6 +177,7 @@ impl DataFusionEngine {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         ctx.sql_with_options(query, options).await.map_err(|e| match e.find_root() {
             DataFusionError::Execution(m) | DataFusionError::Plan(m) => QueryError::Invalid(self.name_the_tables(m.clone())),
+            DataFusionError::SchemaError(..) => QueryError::Invalid(without_settings_hint(e.find_root().to_string())),
             _ => e.into(),
         })
     }
@@ -193,6 +194,15 @@ impl DataFusionEngine {
     }
 }
 
+/// DataFusion ends an unknown column's message with a hint at a session setting callers
+/// cannot change: say what holds here instead.
+fn without_settings_hint(message: String) -> String {
+    match message.find(" You can use double quotes") {
+        Some(cut) => format!("{} Column names are case-sensitive (as in Devo: statusCode).", message[..cut].trim_end()),
+        None => message,
+    }
+}
+
 /// Refuses anything but one `SELECT` (or `WITH … SELECT`) before planning, so that the
 /// message names what was sent rather than what went wrong planning it.
 fn only_one_select(query: &str) -> Result<(), QueryError> {
@@ -200,11 +210,14 @@ fn only_one_select(query: &str) -> Result<(), QueryError> {
     use datafusion::sql::sqlparser::ast::Statement;
     let statements = DFParser::parse_sql(query).map_err(|e| {
         // The parser's own words ("Expected: …, found: …"), not DataFusion's debug wrapping.
-        let why = match &e {
+        let why = match e.find_root() {
             DataFusionError::SQL(parser, _) => parser.to_string(),
             other => other.to_string(),
         };
-        QueryError::Invalid(format!("the query does not parse: {why}"))
+        // Devo's own language (`from t where … select …`) is what Devo clients know best.
+        let linq = query.trim_start().get(..5).is_some_and(|w| w.eq_ignore_ascii_case("from "));
+        let hint = if linq { " (this looks like Devo's LINQ; Forwarder runs SQL: SELECT … FROM … WHERE …)" } else { "" };
+        QueryError::Invalid(format!("the query does not parse: {why}{hint}"))
     })?;
     let statement = match statements.len() {
         1 => &statements[0],
@@ -349,6 +362,7 @@ mod tests {
             ("EXPLAIN SELECT 1", "not EXPLAIN"),
             ("SELECT 1; SELECT 2", "exactly one"),
             ("SELEKT 1", "does not parse"),
+            ("from demo.ecommerce.data where statusCode >= 500 select eventdate", "looks like Devo's LINQ"),
         ] {
             let err = only_one_select(bad).unwrap_err().to_string();
             assert!(err.contains(says) && !err.contains("ParserError("), "{bad}: {err}");
@@ -427,5 +441,7 @@ mod tests {
         let engine = DataFusionEngine::new(Catalog::load(&catalog).unwrap());
         let err = engine.check("SELECT * FROM nope").await.unwrap_err().to_string();
         assert_eq!(err, "query refused: there is no table nope; the catalog has demo.ecommerce.data");
+        let err = engine.check("SELECT * FROM demo.ecommerce.data WHERE statuscode > 1").await.unwrap_err().to_string();
+        assert!(err.contains("statuscode") && err.contains("case-sensitive") && !err.contains("enable_ident_normalization"), "{err}");
     }
 }
