@@ -98,6 +98,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let mut shown = body.clone();
     shown["destination"]["params"]["aws.secretkey"] = json!("***");
     println!("POST /search/query\n{}", serde_json::to_string_pretty(&shown)?);
+    println!("(the demo allows parts from 1 MB; `forwarder serve` keeps Devo's 50-500 MB unless [limits] says otherwise)");
     let answer: Value = http.post(format!("{api}/search/query")).json(&body).send().await?.json().await?;
     let id = answer["object"]["id"].as_str().with_context(|| format!("submit failed: {answer}"))?.to_string();
     println!("-> {answer}");
@@ -131,9 +132,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("Uploaded objects are files under {}", opts.dir.join("s3").join(BUCKET).display());
     if opts.keep {
         let token = token_file.display();
+        // This very binary: `forwarder` is not on the PATH after `cargo run`.
+        let exe = std::env::current_exe().map_or_else(|_| "forwarder".into(), |p| p.display().to_string());
         println!("Still serving until Ctrl-C, at {api}. Try:");
         println!("  curl -H \"Authorization: Bearer $(cat {token})\" {api}/search/jobs");
-        println!("  FORWARDER_TOKEN=$(cat {token}) forwarder jobs list --server {api}");
+        println!("  FORWARDER_TOKEN=$(cat {token}) {exe} jobs list --server {api}");
         tokio::signal::ctrl_c().await?;
         println!("Ctrl-C: stopping");
     } else {
