@@ -73,12 +73,7 @@ pub struct ResumePoint {
 /// Part file name: `apiv2_<jobid>_<index>.<ext>`, the index zero-padded to three digits
 /// (`001` … `999`, then `1000`, `1001`, …).
 pub fn part_file_name(job_id: &Uuid, index: u32, format: Format) -> String {
-    format!("{}{index:03}.{}", part_file_stem(job_id), format.extension())
-}
-
-/// What every part file name of a job starts with: `apiv2_<jobid>_`.
-pub fn part_file_stem(job_id: &Uuid) -> String {
-    format!("apiv2_{job_id}_")
+    format!("apiv2_{job_id}_{index:03}.{}", format.extension())
 }
 
 pub fn now_ms() -> i64 {

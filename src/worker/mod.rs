@@ -486,20 +486,17 @@ fn gethostname() -> String {
 }
 
 /// A run of a job that ran before (taken over from a worker that died, or resumed) aborts the
-/// multipart uploads earlier runs left open under its part names: a worker killed mid-part
-/// never aborted its own, and S3 keeps (and bills) their chunks until someone does. Its own
-/// uploads come later, so they are not touched; a failure only costs a warning.
+/// multipart uploads earlier runs left open: a worker killed mid-part never aborted its own,
+/// and S3 keeps (and bills) their chunks until someone does. Only the part after the last one
+/// recorded and the one after it can have been open (a part is being written while the one
+/// before it completes). They are asked for by name: MinIO lists uploads for one exact name,
+/// not for a prefix. This run's own uploads come later, so they are not touched; a failure
+/// only costs a warning.
 async fn abort_uploads_left_behind(job: &Job, uploader: &dyn crate::upload::Uploader, next_index: u32) {
-    let prefix = &job.spec.destination.prefix;
     let now = std::time::SystemTime::now();
-    // Every part name of the job at once where the store lists by prefix (S3, LocalStack);
-    // MinIO lists one exact name only, so the parts a run can have had open (the one after
-    // the last recorded, and the one after it) are asked for by name too.
-    let stem = format!("{prefix}{}", crate::job::part_file_stem(&job.id));
-    let open_parts = (next_index..next_index + 2)
-        .map(|i| format!("{prefix}{}", crate::job::part_file_name(&job.id, i, job.spec.destination.format)));
     let mut aborted = 0;
-    for key in std::iter::once(stem).chain(open_parts) {
+    for index in next_index..next_index + 2 {
+        let key = format!("{}{}", job.spec.destination.prefix, crate::job::part_file_name(&job.id, index, job.spec.destination.format));
         match uploader.abort_all_under(&key, now).await {
             Ok(n) => aborted += n,
             Err(e) => tracing::warn!(job = %job.id, error = %e, "could not look for multipart uploads an earlier run left open"),
