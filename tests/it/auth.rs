@@ -36,8 +36,7 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
     // An operator creates an API key for domain acme.
     let (ok, out) = auth_cli(&app, &["create-key", "--domain", "acme"]);
     assert!(ok, "{out}");
-    let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
-    let (key, secret) = (field("apikey"), field("apisecret"));
+    let (key, secret) = api_key_from(&out);
 
     let (from, to) = forwarder::query::demo::time_range(app.rows);
     let body = json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": app.params(json!({"format": "gzip"}))}}).to_string();
@@ -146,8 +145,7 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     let access_key = format!("ACCESSKEY{}", &uuid::Uuid::new_v4().simple().to_string()[..11]);
     // An API key whose secret signs one request, beside the bearer token every other call carries.
     let (_, out) = auth_cli(&app, &["create-key", "--domain", "default"]);
-    let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
-    let (api_key, api_secret) = (field("apikey"), field("apisecret"));
+    let (api_key, api_secret) = api_key_from(&out);
     let ts = forwarder::job::now_ms().to_string();
     let signed = reqwest::Client::new()
         .get(format!("{}/search/jobs", app.api))

@@ -250,14 +250,9 @@ impl TestApp {
     }
 
     pub async fn job(&self, id: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("{}/search/job/{id}", self.api))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json::<Value>().await.unwrap()["object"].clone()
+        let (status, body) = self.get(&format!("/search/job/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["object"].clone()
     }
 
     pub async fn get(&self, path: &str) -> (reqwest::StatusCode, Value) {
@@ -403,6 +398,12 @@ pub fn unfold_qp(text: &str) -> String {
 }
 
 /// Runs `forwarder auth …` on the app's data directory.
+/// The API key and secret `forwarder auth create-key` printed.
+pub fn api_key_from(printed: &str) -> (String, String) {
+    let field = |name: &str| printed.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
+    (field("apikey"), field("apisecret"))
+}
+
 pub fn auth_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
         .arg("auth")

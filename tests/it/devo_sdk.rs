@@ -32,8 +32,7 @@ async fn devo_sdk_submits_follows_and_steers_jobs_over_https() {
     let tls = forwarder::config::TlsConfig { cert: cert.clone(), key };
     let app = spawn_app_with(2_000, move |c| c.tls = Some(tls)).await;
     let (_, out) = auth_cli(&app, &["create-key", "--domain", "devo"]);
-    let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
-    let (api_key, api_secret) = (field("apikey"), field("apisecret"));
+    let (api_key, api_secret) = api_key_from(&out);
     let address = format!("{}/search/query", app.api.trim_start_matches("http://"));
     let ca = cert.to_string_lossy().to_string();
     let sdk = |args: &[&str]| {

@@ -117,8 +117,7 @@ async fn servers_sharing_a_store_share_its_jobs_and_credentials() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&created.stdout);
-    let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
-    let (key, secret) = (field("apikey"), field("apisecret"));
+    let (key, secret) = api_key_from(&out);
     let (from, to) = forwarder::query::demo::time_range(a.rows);
     let body = json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": a.params(json!({"format": "gzip"}))}}).to_string();
     let now = forwarder::job::now_ms();
