@@ -7,5 +7,5 @@ mod engine;
 mod object_stores;
 
 pub use catalog::{Catalog, EpochUnit, TableEntry, TableFormat};
-pub use engine::{DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn};
+pub use engine::{error_text as query_error_text, DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn};
 pub use object_stores::{TableStores, for_catalog as table_stores};

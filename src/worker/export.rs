@@ -129,10 +129,11 @@ impl Export {
                     Some(Err(e)) if matches!(e.find_root(), datafusion::error::DataFusionError::ResourcesExhausted(_)) => {
                         return Err(ExportError::Query(format!(
                             "the query needs more memory than one query may use (worker.query_memory_mb): \
-                             narrow it (fewer groups, a shorter from/to) or ask the operator to raise the limit ({e})"
+                             narrow it (fewer groups, a shorter from/to) or ask the operator to raise the limit ({})",
+                            crate::query::query_error_text(&e)
                         )));
                     }
-                    Some(Err(e)) => return Err(ExportError::Query(format!("query failed: {e}"))),
+                    Some(Err(e)) => return Err(ExportError::Query(format!("query failed: {}", crate::query::query_error_text(&e)))),
                     Some(Ok(batch)) => {
                         let rows = batch.num_rows() as u64;
                         let (w, events) = tokio::task::spawn_blocking(move || {
