@@ -263,6 +263,35 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Figment's errors without the values they quote: a value in the wrong place (a token given
+/// as `auth.tokens`, a password TOML cannot parse) may be a secret, and the message goes to
+/// stderr and logs. The key, what was expected and where it came from are kept.
+fn load_error(errors: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let described: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            let what = match &e.kind {
+                Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => format!("invalid value, expected {expected}"),
+                Kind::InvalidLength(_, expected) => format!("wrong number of entries, expected {expected}"),
+                Kind::Unsupported(_) | Kind::UnsupportedKey(..) => "unsupported value".to_string(),
+                Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => "number out of range".to_string(),
+                // TOML syntax errors quote the offending line in a `|` gutter: keep the rest
+                // ("TOML parse error at line 3, column 12", what was expected).
+                Kind::Message(m) => m.lines().filter(|l| !l.contains('|')).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": "),
+                other => other.to_string(),
+            };
+            let key = if e.path.is_empty() { String::new() } else { format!(" for key \"{}\"", e.path.join(".")) };
+            let source = e.metadata.as_ref().map_or_else(String::new, |m| match &m.source {
+                Some(file) => format!(" (in {} {file})", m.name),
+                None => format!(" (in {})", m.name),
+            });
+            format!("{what}{key}{source}")
+        })
+        .collect();
+    ConfigError::Load(described.join("; "))
+}
+
 impl Config {
     /// Defaults, then the file (if any), then `FORWARDER_*` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -290,7 +319,7 @@ impl Config {
             }
         }
         // Figment names keys with its profile (`default.smtp.url`); the file says `smtp.url`.
-        let config: Config = fig.extract().map_err(|e| ConfigError::Load(e.to_string().replace("key \"default.", "key \"")))?;
+        let config: Config = fig.extract().map_err(load_error)?;
         config.validate()?;
         Ok(config)
     }
@@ -415,6 +444,23 @@ mod tests {
             assert_eq!(Config::load(None).unwrap().s3.allowed_endpoints, expected, "{value}");
         }
         unsafe { std::env::remove_var("FORWARDER_S3__ALLOWED_ENDPOINTS") };
+    }
+
+    #[test]
+    fn configuration_errors_name_the_key_but_not_the_value() {
+        let dir = std::env::temp_dir().join(format!("forwarder-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("forwarder.toml");
+        for (text, says) in [
+            ("auth.tokens = [\"fwd_secret-token-1\"]\n", "for key \"auth.tokens"),
+            ("[smtp]\npassword = pa\\ss-secret-token-1\n", "TOML parse error at line 2"),
+            ("[store]\nurl = \"postgres://u:pw-secret-token-1@db/f\" \"x\"\n", "TOML parse error"),
+            ("listen = 5\n", "for key \"listen\""),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = Config::load(Some(&file)).unwrap_err().to_string();
+            assert!(err.contains(says) && !err.contains("secret-token-1"), "{text}: {err}");
+        }
     }
 
     #[test]
