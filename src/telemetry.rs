@@ -7,7 +7,10 @@ const DEFAULT: &str = "info,aws_config=warn,aws_smithy_runtime=warn,sqlx=warn,to
 /// The AWS SDK's crates, capped at `info` whatever `RUST_LOG` asks: at debug and trace they
 /// print their configuration, each resolved identity and each request being signed, access
 /// key id included.
-const NEVER_VERBOSE: [&str; 8] = [
+/// And sqlx's connection-URL parser, which warns about a parameter it does not know with its
+/// value (`?sslpassword=…` in `store.url`).
+const NEVER_VERBOSE: [&str; 9] = [
+    "sqlx_postgres::options=error",
     "aws_config=info",
     "aws_credential_types=info",
     "aws_runtime=info",
@@ -37,4 +40,36 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn sqlx_url_warnings_stay_out_whatever_rust_log_says() {
+        let written = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = written.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(super::filter("trace"))
+            .with_writer(move || SinkWriter(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "sqlx_postgres::options::parse", value = "pw-secret", "ignoring unrecognized connect parameter");
+            tracing::warn!(target: "forwarder::store", "kept");
+        });
+        let out = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert!(out.contains("kept") && !out.contains("pw-secret"), "{out}");
+    }
+
+    struct SinkWriter(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for SinkWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }
