@@ -107,3 +107,9 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
     assert_eq!(list["object"], json!([]), "nothing was queued");
     assert_eq!(app.get("/healthz").await.0, 200, "the server is still up");
 }
+
+// One section per way a caller or a job could take the service down (issue 10).
+mod http;
+mod jobs;
+mod queries;
+mod uploads;

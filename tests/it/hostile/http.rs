@@ -1,0 +1,1 @@
+//! HTTP edges: credentials checked at submission, slow and idle clients, signed-request replays.
