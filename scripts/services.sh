@@ -11,6 +11,13 @@
 #
 # Idempotent: services already up are reused. Each service runs detached, with every standard
 # stream pointed at its log file, so that `eval "$(scripts/services.sh)"` returns at once.
+#
+# A port is not trusted: what answers there must be the service the tests expect (LocalStack
+# by its health answer; each SMTP server by aiosmtpd's banner and by a probe message that
+# must land in this state's Maildir, the AUTH one also by its AUTH and its record of logins;
+# PostgreSQL by a query as user `postgres`). Where something else holds a port, ours is
+# started on a free port instead, and the environment printed says where. The default ports
+# can be changed with FORWARDER_TEST_{LOCALSTACK,SMTP,SMTP_AUTH,POSTGRES}_PORT.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # One place per machine: a service started by another checkout is reused with its mailbox.
@@ -18,12 +25,64 @@ state=${FORWARDER_TEST_STATE:-${TMPDIR:-/tmp}/forwarder-test-services}
 venv=$root/localstack/.venv
 mkdir -p "$state/maildir"/{cur,new,tmp}
 
-s3_up() { curl -sf 127.0.0.1:4566/_localstack/health 2>/dev/null | grep -q '"s3": "\(available\|running\)"'; }
-smtp_up() { (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null; }
-smtp_auth_up() { (exec 3<>/dev/tcp/127.0.0.1/2526) 2>/dev/null; }
-pg_port=5433
 pg_bin() { find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1; }
-pg_up() { local bin; bin=$(pg_bin); [ -n "$bin" ] && "$bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -U postgres; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# check_<service> PORT: 0 when the tests' service answers on PORT, 2 when nothing listens
+# there, 1 when something else does (described in $why).
+why=
+check_localstack() {
+  local health
+  if ! health=$(curl -s -m 5 "http://127.0.0.1:$1/_localstack/health" 2>/dev/null); then
+    listening "$1" || return 2
+    why="it does not answer HTTP"; return 1
+  fi
+  echo "$health" | grep -q '"s3": "\(available\|running\)"' && return 0
+  why="its /_localstack/health answer is not LocalStack's with S3 running: ${health:0:100}"; return 1
+}
+check_smtp() { why=$(python3 "$root/scripts/smtp_probe.py" "$1" "$state/maildir" 2>&1 >/dev/null); }
+check_smtp_auth() { why=$(python3 "$root/scripts/smtp_probe.py" "$1" "$state/maildir" "$state/smtp-logins" 2>&1 >/dev/null); }
+check_postgres() {
+  local bin; bin=$(pg_bin)
+  if [ -z "$bin" ] || ! "$bin/pg_isready" -q -t 3 -h 127.0.0.1 -p "$1"; then
+    listening "$1" || return 2
+    why="it does not answer as PostgreSQL"; return 1
+  fi
+  # The tests log in as postgres without a password and create a database each.
+  local may
+  may=$(PGCONNECT_TIMEOUT=3 "$bin/psql" -X -w -h 127.0.0.1 -p "$1" -U postgres -d postgres -tAc \
+    "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user" 2>/dev/null) || may=
+  [ "$may" = t ] && return 0
+  why="a PostgreSQL server where user postgres cannot log in without a password or may not create databases"; return 1
+}
+
+# Where SERVICE runs or is to be started: the port this state directory started it on, else
+# DEFAULT. Sets $port, and $up=1 when the service already answers there; a port something
+# else holds is passed over for a free one.
+place() {
+  local service=$1 default=$2 rc=0 free
+  port=$(cat "$state/$service.port" 2>/dev/null || echo "$default")
+  "check_${service//-/_}" "$port" || rc=$?
+  up=0
+  case $rc in
+    0) up=1 ;;
+    2) ;;
+    *)
+      free=$(free_port)
+      echo "127.0.0.1:$port is held by something other than the tests' $service ($why); starting $service on 127.0.0.1:$free instead" >&2
+      port=$free ;;
+  esac
+}
+
+# Waits until SERVICE answers on PORT; on failure, says what answers there and shows its log.
+await() {
+  local service=$1 port=$2 tries=$3 pause=$4
+  for _ in $(seq 1 "$tries"); do "check_${service//-/_}" "$port" && { echo "$port" >"$state/$service.port"; return 0; }; sleep "$pause"; done
+  echo "$service did not come up on 127.0.0.1:$port (${why:-nothing answers there}); see $state/$service.log" >&2
+  tail -30 "$state/$service.log" >&2
+  exit 1
+}
 
 # Starts "$@" in its own session, detached from this script's streams, and records its pid.
 detach() {
@@ -41,7 +100,7 @@ stop() {
       kill -INT -- "-$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null || true
       # Gone before the script returns: a new start must not meet the old one's files.
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      rm -f "$state/$name.pid"
+      rm -f "$state/$name.pid" "$state/$name.port"
       echo "stopped $name" >&2
     fi
   done
@@ -65,29 +124,34 @@ if [ ! -x "$devo_venv/bin/python" ] || ! cmp -s "$root/tests/devo-sdk/requiremen
   cp "$root/tests/devo-sdk/requirements.txt" "$devo_venv/.installed"
 fi
 
-if ! s3_up; then
-  echo "starting LocalStack (S3) on 127.0.0.1:4566" >&2
-  GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=s3 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$state/ls" \
+place localstack "${FORWARDER_TEST_LOCALSTACK_PORT:-4566}"
+s3_port=$port
+if [ "$up" = 0 ]; then
+  echo "starting LocalStack (S3) on 127.0.0.1:$s3_port" >&2
+  GATEWAY_LISTEN=127.0.0.1:$s3_port SERVICES=s3 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$state/ls" \
     detach localstack "$venv/bin/python" -m localstack.runtime.main
-  for _ in $(seq 1 120); do s3_up && break; sleep 1; done
-  s3_up || { echo "LocalStack did not start; see $state/localstack.log" >&2; tail -30 "$state/localstack.log" >&2; exit 1; }
+  await localstack "$s3_port" 120 1
 fi
 
-if ! smtp_up; then
-  echo "starting aiosmtpd (SMTP) on 127.0.0.1:2525, mail in $state/maildir" >&2
-  detach smtp "$venv/bin/python" -m aiosmtpd -n -l 127.0.0.1:2525 -c aiosmtpd.handlers.Mailbox "$state/maildir"
-  for _ in $(seq 1 60); do smtp_up && break; sleep 0.5; done
-  smtp_up || { echo "aiosmtpd did not start; see $state/smtp.log" >&2; tail -30 "$state/smtp.log" >&2; exit 1; }
+place smtp "${FORWARDER_TEST_SMTP_PORT:-2525}"
+smtp_port=$port
+if [ "$up" = 0 ]; then
+  echo "starting aiosmtpd (SMTP) on 127.0.0.1:$smtp_port, mail in $state/maildir" >&2
+  detach smtp "$venv/bin/python" -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$state/maildir"
+  await smtp "$smtp_port" 60 0.5
 fi
 
-if ! smtp_auth_up; then
-  echo "starting an SMTP server that requires AUTH on 127.0.0.1:2526, logins in $state/smtp-logins" >&2
-  detach smtp-auth "$venv/bin/python" "$root/scripts/smtp_auth_server.py" 2526 "$state/maildir" "$state/smtp-logins"
-  for _ in $(seq 1 60); do smtp_auth_up && break; sleep 0.5; done
-  smtp_auth_up || { echo "the AUTH SMTP server did not start; see $state/smtp-auth.log" >&2; tail -30 "$state/smtp-auth.log" >&2; exit 1; }
+place smtp-auth "${FORWARDER_TEST_SMTP_AUTH_PORT:-2526}"
+smtp_auth_port=$port
+if [ "$up" = 0 ]; then
+  echo "starting an SMTP server that requires AUTH on 127.0.0.1:$smtp_auth_port, logins in $state/smtp-logins" >&2
+  detach smtp-auth "$venv/bin/python" "$root/scripts/smtp_auth_server.py" "$smtp_auth_port" "$state/maildir" "$state/smtp-logins"
+  await smtp-auth "$smtp_auth_port" 60 0.5
 fi
 
-if ! pg_up; then
+place postgres "${FORWARDER_TEST_POSTGRES_PORT:-5433}"
+pg_port=$port
+if [ "$up" = 0 ]; then
   if [ -z "$(pg_bin)" ]; then
     echo "installing PostgreSQL (apt)" >&2
     { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq postgresql; } >&2 \
@@ -108,15 +172,14 @@ if ! pg_up; then
   echo "starting PostgreSQL on 127.0.0.1:$pg_port" >&2
   detach postgres "${as[@]}" "$bin/postgres" -D "$pgdata" -p "$pg_port" -k "$pgdata" \
     -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
-  for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
-  pg_up || { echo "PostgreSQL did not start; see $state/postgres.log" >&2; tail -30 "$state/postgres.log" >&2; exit 1; }
+  await postgres "$pg_port" 60 0.5
 fi
 
 cat <<ENV
 export FORWARDER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
-export FORWARDER_TEST_S3_ENDPOINT=http://127.0.0.1:4566
-export FORWARDER_TEST_SMTP_URL=smtp://127.0.0.1:2525
-export FORWARDER_TEST_SMTP_AUTH_URL=smtp://127.0.0.1:2526
+export FORWARDER_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
+export FORWARDER_TEST_SMTP_URL=smtp://127.0.0.1:$smtp_port
+export FORWARDER_TEST_SMTP_AUTH_URL=smtp://127.0.0.1:$smtp_auth_port
 export FORWARDER_TEST_SMTP_LOGINS=$state/smtp-logins
 export FORWARDER_TEST_MAILDIR=$state/maildir
 export FORWARDER_TEST_DEVO_PYTHON=$devo_venv/bin/python
