@@ -17,7 +17,7 @@ use aws_sdk_s3::types::ChecksumMode;
 
 use super::UploadError;
 use super::fingerprint::Fingerprint;
-use super::s3::{OWNER_METADATA, S3Uploader, failed};
+use super::s3::{OWNER_METADATA, S3Uploader};
 
 /// The condition a write is sent with.
 pub(super) enum WriteIf {
@@ -57,7 +57,7 @@ impl S3Uploader {
             let replacing = matches!(condition, WriteIf::Is(_));
             let error = match send(condition).await {
                 Ok(_) => return Ok(()),
-                Err(e) => failed(operation, key, e),
+                Err(e) => self.failed(operation, key, e),
             };
             if replacing || !error.code.as_deref().is_some_and(|c| ambiguous.contains(&c)) {
                 return Err(error);
@@ -100,7 +100,7 @@ impl S3Uploader {
                 ..error
             }),
             Err(e) => {
-                let why = failed("HeadObject", key, e);
+                let why = self.failed("HeadObject", key, e);
                 tracing::warn!(key, error = %why, "could not read the object back to tell who wrote it");
                 Err(UploadError { message: format!("{} (checking the object failed too: {})", error.message, why.message), ..error })
             }

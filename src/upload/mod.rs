@@ -6,8 +6,10 @@ mod clash;
 pub mod endpoint;
 mod fingerprint;
 mod handle;
+mod leftovers;
 mod metered;
 pub mod s3;
+mod scrub;
 
 pub use handle::ObjectUpload;
 pub use metered::Metered;

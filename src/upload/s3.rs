@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::clash::WriteIf;
 use super::fingerprint::Fingerprint;
+use super::leftovers::Attempts;
+use super::scrub::Scrubber;
 use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
 use crate::config::UploadConfig;
 use crate::job::{Destination, JobSecrets};
@@ -72,6 +74,8 @@ pub struct S3Uploader {
     /// The job whose parts this uploader writes, stored as object metadata so that a later
     /// run of the same job recognises the parts an earlier run left unrecorded.
     pub(super) owner: Option<String>,
+    /// Takes this job's credentials (and anything shaped like one) out of S3's error text.
+    scrub: Scrubber,
     url_base: String,
     sse: Option<ServerSideEncryption>,
     kms_key_id: Option<String>,
@@ -146,10 +150,14 @@ impl S3Uploader {
             None if bucket.contains('.') => format!("https://s3.{region}.amazonaws.com/{bucket}"),
             None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         };
+        let known = [&secrets.access_key, &secrets.secret_key, &secrets.session_token, &secrets.file_password];
+        let configured = defaults.access_key.as_deref().into_iter().chain(defaults.secret_key.as_ref().map(Secret::expose));
+        let scrub = Scrubber::new(known.into_iter().flatten().map(Secret::expose).chain(configured));
         Ok(Self {
             client: Client::from_conf(conf.build()),
             bucket,
             owner: None,
+            scrub,
             url_base,
             sse: dest.sse.as_deref().map(ServerSideEncryption::from),
             kms_key_id: dest.kms_key_id.clone(),
@@ -166,29 +174,31 @@ impl S3Uploader {
         self.owner = Some(job_id.into());
         self
     }
-}
 
-pub(super) fn failed<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> UploadError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    let (code, message) = match &err {
-        SdkError::ServiceError(se) => {
-            let e = se.err();
-            (e.code().map(str::to_string), e.message().map(str::to_string).unwrap_or_else(|| e.to_string()))
-        }
-        other => {
-            let what = match other {
-                SdkError::TimeoutError(_) => "timed out",
-                SdkError::DispatchFailure(_) => "could not reach the S3 endpoint",
-                SdkError::ResponseError(_) => "could not read the answer",
-                _ => "could not send the request",
-            };
-            (None, format!("{what}: {}", innermost_causes(other)))
-        }
-    };
-    UploadError { operation, key: key.to_string(), code, message }
+    /// A failed call as it may be stored and shown: the endpoint's message and code, and the
+    /// SDK's own causes (which can quote a URL), scrubbed of credentials.
+    pub(super) fn failed<E, R>(&self, operation: &'static str, key: &str, err: SdkError<E, R>) -> UploadError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let (code, message) = match &err {
+            SdkError::ServiceError(se) => {
+                let e = se.err();
+                (Scrubber::error_code(e.code()), e.message().map(str::to_string).unwrap_or_else(|| e.to_string()))
+            }
+            other => {
+                let what = match other {
+                    SdkError::TimeoutError(_) => "timed out",
+                    SdkError::DispatchFailure(_) => "could not reach the S3 endpoint",
+                    SdkError::ResponseError(_) => "could not read the answer",
+                    _ => "could not send the request",
+                };
+                (None, format!("{what}: {}", innermost_causes(other)))
+            }
+        };
+        UploadError { operation, key: key.to_string(), code, message: self.scrub.error_text(&message) }
+    }
 }
 
 /// The last two causes of an error ("dns error: failed to lookup address information"),
@@ -233,16 +243,26 @@ macro_rules! when {
 #[async_trait]
 impl Uploader for S3Uploader {
     async fn create_multipart(&self, object: &ObjectMeta) -> Result<String, UploadError> {
+        let requested_at = std::time::SystemTime::now();
+        let attempts = Attempts::default();
         let out = new_object!(self.client.create_multipart_upload(), self, object)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
-            .map_err(|e| failed("CreateMultipartUpload", &object.key, e))?;
-        out.upload_id.ok_or_else(|| UploadError {
+            .map_err(|e| self.failed("CreateMultipartUpload", &object.key, e))?;
+        let id = out.upload_id.ok_or_else(|| UploadError {
             operation: "CreateMultipartUpload",
             key: object.key.clone(),
             code: None,
             message: "the answer holds no upload id".into(),
-        })
+        })?;
+        // A create is not idempotent: an attempt whose answer was lost created an upload of
+        // its own before the retry created this one.
+        if attempts.count() > 1 {
+            self.abort_duplicates(&object.key, &id, requested_at).await;
+        }
+        Ok(id)
     }
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError> {
@@ -257,7 +277,7 @@ impl Uploader for S3Uploader {
             .body(ByteStream::from(data))
             .send()
             .await
-            .map_err(|e| failed("UploadPart", key, e))?;
+            .map_err(|e| self.failed("UploadPart", key, e))?;
         Ok(UploadedPart { number, etag: out.e_tag.unwrap_or_default(), checksum_crc32: out.checksum_crc32 })
     }
 
@@ -288,58 +308,18 @@ impl Uploader for S3Uploader {
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError> {
-        self.client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|e| failed("AbortMultipartUpload", key, e))?;
-        Ok(())
+        let answer = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await;
+        match answer {
+            Ok(_) => Ok(()),
+            // The retry of an abort whose answer was lost finds the upload gone: it is done.
+            Err(e) if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("NoSuchUpload") => Ok(()),
+            Err(e) => Err(self.failed("AbortMultipartUpload", key, e)),
+        }
     }
 
     async fn abort_all_under(&self, prefix: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
-        // Clocks differ between us and the store; a takeover comes a whole lease later.
-        let latest = requested_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) + 10;
-        let (mut aborted, mut failure) = (0, None);
-        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
-        loop {
-            let listed = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| failed("ListMultipartUploads", prefix, e))?;
-            for upload in listed.uploads() {
-                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id())
-                    && key.starts_with(prefix)
-                    && upload.initiated().is_none_or(|t| t.secs() <= latest)
-                {
-                    // One that cannot be aborted does not keep the others open.
-                    match self.abort_multipart(key, id).await {
-                        Ok(()) => aborted += 1,
-                        Err(e) => failure = Some(e),
-                    }
-                }
-            }
-            if listed.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = listed.next_key_marker().map(str::to_string);
-            id_marker = listed.next_upload_id_marker().map(str::to_string);
-            if key_marker.is_none() {
-                break;
-            }
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(aborted),
-        }
+        let latest = super::leftovers::epoch_secs(requested_at) + super::leftovers::CLOCK_MARGIN_SECS;
+        self.abort_open(prefix, |upload| upload.key.starts_with(prefix) && upload.initiated.is_none_or(|t| t <= latest)).await
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
