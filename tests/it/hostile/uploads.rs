@@ -13,7 +13,7 @@ use crate::faults::{AnswerLoss, Mode, S3Call, spawn_faulty_proxy};
 
 /// Rows of the demo table whose plain CSV is one object of two upload parts: just over the
 /// 5 MiB part size the tests run with.
-const ROWS: u64 = 30_000;
+const ROWS: u64 = 20_000;
 
 /// An export of the whole table as one plain object through `proxy`: one multipart upload
 /// (create, two parts, complete) for every export.
