@@ -64,9 +64,12 @@ pub struct ObjectMeta {
 /// Completion and single puts must refuse to replace an existing object.
 #[async_trait]
 pub trait Uploader: Send + Sync + 'static {
+    /// Starts a multipart upload and returns its id; an upload that an earlier attempt of the
+    /// same call created (its answer lost) is aborted, so that only the returned one is open.
     async fn create_multipart(&self, object: &ObjectMeta) -> Result<String, UploadError>;
     async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError>;
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError>;
+    /// Aborts a multipart upload; one already gone (`NoSuchUpload`) counts as aborted.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError>;
     /// Aborts the multipart uploads still open for keys starting with `prefix` (a whole key,
     /// or every part of a job) that were started no later than `requested_at` (plus a margin

@@ -71,7 +71,7 @@ async fn exports_complete_exactly_when_a_tenth_of_s3_answers_are_lost() {
 #[tokio::test]
 async fn a_lost_create_answer_leaves_no_upload_open() {
     // Current-thread runtime: the whole server runs on this thread, and so logs here.
-    let logs = LogCapture::start();
+    let logs = LogCapture::start("info");
     // The first create's answer is lost (the SDK creates a second upload), and so is the
     // answer to the abort of the first upload (the retry finds it gone).
     let loss = Arc::new(AnswerLoss::nth(&[(S3Call::CreateMultipartUpload, 1), (S3Call::AbortMultipartUpload, 1)]));
@@ -88,7 +88,8 @@ async fn a_lost_create_answer_leaves_no_upload_open() {
 
 #[tokio::test]
 async fn credentials_an_endpoint_echoes_reach_no_job_row_email_or_log() {
-    let logs = LogCapture::start();
+    // The server's own filter at its most verbose: RUST_LOG=trace.
+    let logs = LogCapture::start("trace");
     let echoed = Arc::new(Mutex::new(Vec::new()));
     let proxy = spawn_faulty_proxy(Mode::EchoCredentials(echoed.clone())).await;
     let app = spawn_app(1_000).await;
@@ -137,19 +138,20 @@ fn files_under(dir: &std::path::Path) -> Vec<u8> {
     all
 }
 
-/// What this thread logs from now on (as the service's own filter passes it, at debug), for
-/// a test on a current-thread runtime, where every task of the server logs on this thread.
+/// What this thread logs from now on, through the service's own filter for `spec` (a
+/// `RUST_LOG` value), for a test on a current-thread runtime, where every task of the server
+/// logs on this thread (and nextest's one process per test is not needed).
 struct LogCapture {
     written: Arc<Mutex<Vec<u8>>>,
     _guard: tracing::subscriber::DefaultGuard,
 }
 
 impl LogCapture {
-    fn start() -> Self {
+    fn start(spec: &str) -> Self {
         let written = Arc::new(Mutex::new(Vec::new()));
         let sink = written.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(forwarder::telemetry::filter("debug"))
+            .with_env_filter(forwarder::telemetry::filter(spec))
             .with_ansi(false)
             .with_writer(move || SharedWriter(sink.clone()))
             .finish();
