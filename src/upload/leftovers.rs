@@ -83,13 +83,26 @@ impl S3Uploader {
     /// earlier run's are older (that run's takeover aborts them, see
     /// `abort_uploads_left_behind`). A failure only costs a warning: the part itself is fine.
     pub(super) async fn abort_duplicates(&self, key: &str, kept: &str, requested_at: SystemTime) {
-        let (from, until) =
-            (epoch_secs(requested_at) - CLOCK_MARGIN_SECS, epoch_secs(SystemTime::now()) + CLOCK_MARGIN_SECS);
-        let ours = |u: &OpenUpload| u.key == key && u.id != kept && u.initiated.is_none_or(|t| (from..=until).contains(&t));
-        match self.abort_open(key, ours).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(key, uploads = n, "aborted the multipart uploads of create attempts whose answers were lost"),
-            Err(e) => tracing::warn!(key, error = %e, "could not abort a multipart upload a create attempt left open"),
+        // An attempt cut off by its timeout may still be creating its upload on the store's
+        // side: when the first look finds none, look again a second later.
+        for look in 0..2 {
+            if look > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            let (from, until) =
+                (epoch_secs(requested_at) - CLOCK_MARGIN_SECS, epoch_secs(SystemTime::now()) + CLOCK_MARGIN_SECS);
+            let ours = |u: &OpenUpload| u.key == key && u.id != kept && u.initiated.is_none_or(|t| (from..=until).contains(&t));
+            match self.abort_open(key, ours).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(key, uploads = n, "aborted the multipart uploads of create attempts whose answers were lost");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "could not abort a multipart upload a create attempt left open");
+                    return;
+                }
+            }
         }
     }
 
