@@ -219,3 +219,44 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     // Removing a job forgets its sealed credentials.
     assert_eq!(app.get(&format!("/search/job/remove/{}", ids[1])).await.0, 200);
 }
+
+/// Devo's signature covers the key, the body and the timestamp, not the path: a captured
+/// signed read of a job must not stop or remove it within the clock-skew window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_read_cannot_be_replayed_on_another_path() {
+    let app = spawn_app(100).await;
+    let (_, out) = auth_cli(&app, &["create-key", "--domain", "default"]);
+    let (key, secret) = api_key_from(&out);
+    let id = app.submit_export(QUERY, json!({"format": "gzip"})).await;
+    let now = forwarder::job::now_ms();
+    let read = format!("/search/job/{id}");
+    let (status, job) = signed(&app, "GET", &read, "", &key, &secret, now).await;
+    assert_eq!((status, job["object"]["status"].as_str()), (200, Some("CREATED")), "{job}");
+
+    // The same headers (same key, timestamp and signature: the body is empty in both) on
+    // the calls that steer the job.
+    for steer in ["remove", "stop", "start"] {
+        let (status, answer) = signed(&app, "GET", &format!("/search/job/{steer}/{id}"), "", &key, &secret, now).await;
+        assert_eq!(status, 401, "{steer}: {answer}");
+        assert!(answer["msg"].as_str().unwrap().contains("another method or path"), "{answer}");
+    }
+    // Nor with the signature in upper case, which matches it as well.
+    let ts = now.to_string();
+    let upper = forwarder::api::sign(&secret, &key, b"", &ts).to_uppercase();
+    let r = reqwest::Client::new()
+        .get(format!("{}/search/job/remove/{id}", app.api))
+        .header("x-logtrust-apikey", &key)
+        .header("x-logtrust-timestamp", &ts)
+        .header("x-logtrust-sign", upper)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(app.job(&id).await["status"], "CREATED", "the job is untouched");
+
+    // The read itself may be repeated, as Devo's SDK polls; a new signature steers the job.
+    let (status, _) = signed(&app, "GET", &read, "", &key, &secret, now).await;
+    assert_eq!(status, 200);
+    let (status, answer) = signed(&app, "GET", &format!("/search/job/stop/{id}"), "", &key, &secret, now + 1).await;
+    assert_eq!((status, answer["object"]["status"].as_str()), (200, Some("STOPPED")), "{answer}");
+}
