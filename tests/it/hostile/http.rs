@@ -111,6 +111,18 @@ async fn trickle(address: String, n: usize, silent: bool, seen: Arc<Trickle>) {
     seen.closed.fetch_add(1, Ordering::SeqCst);
 }
 
+/// How many descriptors process `pid` holds, once it holds `wanted` or `patience` has passed.
+async fn wait_for_descriptors(pid: u32, wanted: usize, patience: Duration) -> usize {
+    let since = Instant::now();
+    loop {
+        let held = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+        if held >= wanted || since.elapsed() > patience {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickling_and_silent_clients_leave_the_server_answering_and_are_cut() {
     // Both ends of 1,100 connections live in this process.
@@ -127,7 +139,9 @@ async fn trickling_and_silent_clients_leave_the_server_answering_and_are_cut() {
         assert!(opened.elapsed() < Duration::from_secs(30), "connections not open after 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("{} connections open after {:?}", trickling + silent, opened.elapsed());
+    // Both ends in this process: the server has accepted them all once it holds twice as many.
+    let holding = wait_for_descriptors(std::process::id(), 2 * (trickling + silent), Duration::from_secs(10)).await;
+    println!("{} connections open after {:?} ({holding} descriptors)", trickling + silent, opened.elapsed());
 
     // While every one of them is held open, a new client is answered.
     let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
@@ -214,7 +228,7 @@ async fn a_server_process_started_with_1024_descriptors_serves_past_them() {
     unsafe {
         command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, 1024, hard));
     }
-    let _server = command.spawn().unwrap();
+    let server = command.spawn().unwrap();
     let api = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let started = Instant::now();
@@ -232,6 +246,11 @@ async fn a_server_process_started_with_1024_descriptors_serves_past_them() {
         assert!(started.elapsed() < Duration::from_secs(60), "connections not open");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A connect returns once the kernel has queued the connection; wait (a while at most)
+    // until the server has accepted them all, which a process held to 1024 descriptors never does.
+    let server_pid = server.id().unwrap();
+    let holding = wait_for_descriptors(server_pid, 1_100, Duration::from_secs(5)).await;
+    println!("the server process holds {holding} descriptors");
     let asked = Instant::now();
     let health = tokio::time::timeout(Duration::from_secs(10), http.get(format!("{api}/healthz")).send()).await;
     let jobs = tokio::time::timeout(Duration::from_secs(10), http.get(format!("{api}/search/jobs")).bearer_auth(token.trim()).send()).await;
