@@ -125,7 +125,8 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
     // Lower case, as it was matched: `AB…` and `ab…` are one signature.
     let sign = sign.to_ascii_lowercase();
     let sign = sign.as_str();
-    match state.signatures.bind(sign, target, ts + skew.as_millis() as i64, crate::job::now_ms()) {
+    let whole_second = ts % 1000 == 0;
+    match state.signatures.bind(sign, target, whole_second, ts + skew.as_millis() as i64, crate::job::now_ms()) {
         Ok(()) => {}
         Err(Refused::BoundElsewhere) => {
             return Err(ApiError::unauthorized(

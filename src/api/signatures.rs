@@ -5,6 +5,14 @@
 //! request again is allowed (Devo's SDK signs whole seconds, so two polls of a job in one
 //! second carry one signature), any other is refused.
 //!
+//! One exception keeps Devo's SDK working unmodified: it signs with the time in whole seconds
+//! (`int(time.time()) * 1000`), so every GET it sends in one second carries the same
+//! signature, whatever the path (`get_job` then `remove_job` in one second). A signature
+//! whose timestamp is a whole second may therefore serve other paths for [`SHARED_SECOND`]
+//! after its first use on this server, not after: a captured request can be replayed on
+//! another path within that moment only, instead of the whole clock-skew window. A client
+//! signing with milliseconds gets no such moment.
+//!
 //! Kept in this process's memory, not in the job store: a binding is needed on every signed
 //! read, and the store would take a write per poll. With several API servers, a signature
 //! bound on one is unknown to the others (the submission replay check, which is in the
@@ -18,6 +26,10 @@ use std::sync::{Arc, Mutex};
 /// within the clock-skew window, a bound on what a flood of signed requests can take.
 pub const MAX_SIGNATURES: usize = 200_000;
 
+/// How long after its first use a whole-second signature may serve other paths: the rest of
+/// the client's second, plus room for the requests' travel.
+pub const SHARED_SECOND: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct SignatureBindings {
     inner: Mutex<Bindings>,
     cap: usize,
@@ -25,8 +37,9 @@ pub struct SignatureBindings {
 
 #[derive(Default)]
 struct Bindings {
-    /// Signature → the method and path it was first used with, and when it goes stale.
-    target: HashMap<Arc<str>, (String, i64)>,
+    /// Signature → the method and path it was first used with, and until when it may serve
+    /// other paths too (whole-second signatures only).
+    target: HashMap<Arc<str>, (String, Option<i64>)>,
     /// The same signatures by when they go stale, soonest first.
     expiry: BinaryHeap<Reverse<(i64, Arc<str>)>>,
 }
@@ -46,19 +59,25 @@ impl SignatureBindings {
     }
 
     /// Binds `signature` to `target` (method and path) on its first use, until `stale_at_ms`;
-    /// a later use is allowed with the same target only.
-    pub fn bind(&self, signature: &str, target: &str, stale_at_ms: i64, now_ms: i64) -> Result<(), Refused> {
+    /// a later use is allowed with the same target only (or, for a `whole_second` signature,
+    /// with any target within [`SHARED_SECOND`] of the first use).
+    pub fn bind(&self, signature: &str, target: &str, whole_second: bool, stale_at_ms: i64, now_ms: i64) -> Result<(), Refused> {
         let mut b = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         b.forget_stale(now_ms);
-        if let Some((bound, _)) = b.target.get(signature) {
-            return if bound == target { Ok(()) } else { Err(Refused::BoundElsewhere) };
+        if let Some((bound, shared_until)) = b.target.get(signature) {
+            return if bound == target || shared_until.is_some_and(|until| now_ms <= until) {
+                Ok(())
+            } else {
+                Err(Refused::BoundElsewhere)
+            };
         }
         if b.target.len() >= self.cap {
             let soonest = b.expiry.peek().map_or(now_ms, |Reverse((at, _))| *at);
             return Err(Refused::Full { retry_after_ms: (soonest - now_ms).max(1) });
         }
         let signature: Arc<str> = signature.into();
-        b.target.insert(signature.clone(), (target.to_string(), stale_at_ms));
+        let shared_until = whole_second.then(|| now_ms + SHARED_SECOND.as_millis() as i64);
+        b.target.insert(signature.clone(), (target.to_string(), shared_until));
         b.expiry.push(Reverse((stale_at_ms, signature)));
         Ok(())
     }
@@ -90,22 +109,32 @@ mod tests {
     #[test]
     fn a_signature_is_good_for_its_first_target_only() {
         let b = SignatureBindings::new(10);
-        assert_eq!(b.bind("s1", "GET /search/job/1", 1_000, 0), Ok(()));
-        assert_eq!(b.bind("s1", "GET /search/job/1", 1_000, 10), Ok(()), "the same read again");
-        assert_eq!(b.bind("s1", "GET /search/job/remove/1", 1_000, 20), Err(Refused::BoundElsewhere));
-        assert_eq!(b.bind("s1", "POST /search/job/1", 1_000, 20), Err(Refused::BoundElsewhere));
-        assert_eq!(b.bind("s2", "GET /search/job/remove/1", 1_000, 30), Ok(()));
+        assert_eq!(b.bind("s1", "GET /search/job/1", false, 1_000, 0), Ok(()));
+        assert_eq!(b.bind("s1", "GET /search/job/1", false, 1_000, 10), Ok(()), "the same read again");
+        assert_eq!(b.bind("s1", "GET /search/job/remove/1", false, 1_000, 20), Err(Refused::BoundElsewhere));
+        assert_eq!(b.bind("s1", "POST /search/job/1", false, 1_000, 20), Err(Refused::BoundElsewhere));
+        assert_eq!(b.bind("s2", "GET /search/job/remove/1", false, 1_000, 30), Ok(()));
+    }
+
+    #[test]
+    fn a_whole_second_signature_serves_other_paths_only_just_after_its_first_use() {
+        let b = SignatureBindings::new(10);
+        let shared = SHARED_SECOND.as_millis() as i64;
+        b.bind("s1", "GET /search/job/1", true, 300_000, 0).unwrap();
+        assert_eq!(b.bind("s1", "GET /search/jobs", true, 300_000, shared), Ok(()), "the SDK's next call in its second");
+        assert_eq!(b.bind("s1", "GET /search/job/remove/1", true, 300_000, shared + 1), Err(Refused::BoundElsewhere));
+        assert_eq!(b.bind("s1", "GET /search/job/1", true, 300_000, shared + 1), Ok(()), "the first path still");
     }
 
     #[test]
     fn stale_signatures_are_forgotten_and_a_full_map_refuses_until_one_is() {
         let b = SignatureBindings::new(2);
-        b.bind("s1", "GET /a", 100, 0).unwrap();
-        b.bind("s2", "GET /b", 200, 0).unwrap();
-        assert_eq!(b.bind("s3", "GET /c", 300, 50), Err(Refused::Full { retry_after_ms: 50 }));
-        assert_eq!(b.bind("s3", "GET /c", 300, 101), Ok(()), "s1 went stale at 100");
+        b.bind("s1", "GET /a", false, 100, 0).unwrap();
+        b.bind("s2", "GET /b", false, 200, 0).unwrap();
+        assert_eq!(b.bind("s3", "GET /c", false, 300, 50), Err(Refused::Full { retry_after_ms: 50 }));
+        assert_eq!(b.bind("s3", "GET /c", false, 300, 101), Ok(()), "s1 went stale at 100");
         assert_eq!(b.len(), 2);
         // Past its staleness the clock-skew check refuses the signature anyway; here it is free.
-        assert_eq!(b.bind("s1", "GET /other", 400, 201), Ok(()), "s2 went stale at 200");
+        assert_eq!(b.bind("s1", "GET /other", false, 400, 201), Ok(()), "s2 went stale at 200");
     }
 }
