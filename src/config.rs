@@ -531,6 +531,16 @@ mod tests {
     }
 
     #[test]
+    fn server_timeouts_and_connection_cap_must_be_positive() {
+        let mut c = Config::default();
+        c.server.header_read_timeout = Duration::ZERO;
+        assert!(c.validate().unwrap_err().to_string().contains("server.header_read_timeout"));
+        let mut c = Config::default();
+        c.server.max_connections = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("server.max_connections"));
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
     }

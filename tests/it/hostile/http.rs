@@ -260,3 +260,34 @@ async fn a_server_process_started_with_1024_descriptors_serves_past_them() {
     assert_eq!(jobs.expect("/search/jobs answered within 10 s").unwrap().status(), 200);
     println!("server process (soft limit 1024 at start), 1,100 slow connections open: /healthz and /search/jobs in {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_at_once_and_the_server_recovers() {
+    let app = spawn_app_with(100, |c| c.server.max_connections = 3).await;
+    let address = app.api.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The fourth is accepted and closed, not left waiting in the listen queue.
+    let mut extra = TcpStream::connect(&address).await.unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: forwarder\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut answer)).await;
+    assert!(read.is_ok() && answer.is_empty(), "a connection past the cap is closed without an answer: {answer:?}");
+    // Once the held connections go, the server answers again.
+    drop(held);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let mut status = None;
+    for _ in 0..50 {
+        if let Ok(r) = http.get(format!("{}/healthz", app.api)).send().await {
+            status = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status.map(|s| s.as_u16()), Some(200));
+}
