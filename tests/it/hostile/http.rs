@@ -291,3 +291,19 @@ async fn connections_past_the_cap_are_closed_at_once_and_the_server_recovers() {
     }
     assert_eq!(status.map(|s| s.as_u16()), Some(200));
 }
+
+/// HTTP/2 has no header timer between requests: an idle HTTP/2 connection is closed by
+/// `server.idle_timeout` instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(100, |c| c.server.idle_timeout = Duration::from_secs(2)).await;
+    let mut stream = TcpStream::connect(app.api.trim_start_matches("http://")).await.unwrap();
+    // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame, then nothing.
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "an idle HTTP/2 connection was still open after 20 s");
+    // The server spoke HTTP/2 (its SETTINGS frame, type 4) before it went away (GOAWAY, type 7).
+    assert!(answer.len() >= 9 && answer[3] == 4, "{answer:?}");
+    assert_eq!(app.get("/healthz").await.0, 200);
+}
