@@ -393,6 +393,11 @@ impl Config {
                 "store.url must be a PostgreSQL URL (postgres://user:password@host:port/database), or unset for the SQLite file in data_dir",
             );
         }
+        // Sent in signed headers: what a header cannot carry would panic the S3 signer at every upload.
+        let header_safe = |v: &str| v.bytes().all(|b| b.is_ascii_graphic());
+        if !self.s3.access_key.as_deref().is_none_or(header_safe) || !self.s3.secret_key.as_ref().is_none_or(|k| header_safe(k.expose())) {
+            return bad("s3.access_key and s3.secret_key may hold only visible ASCII (no spaces, line breaks or other control characters)");
+        }
         if self.s3.access_key.is_some() != self.s3.secret_key.is_some() {
             return bad("s3.access_key and s3.secret_key go together (or leave both out for the AWS credential chain)");
         }
@@ -538,6 +543,15 @@ mod tests {
         let mut c = Config::default();
         c.server.max_connections = 0;
         assert!(c.validate().unwrap_err().to_string().contains("server.max_connections"));
+    }
+
+    #[test]
+    fn default_s3_keys_must_fit_in_a_header() {
+        let mut c = Config::default();
+        c.s3.access_key = Some("AKIA\r\nX".into());
+        c.s3.secret_key = Some(Secret::new("secret-not-shown"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("s3.access_key") && !e.contains("AKIA") && !e.contains("secret-not-shown"), "{e}");
     }
 
     #[test]

@@ -195,7 +195,7 @@ async fn a_slow_body_is_cut_after_the_body_read_timeout() {
         .await
         .expect("the server did not cut the slow body within 30 s")
         .ok();
-    println!("cut after {:?}", started.elapsed());
+    println!("cut after {:?}: {:?}", started.elapsed(), String::from_utf8_lossy(&answer).lines().next());
     sender.abort();
     let answer = String::from_utf8_lossy(&answer);
     // A 408 in Devo's shape, or at least a closed connection.
