@@ -47,6 +47,20 @@ impl FromRequestParts<AppState> for Caller {
 /// hands the request on with the [`Caller`] attached.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    let target = match parts.uri.path_and_query() {
+        Some(path) => format!("{} {path}", parts.method),
+        None => format!("{} {}", parts.method, parts.uri.path()),
+    };
+    // A bearer token (or no credential) is checked before the body is read: a caller who is
+    // nobody cannot make the server wait for, or hold, a body of up to MAX_BODY.
+    let by_token = if parts.headers.contains_key("x-logtrust-apikey") {
+        None
+    } else {
+        match identify(&state, &parts.headers, &Bytes::new(), &target, false).await {
+            Ok(caller) => Some(caller),
+            Err(refused) => return Ok(refused_before_the_body(refused, &parts.headers)),
+        }
+    };
     // The whole body within the deadline, not only each piece of it: a client sending a byte
     // a second would otherwise hold its connection (and a task) for as long as it likes.
     let deadline = state.config.server.body_read_timeout;
@@ -54,14 +68,25 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         .await
         .map_err(|_| ApiError::body_too_slow(deadline))?
         .map_err(|_| ApiError::too_large(MAX_BODY))?;
-    let target = match parts.uri.path_and_query() {
-        Some(path) => format!("{} {path}", parts.method),
-        None => format!("{} {}", parts.method, parts.uri.path()),
+    let caller = match by_token {
+        Some(caller) => caller,
+        None => identify(&state, &parts.headers, &body, &target, parts.method == axum::http::Method::POST).await?,
     };
-    let caller = identify(&state, &parts.headers, &body, &target, parts.method == axum::http::Method::POST).await?;
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
+}
+
+/// The refusal of a request whose body was never read: if it has one, the connection cannot
+/// carry another request, and a pooling client must be told so.
+fn refused_before_the_body(refused: ApiError, headers: &HeaderMap) -> Response {
+    use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+    let mut response = axum::response::IntoResponse::into_response(refused);
+    let has_body = headers.contains_key(TRANSFER_ENCODING) || header(headers, CONTENT_LENGTH.as_str()).is_some_and(|n| n != "0");
+    if has_body {
+        response.headers_mut().insert(CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

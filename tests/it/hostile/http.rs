@@ -307,3 +307,21 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     assert!(answer.len() >= 9 && answer[3] == 4, "{answer:?}");
     assert_eq!(app.get("/healthz").await.0, 200);
 }
+
+/// A caller who is nobody is refused before the server reads (or waits for) a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_from_an_unknown_caller_is_not_waited_for() {
+    let app = spawn_app(100).await;
+    let mut stream = TcpStream::connect(app.api.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /search/query HTTP/1.1\r\nHost: forwarder\r\nAuthorization: Bearer fwd_not-a-token\r\nContent-Length: 1000000\r\n\r\n{";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the refusal came without the body (within 10 s)")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401") && answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(answer.contains("unknown or revoked token"), "{answer}");
+    assert_eq!(app.get("/healthz").await.0, 200);
+}
