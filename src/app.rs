@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, SignatureBindings, router};
 use anyhow::Context as _;
 
 use crate::config::{Config, TlsConfig};
@@ -75,6 +75,7 @@ impl App {
             credentials,
             reporter,
             job_runnable,
+            signatures: Arc::new(SignatureBindings::new(crate::api::MAX_SIGNATURES)),
         };
         Ok(Self { state, worker })
     }
@@ -92,20 +93,19 @@ impl App {
             .worker
             .enabled
             .then(|| tokio::spawn(self.worker.clone().run(shutdown.clone())));
-        let tls = self.state.config.tls.clone();
+        let (tls, limits) = (self.state.config.tls.clone(), self.state.config.server.clone());
         let (store, reporter) = (self.state.store.clone(), self.state.reporter.clone());
         let deadline = self.state.config.worker.shutdown_deadline;
         let app = router(self.state);
-        match tls {
-            None => {
-                tracing::info!(address = %listener.local_addr()?, "API listening (http)");
-                let stop = shutdown.clone();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await?;
-            }
-            Some(tls) => serve_https(listener, app, &tls, shutdown.clone(), deadline).await?,
+        let acceptor = match &tls {
+            None => None,
+            Some(tls) => Some(tls_acceptor(tls).await?),
+        };
+        match &acceptor {
+            None => tracing::info!(address = %listener.local_addr()?, "API listening (http)"),
+            Some(_) => tracing::info!(address = %listener.local_addr()?, "API listening (https)"),
         }
+        crate::api::serve(listener, app, &limits, acceptor, shutdown.clone(), deadline).await?;
         if let Some(task) = worker_task {
             let _ = task.await;
         }
@@ -122,14 +122,8 @@ impl App {
     }
 }
 
-/// Serves `app` over HTTPS (rustls) until `shutdown`.
-async fn serve_https(
-    listener: TcpListener,
-    app: axum::Router,
-    tls: &TlsConfig,
-    shutdown: CancellationToken,
-    deadline: std::time::Duration,
-) -> anyhow::Result<()> {
+/// The certificate and key of `[tls]`, ready to accept connections (HTTP/2 and HTTP/1.1 by ALPN).
+async fn tls_acceptor(tls: &TlsConfig) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     // Several crypto back ends are linked (the AWS SDK brings its own): name the one to use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
@@ -141,18 +135,24 @@ async fn serve_https(
                 tls.key.display()
             )
         })?;
-    tracing::info!(address = %listener.local_addr()?, "API listening (https)");
-    let handle = axum_server::Handle::new();
-    let stop = handle.clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        stop.graceful_shutdown(Some(deadline));
-    });
-    axum_server::from_tcp_rustls(listener.into_std()?, config)?
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await?;
-    Ok(())
+    Ok(tokio_rustls::TlsAcceptor::from(config.get_inner()))
+}
+
+/// Raises this process's open-file limit (soft) to its hard limit: every connection holds a
+/// descriptor, and the usual soft limit (1024) is below `server.max_connections`. Says so when
+/// even the hard limit is below the connection cap plus room for files and uploads.
+pub fn raise_open_file_limit(config: &Config) {
+    let wanted = config.server.max_connections as u64 + 1024;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            max_connections = config.server.max_connections,
+            "the open-file limit is below server.max_connections plus 1024 for files and uploads: raise the hard limit \
+             (LimitNOFILE= in a systemd unit, ulimit -Hn) or lower server.max_connections"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 /// The key that seals the jobs' secrets (created on first start), checked against the one

@@ -20,6 +20,8 @@ use crate::upload::S3Defaults;
 pub struct Config {
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub server: ServerConfig,
     /// Where the SQLite job store, the server key, the outbox and the demo data live.
     pub data_dir: PathBuf,
     /// Catalog file (TOML) naming the tables queries may read. Default: the demo catalog in
@@ -52,6 +54,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
+            server: ServerConfig::default(),
             data_dir: PathBuf::from("forwarder-data"),
             catalog: None,
             demo_rows: 100_000,
@@ -63,6 +66,36 @@ impl Default for Config {
             auth: AuthConfig::default(),
             s3: S3Defaults::default(),
             tls: None,
+        }
+    }
+}
+
+/// What a client may hold of the HTTP server: slow or idle connections are closed, so that
+/// they cannot take every connection (or file descriptor) the process has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Time to send a request's line and headers (for HTTP/1, counted from the connection's
+    /// first byte or the previous answer; a TLS handshake gets the same time).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time to send a whole request body.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A connection with nothing read or written for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it, new ones are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
         }
     }
 }
@@ -105,6 +138,9 @@ pub struct WorkerConfig {
     pub query_memory_mb: u64,
     /// Jobs of one domain running at once, over every worker sharing the store (0: no limit).
     pub max_running_per_domain: u32,
+    /// Jobs of one domain waiting to run (`CREATED`); a submission past it is refused with
+    /// HTTP 429 (0: no limit).
+    pub max_queued_per_domain: u64,
 }
 
 impl Default for WorkerConfig {
@@ -118,6 +154,7 @@ impl Default for WorkerConfig {
             shutdown_deadline: Duration::from_secs(30),
             query_memory_mb: 512,
             max_running_per_domain: 4,
+            max_queued_per_domain: 10_000,
         }
     }
 }
@@ -254,6 +291,10 @@ fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
     ) && !key.starts_with("test_")
 }
 
+/// Above this the connection cap is no cap: tokio's semaphore and the open-file limit are
+/// both far below what a larger number claims.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     // Not a `source`: the message already holds figment's text, which would print twice.
@@ -352,8 +393,20 @@ impl Config {
                 "store.url must be a PostgreSQL URL (postgres://user:password@host:port/database), or unset for the SQLite file in data_dir",
             );
         }
+        // Sent in signed headers: what a header cannot carry would panic the S3 signer at every upload.
+        let header_safe = |v: &str| v.bytes().all(|b| b.is_ascii_graphic());
+        if !self.s3.access_key.as_deref().is_none_or(header_safe) || !self.s3.secret_key.as_ref().is_none_or(|k| header_safe(k.expose())) {
+            return bad("s3.access_key and s3.secret_key may hold only visible ASCII (no spaces, line breaks or other control characters)");
+        }
         if self.s3.access_key.is_some() != self.s3.secret_key.is_some() {
             return bad("s3.access_key and s3.secret_key go together (or leave both out for the AWS credential chain)");
+        }
+        let server = &self.server;
+        if [server.header_read_timeout, server.body_read_timeout, server.idle_timeout].contains(&Duration::ZERO) {
+            return bad("server.header_read_timeout, server.body_read_timeout and server.idle_timeout must be above 0 (like \"10s\")");
+        }
+        if server.max_connections == 0 || server.max_connections > MAX_CONNECTIONS {
+            return bad("server.max_connections must be between 1 and 1000000");
         }
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency must be at least 1");
@@ -480,6 +533,25 @@ mod tests {
         for setting in ["LISTEN", "DATA_DIR", "UPLOAD__PART_SIZE_MIB", "SMTP__URL"] {
             assert!(is_config_variable(UncasedStr::new(setting)), "{setting}");
         }
+    }
+
+    #[test]
+    fn server_timeouts_and_connection_cap_must_be_positive() {
+        let mut c = Config::default();
+        c.server.header_read_timeout = Duration::ZERO;
+        assert!(c.validate().unwrap_err().to_string().contains("server.header_read_timeout"));
+        let mut c = Config::default();
+        c.server.max_connections = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("server.max_connections"));
+    }
+
+    #[test]
+    fn default_s3_keys_must_fit_in_a_header() {
+        let mut c = Config::default();
+        c.s3.access_key = Some("AKIA\r\nX".into());
+        c.s3.secret_key = Some(Secret::new("secret-not-shown"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("s3.access_key") && !e.contains("AKIA") && !e.contains("secret-not-shown"), "{e}");
     }
 
     #[test]

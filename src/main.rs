@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use forwarder::app::{App, shutdown_on_signals};
+use forwarder::app::{App, raise_open_file_limit, shutdown_on_signals};
 use forwarder::config::Config;
 use forwarder::demo::{DemoOptions, run as run_demo};
 use forwarder::auth_cli::{self, AuthCommand};
@@ -95,6 +95,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
+            raise_open_file_limit(&config);
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {} (listen in the configuration, or FORWARDER_LISTEN)", config.listen))?;
@@ -102,6 +103,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Worker { config } => {
             let config = Config::load(config.as_deref())?;
+            raise_open_file_limit(&config);
             App::build(config).await?.run_worker(shutdown_on_signals()).await
         }
         Command::Jobs(args) => jobs_cli::run(args).await,

@@ -3,7 +3,9 @@
 //!   `x-logtrust-sign` = hex HMAC-SHA256(secret, apikey + body + timestamp). Stale timestamps
 //!   are refused, and so is a signed submission (POST) sent twice. Signed GETs may repeat
 //!   within the window: Devo's SDK signs with a timestamp in whole seconds, so two reads of
-//!   the same job in one second carry the same signature.
+//!   the same job in one second carry the same signature. But only on the same method and
+//!   path: the signature does not cover the path, so it is bound to the first one it was
+//!   used with ([`super::signatures`]).
 //! - `Authorization: Bearer <token>`.
 //!
 //! Keys and tokens come from the configuration or from `forwarder auth`; each belongs to a
@@ -18,6 +20,7 @@ use axum::response::Response;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::signatures::Refused;
 use super::{ApiError, AppState};
 use crate::secret::Secret;
 use crate::store::{CredentialKind, token_lookup};
@@ -44,20 +47,55 @@ impl FromRequestParts<AppState> for Caller {
 /// hands the request on with the [`Caller`] attached.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
-    let caller = identify(&state, &parts.headers, &body, parts.method == axum::http::Method::POST).await?;
+    let target = match parts.uri.path_and_query() {
+        Some(path) => format!("{} {path}", parts.method),
+        None => format!("{} {}", parts.method, parts.uri.path()),
+    };
+    // A bearer token (or no credential) is checked before the body is read: a caller who is
+    // nobody cannot make the server wait for, or hold, a body of up to MAX_BODY.
+    let by_token = if parts.headers.contains_key("x-logtrust-apikey") {
+        None
+    } else {
+        match identify(&state, &parts.headers, &Bytes::new(), &target, false).await {
+            Ok(caller) => Some(caller),
+            Err(refused) => return Ok(refused_before_the_body(refused, &parts.headers)),
+        }
+    };
+    // The whole body within the deadline, not only each piece of it: a client sending a byte
+    // a second would otherwise hold its connection (and a task) for as long as it likes.
+    let deadline = state.config.server.body_read_timeout;
+    let body = tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY))
+        .await
+        .map_err(|_| ApiError::body_too_slow(deadline))?
+        .map_err(|_| ApiError::too_large(MAX_BODY))?;
+    let caller = match by_token {
+        Some(caller) => caller,
+        None => identify(&state, &parts.headers, &body, &target, parts.method == axum::http::Method::POST).await?,
+    };
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
+}
+
+/// The refusal of a request whose body was never read: if it has one, the connection cannot
+/// carry another request, and a pooling client must be told so.
+fn refused_before_the_body(refused: ApiError, headers: &HeaderMap) -> Response {
+    use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+    let mut response = axum::response::IntoResponse::into_response(refused);
+    let has_body = headers.contains_key(TRANSFER_ENCODING) || header(headers, CONTENT_LENGTH.as_str()).is_some_and(|n| n != "0");
+    if has_body {
+        response.headers_mut().insert(CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes, submits: bool) -> Result<Caller, ApiError> {
+async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes, target: &str, submits: bool) -> Result<Caller, ApiError> {
     if let Some(key) = header(headers, "x-logtrust-apikey") {
-        return signed(state, headers, key, body, submits).await;
+        return signed(state, headers, key, body, target, submits).await;
     }
     // The scheme is case-insensitive (RFC 9110): `bearer` works as well as `Bearer`.
     let token = header(headers, "authorization")
@@ -74,7 +112,7 @@ async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes, submits: 
     }
 }
 
-async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, submits: bool) -> Result<Caller, ApiError> {
+async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, target: &str, submits: bool) -> Result<Caller, ApiError> {
     let (Some(timestamp), Some(sign)) = (header(headers, "x-logtrust-timestamp"), header(headers, "x-logtrust-sign")) else {
         return Err(ApiError::unauthorized("a signed request needs x-logtrust-timestamp (ms) and x-logtrust-sign"));
     };
@@ -108,6 +146,27 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
     };
     if !signature_matches(&secret, key, body, timestamp, sign) {
         return Err(ApiError::unauthorized("x-logtrust-sign does not match: sign apikey + body + timestamp with the key's secret (HMAC-SHA256, hex)"));
+    }
+    // Lower case, as it was matched: `AB…` and `ab…` are one signature.
+    let sign = sign.to_ascii_lowercase();
+    let sign = sign.as_str();
+    let whole_second = ts % 1000 == 0;
+    match state.signatures.bind(sign, target, whole_second, ts + skew.as_millis() as i64, crate::job::now_ms()) {
+        Ok(()) => {}
+        Err(Refused::BoundElsewhere) => {
+            return Err(ApiError::unauthorized(
+                "this signature was already used for another method or path: a signed request is good for the call it was \
+                 made for; sign each request anew",
+            ));
+        }
+        Err(Refused::Full { retry_after_ms }) => {
+            tracing::warn!(remembered = state.signatures.len(), "signed request refused: too many signatures in the clock-skew window");
+            return Err(ApiError::too_many(
+                429,
+                "too many signed requests in the clock-skew window (auth.max_clock_skew); try again shortly",
+                (retry_after_ms as u64).div_ceil(1000),
+            ));
+        }
     }
     // Kept in the store, so that a request captured on its way to one server is refused by
     // every server sharing it, and after a restart. A stale timestamp is refused anyway, so

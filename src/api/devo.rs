@@ -50,12 +50,13 @@ pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) 
              this server has no default bucket (s3.bucket in its configuration)",
         ));
     }
+    refuse_past_the_queue_cap(&state, &caller.domain).await?;
     let sealed = if secrets.is_empty() {
         None
     } else {
         Some(state.secrets.seal(&secrets).map_err(|e| {
             tracing::error!(error = %e, "could not seal secrets");
-            ApiError { http: axum::http::StatusCode::INTERNAL_SERVER_ERROR, code: 500, msg: "could not store the request".into() }
+            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, 500, "could not store the request")
         })?)
     };
     let id = Uuid::new_v4();
@@ -80,6 +81,33 @@ pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) 
     state.job_runnable.notify_one();
     tracing::info!(job = %id, domain = %job.domain, "job queued");
     Ok(Json(json!({"msg": "", "status": 0, "object": {"id": id.to_string()}})))
+}
+
+/// When a domain's queue is full, a client should come back after about this many seconds
+/// (jobs take seconds to minutes; polling faster only adds load).
+const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 30;
+
+/// One domain cannot bury the store (and every other domain's turn) under queued jobs.
+/// Counted before the insert, so that concurrent submissions may pass the cap by as many
+/// as arrive at once; the cap bounds a flood, not an exact number.
+async fn refuse_past_the_queue_cap(state: &AppState, domain: &str) -> Result<(), ApiError> {
+    let cap = state.config.worker.max_queued_per_domain;
+    if cap == 0 {
+        return Ok(());
+    }
+    let queued = state.store.queued_count(domain).await?;
+    if queued < cap {
+        return Ok(());
+    }
+    tracing::warn!(domain, queued, cap, "submission refused: the domain's queue is full");
+    Err(ApiError::too_many(
+        429,
+        format!(
+            "domain {domain} has {queued} jobs queued, the most allowed (worker.max_queued_per_domain); \
+             wait for some to finish or remove some"
+        ),
+        QUEUE_FULL_RETRY_AFTER_SECS,
+    ))
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {

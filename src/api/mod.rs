@@ -3,9 +3,14 @@
 mod auth;
 mod devo;
 mod error;
+mod idle;
+mod serve;
+mod signatures;
 
 pub use auth::{Caller, sign};
 pub use error::ApiError;
+pub use serve::serve;
+pub use signatures::{MAX_SIGNATURES, SHARED_SECOND, SignatureBindings};
 
 use std::sync::Arc;
 
@@ -34,6 +39,8 @@ pub struct AppState {
     pub reporter: Arc<EndReporter>,
     /// Wakes this process's worker when a job becomes runnable (queued or started again).
     pub job_runnable: Arc<tokio::sync::Notify>,
+    /// The method and path each live signature was first used with.
+    pub signatures: Arc<SignatureBindings>,
 }
 
 pub fn router(state: AppState) -> Router {

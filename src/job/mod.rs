@@ -2,6 +2,7 @@
 //! job stands ([`JobStatus`], [`Progress`], [`PartRecord`]), and the Devo-shaped view of it.
 //! Pure code: no I/O here.
 
+mod param_chars;
 mod request;
 mod spec;
 mod status;

@@ -210,6 +210,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     if let Some(unknown) = params.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
         return err(UNKNOWN_PARAM, format!("destination.params has an unknown parameter \"{unknown}\"; known: {}", KNOWN_PARAMS.join(", ")));
     }
+    super::param_chars::check(params)?;
     let text = |key: &str| -> Result<Option<String>, RequestError> {
         match params.get(key) {
             None | Some(Value::Null) => Ok(None),

@@ -174,3 +174,16 @@ fn encryption_storage_class_and_region_are_checked_before_queueing() {
         assert!(e.msg.contains(says), "{extra}: {}", e.msg);
     }
 }
+
+#[test]
+fn credentials_that_cannot_travel_in_a_header_are_refused_without_their_value() {
+    for key in ["aws.accesskey", "aws.secretkey", "aws.sessiontoken"] {
+        for bad in ["AKIA\r\nX", "AKIA\0X", "AKIA\tX", "AKIA\u{e9}X", "AKIA X"] {
+            let mut params = full();
+            params[key] = json!(bad);
+            let e = parse(with_params(params)).unwrap_err();
+            assert_eq!(e.code, codes::BAD_AWS_PARAM, "{key} {bad:?}");
+            assert!(e.msg.contains(key) && !e.msg.contains("AKIA"), "{key} {bad:?}: {}", e.msg);
+        }
+    }
+}

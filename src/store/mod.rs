@@ -115,6 +115,8 @@ pub trait JobStore: Send + Sync + 'static {
         id: Uuid,
         command: Command,
     ) -> Result<Option<Outcome>, StoreError>;
+    /// How many jobs of `domain` wait to run (`CREATED`).
+    async fn queued_count(&self, domain: &str) -> Result<u64, StoreError>;
     /// How many jobs the store holds in each status (every domain).
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError>;
     /// Whether `worker` still holds the job. Asked just before a part is completed, so that

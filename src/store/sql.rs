@@ -324,6 +324,14 @@ impl JobStore for $store {
         )))
     }
 
+    async fn queued_count(&self, domain: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE domain = $1 AND status = 'CREATED'")
+            .bind(domain)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")

@@ -219,3 +219,55 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     // Removing a job forgets its sealed credentials.
     assert_eq!(app.get(&format!("/search/job/remove/{}", ids[1])).await.0, 200);
 }
+
+/// Devo's signature covers the key, the body and the timestamp, not the path: a captured
+/// signed read of a job must not stop or remove it within the clock-skew window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_read_cannot_be_replayed_on_another_path() {
+    let app = spawn_app(100).await;
+    let (_, out) = auth_cli(&app, &["create-key", "--domain", "default"]);
+    let (key, secret) = api_key_from(&out);
+    let id = app.submit_export(QUERY, json!({"format": "gzip"})).await;
+    // Signed in milliseconds, as a client that is not Devo's SDK may sign (odd: not a whole second).
+    let now = forwarder::job::now_ms() | 1;
+    let read = format!("/search/job/{id}");
+    let (status, job) = signed(&app, "GET", &read, "", &key, &secret, now).await;
+    assert_eq!((status, job["object"]["status"].as_str()), (200, Some("CREATED")), "{job}");
+
+    // The same headers (same key, timestamp and signature: the body is empty in both) on
+    // the calls that steer the job.
+    for steer in ["remove", "stop", "start"] {
+        let (status, answer) = signed(&app, "GET", &format!("/search/job/{steer}/{id}"), "", &key, &secret, now).await;
+        assert_eq!(status, 401, "{steer}: {answer}");
+        assert!(answer["msg"].as_str().unwrap().contains("another method or path"), "{answer}");
+    }
+    // Nor with the signature in upper case, which matches it as well.
+    let ts = now.to_string();
+    let upper = forwarder::api::sign(&secret, &key, b"", &ts).to_uppercase();
+    let r = reqwest::Client::new()
+        .get(format!("{}/search/job/remove/{id}", app.api))
+        .header("x-logtrust-apikey", &key)
+        .header("x-logtrust-timestamp", &ts)
+        .header("x-logtrust-sign", upper)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(app.job(&id).await["status"], "CREATED", "the job is untouched");
+
+    // The read itself may be repeated, as Devo's SDK polls; a new signature steers the job.
+    let (status, _) = signed(&app, "GET", &read, "", &key, &secret, now).await;
+    assert_eq!(status, 200);
+    // Devo's SDK signs whole seconds, so all its calls in one second share a signature: one
+    // may serve another path just after its first use (the SDK's next call), not later.
+    let second = forwarder::job::now_ms() / 1000 * 1000;
+    assert_eq!(signed(&app, "GET", &read, "", &key, &secret, second).await.0, 200);
+    assert_eq!(signed(&app, "GET", "/search/jobs", "", &key, &secret, second).await.0, 200, "the SDK's next call");
+    tokio::time::sleep(forwarder::api::SHARED_SECOND + std::time::Duration::from_millis(200)).await;
+    let (status, answer) = signed(&app, "GET", &format!("/search/job/remove/{id}"), "", &key, &secret, second).await;
+    assert_eq!(status, 401, "a whole-second signature replayed later: {answer}");
+    assert_eq!(app.job(&id).await["status"], "CREATED", "the job is untouched");
+
+    let (status, answer) = signed(&app, "GET", &format!("/search/job/stop/{id}"), "", &key, &secret, now + 2).await;
+    assert_eq!((status, answer["object"]["status"].as_str()), (200, Some("STOPPED")), "{answer}");
+}

@@ -1,0 +1,115 @@
+//! Which characters a destination parameter may hold, by where it travels. The AWS keys and
+//! session token go into signed HTTP headers (SigV4's `Authorization` and
+//! `x-amz-security-token`), which carry visible ASCII only: a line break there panicked the
+//! S3 signer on every run of the job. The prefix and the endpoint end up in URLs and object
+//! keys, the zip password at a prompt. Each is refused at submission (206, or 211 for the
+//! password) with what is wrong and where, never with the value, which may be a secret.
+
+use serde_json::{Map, Value};
+
+use super::request::{RequestError, codes};
+
+/// Sent in a header as they are: visible ASCII, no spaces.
+const HEADER_PARAMS: [&str; 4] = ["aws.accesskey", "aws.secretkey", "aws.sessiontoken", "aws.kmskeyid"];
+/// Kept in an object key, a URL or a password: any text but control characters.
+const TEXT_PARAMS: [&str; 3] = ["aws.prefix", "aws.endpoint", "file.password"];
+
+/// Checks every string parameter that has a character rule. Values are judged as the parser
+/// keeps them: trimmed, but for the password, which is kept as it is.
+pub(super) fn check(params: &Map<String, Value>) -> Result<(), RequestError> {
+    for (key, value) in params {
+        let Value::String(raw) = value else { continue };
+        let value = if key == "file.password" { raw.as_str() } else { raw.trim() };
+        let fault = if HEADER_PARAMS.contains(&key.as_str()) {
+            first_fault(value, false).map(|f| (f, "it is sent in an HTTP header, which carries only visible ASCII (letters, digits, punctuation)"))
+        } else if TEXT_PARAMS.contains(&key.as_str()) {
+            first_fault(value, true).map(|f| (f, where_text_goes(key)))
+        } else {
+            None
+        };
+        if let Some(((what, at), why)) = fault {
+            let code = if key == "file.password" { codes::PASSWORD_NEEDS_ZIP } else { codes::BAD_AWS_PARAM };
+            return Err(RequestError {
+                code,
+                msg: format!("destination.params.{key} has {what} at character {at}: {why}; send the value without it"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn where_text_goes(key: &str) -> &'static str {
+    match key {
+        "aws.prefix" => "it becomes part of every object key, where S3 and its listings cannot keep control characters",
+        "aws.endpoint" => "a URL holds no control characters (and some would be silently dropped, changing the address)",
+        _ => "the password must be typed when the file is opened, which cannot be done with control characters",
+    }
+}
+
+/// The first character the rule refuses, described (never shown), and its 1-based position.
+fn first_fault(value: &str, text: bool) -> Option<(&'static str, usize)> {
+    value.chars().enumerate().find_map(|(i, c)| {
+        let what = match c {
+            '\r' | '\n' => "a line break (CR or LF)",
+            '\0' => "a NUL character",
+            '\t' => "a tab",
+            c if c.is_control() => "a control character",
+            _ if text => return None,
+            ' ' => "a space",
+            c if !c.is_ascii() => "a non-ASCII character",
+            _ => return None,
+        };
+        Some((what, i + 1))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn one(key: &str, value: &str) -> Result<(), RequestError> {
+        check(json!({ key: value }).as_object().unwrap())
+    }
+
+    #[test]
+    fn header_values_are_visible_ascii() {
+        for key in HEADER_PARAMS {
+            assert_eq!(one(key, "AKIA/abc+def=_-:"), Ok(()), "{key}");
+            for (bad, says) in [("AKIA\r\nX", "line break"), ("AK\0IA", "NUL"), ("AK\tIA", "tab"), ("AKIAé", "non-ASCII"), ("AK IA", "space")] {
+                let e = one(key, bad).unwrap_err();
+                assert_eq!(e.code, codes::BAD_AWS_PARAM, "{key}");
+                assert!(e.msg.contains(key) && e.msg.contains(says) && !e.msg.contains("AK"), "{key}: {}", e.msg);
+            }
+        }
+    }
+
+    #[test]
+    fn keys_urls_and_passwords_take_any_text_but_control_characters() {
+        assert_eq!(one("aws.prefix", "exports/été 2026/"), Ok(()));
+        assert_eq!(one("file.password", "pässwörd with spaces"), Ok(()));
+        assert_eq!(one("file.password", "secret\n").unwrap_err().code, codes::PASSWORD_NEEDS_ZIP);
+        let e = one("aws.endpoint", "http://127.0.0.1\t:4566").unwrap_err();
+        assert!(e.code == codes::BAD_AWS_PARAM && e.msg.contains("tab") && e.msg.contains("character 17"), "{}", e.msg);
+        // Surrounding whitespace is trimmed, as the parser trims it, but for the password.
+        assert_eq!(one("aws.accesskey", " AKIA\n"), Ok(()));
+    }
+
+    proptest! {
+        #[test]
+        fn no_control_character_passes_anywhere(
+            key in prop::sample::select([HEADER_PARAMS.as_slice(), TEXT_PARAMS.as_slice()].concat()),
+            c in prop_oneof![0u32..0x20, Just(0x7f), 0x80u32..0xa0].prop_map(|n| char::from_u32(n).unwrap()),
+            // Marked, so that a value echoed in the message would be found there.
+            before in "QZX[A-Za-z0-9]{0,17}",
+            after in "ZQJ[A-Za-z0-9]{0,17}",
+        ) {
+            let value = format!("{before}{c}{after}");
+            let e = one(key, &value).unwrap_err();
+            prop_assert!(e.msg.contains(key) && !e.msg.contains(&before) && !e.msg.contains(&after), "{}", e.msg);
+            prop_assert!(e.msg.contains(&format!("character {}", before.len() + 1)), "{}", e.msg);
+        }
+    }
+}
