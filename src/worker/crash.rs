@@ -72,7 +72,7 @@ mod tests {
             secret_key: Some(Secret::new("s3cr3t/key")),
             ..JobSecrets::default()
         };
-        let payload: Box<dyn Any + Send> = Box::new(format!("bad header AKIAEXAMPLE\r\n with s3cr3t/key"));
+        let payload: Box<dyn Any + Send> = Box::new(String::from("bad header AKIAEXAMPLE\r\n with s3cr3t/key"));
         let text = panicked(payload.as_ref(), &secrets);
         assert!(text.contains("bad header ***") && !text.contains("AKIA") && !text.contains("s3cr3t"), "{text}");
         let payload: Box<dyn Any + Send> = Box::new("static text");
