@@ -3,7 +3,7 @@
 -- hand-back. A job that reaches worker.max_crashed_runs fails instead of running again.
 ALTER TABLE jobs ADD COLUMN unclean_runs INTEGER NOT NULL DEFAULT 0;
 
--- When each domain last had a job started: claims go to the domain that waited longest, so
+-- When each domain last began a job: claims go to the domain that waited longest, so
 -- that one tenant's queue cannot keep another's job waiting.
 CREATE TABLE domain_turns (
     domain          TEXT PRIMARY KEY NOT NULL,
