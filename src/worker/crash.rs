@@ -18,6 +18,31 @@ pub fn scrub(text: &str, secrets: &JobSecrets) -> String {
     out
 }
 
+tokio::task_local! {
+    /// The secrets of the job whose run is being polled, for the panic hook.
+    pub static RUNNING_JOB: JobSecrets;
+}
+
+/// Replaces the process's panic hook (once) by one that, for a panic inside a job's run,
+/// writes the panic's message with the job's secrets taken out (the standard hook would print
+/// it whole to stderr, the log); any other panic goes to the hook that was there before.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info.payload_as_str().unwrap_or("(no message)");
+            match RUNNING_JOB.try_with(|secrets| scrub(text, secrets)) {
+                Ok(scrubbed) => {
+                    let at = info.location().map_or_else(String::new, |l| format!(" at {l}"));
+                    tracing::error!("a job's run panicked{at}: {scrubbed}");
+                }
+                Err(_) => previous(info),
+            }
+        }));
+    });
+}
+
 /// What a panic said (its payload is a `&str` or a `String` for `panic!` with text).
 pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
     payload

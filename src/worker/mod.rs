@@ -95,6 +95,7 @@ impl Worker {
         secrets: SecretBox,
         metrics: Arc<Metrics>,
     ) -> Self {
+        crash::install_panic_hook();
         let host = gethostname();
         let registered = dead_leases::WorkerId::new(&host);
         Self {
@@ -241,8 +242,9 @@ impl Worker {
             crash::test_hooks(&job.spec.query, secrets);
             self.export(&job, secrets, progress.clone(), &mut control).await
         };
-        // A panic fails this job, at once and for good; the worker goes on.
-        let result = match AssertUnwindSafe(run).catch_unwind().await {
+        // A panic fails this job, at once and for good; the worker goes on. While the run is
+        // polled, the panic hook knows which secrets to take out of a panic's message.
+        let result = match crash::RUNNING_JOB.scope(known.clone(), AssertUnwindSafe(run).catch_unwind()).await {
             Ok(result) => result,
             Err(panic) => {
                 let error = crash::panicked(panic.as_ref(), &known);

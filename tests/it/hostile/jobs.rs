@@ -76,7 +76,11 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
     let email = json!({"format": "gzip", "notification.email": "ops@example.com"});
     let id = app.submit_export(&crashing, email.clone()).await;
     let healthy = app.submit_export(QUERY, email).await;
-    let hook = [("FORWARDER_TEST_ABORT_ON_QUERY", marker.as_str())];
+    // And one that panics, with an access key the panic quotes.
+    let panic_marker = self::marker();
+    let panicking = format!("SELECT * FROM demo.ecommerce.data WHERE uri <> '{panic_marker}'");
+    let panics = app.submit_export(&panicking, json!({"format": "gzip", "aws.accesskey": "AKIAPANICKEY0000002"})).await;
+    let hook = [("FORWARDER_TEST_ABORT_ON_QUERY", marker.as_str()), ("FORWARDER_TEST_PANIC_ON_QUERY", panic_marker.as_str())];
 
     // Each start claims the job (the dead predecessor's lease is taken back at once), and
     // the job ends the process again.
@@ -100,7 +104,12 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
     assert!(email.contains("3 times without progress"), "the end email tells why: {email}");
     // The process is still up, and runs the next job.
     job_until(&app, &healthy, Duration::from_secs(60), "the next job completes", |j| j["status"] == "COMPLETED").await;
+    let failed = job_until(&app, &panics, Duration::from_secs(30), "the panicking job ends", |j| j["status"] != "CREATED" && j["status"] != "RUNNING").await;
+    assert_eq!(failed["status"], "FAILED", "{failed:#}");
     assert!(worker.try_wait().unwrap().is_none(), "the worker is still up");
+    let log = std::fs::read_to_string(app.dir.join("worker.log")).unwrap();
+    assert!(log.contains("panicking as the test asked, while signing with ***"), "the panic is logged: {log}");
+    assert!(!log.contains("AKIAPANICKEY0000002"), "without the key it quoted");
     worker.kill().unwrap();
     worker.wait().unwrap();
 
