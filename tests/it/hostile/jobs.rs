@@ -94,6 +94,11 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
         assert_eq!(app.job(&id).await["status"], "RUNNING", "run {run}");
     }
 
+    // A run that died mid-part would have left its upload open in the bucket.
+    let open_key = format!("apiv2_{id}_001.csv.gz");
+    app.s3.create_multipart_upload().bucket(&app.bucket).key(&open_key).send().await.unwrap();
+    assert_eq!(app.open_multipart_uploads().await, 1);
+
     // The fourth start finds it ended three runs without progress: FAILED, not run again.
     let mut worker = worker_process(&app, "60s", &hook);
     let job = job_until(&app, &id, Duration::from_secs(30), "the job fails", |j| j["status"] != "RUNNING").await;
@@ -102,6 +107,7 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
     assert!(error.contains("ended its worker 3 times without progress (crash or panic); it will not be run again"), "{error}");
     let email = email_about(&id, "FAILED").await;
     assert!(email.contains("3 times without progress"), "the end email tells why: {email}");
+    assert_eq!(app.open_multipart_uploads().await, 0, "the upload it left open is aborted");
     // The process is still up, and runs the next job.
     job_until(&app, &healthy, Duration::from_secs(60), "the next job completes", |j| j["status"] == "COMPLETED").await;
     let failed = job_until(&app, &panics, Duration::from_secs(30), "the panicking job ends", |j| j["status"] != "CREATED" && j["status"] != "RUNNING").await;
@@ -127,7 +133,6 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.dir.join("data/jobs.sqlite").display())).await.unwrap();
     let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT sealed_secrets FROM jobs WHERE id = $1").bind(&id).fetch_one(&db).await.unwrap();
     assert_eq!(sealed, None, "the credentials are deleted, not hidden");
-    assert_eq!(app.open_multipart_uploads().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
