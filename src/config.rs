@@ -137,10 +137,25 @@ pub struct WorkerConfig {
     /// fails the job with a clear error instead of taking the worker down).
     pub query_memory_mb: u64,
     /// Jobs of one domain running at once, over every worker sharing the store (0: no limit).
-    pub max_running_per_domain: u32,
-    /// Jobs of one domain waiting to run (`CREATED`); a submission past it is refused with
-    /// HTTP 429 (0: no limit).
+    /// Unset: `concurrency` − 1 (at least 1), so that one domain never takes every slot.
+    pub max_running_per_domain: Option<u32>,
+    /// Jobs of one domain waiting to run; a submission past it is refused with HTTP 429
+    /// (0: no limit).
     pub max_queued_per_domain: u64,
+    /// Runs in a row that may end the process (or panic) without the job making progress;
+    /// the next claim fails the job instead of running it again.
+    pub max_crashed_runs: u32,
+}
+
+impl WorkerConfig {
+    /// The cap on a domain's running jobs (`None`: no cap), `max_running_per_domain` or its
+    /// default.
+    pub fn running_cap_per_domain(&self) -> Option<u32> {
+        let cap = self
+            .max_running_per_domain
+            .unwrap_or_else(|| u32::try_from(self.concurrency.saturating_sub(1).max(1)).unwrap_or(u32::MAX));
+        (cap > 0).then_some(cap)
+    }
 }
 
 impl Default for WorkerConfig {
@@ -153,8 +168,9 @@ impl Default for WorkerConfig {
             compression_level: 6,
             shutdown_deadline: Duration::from_secs(30),
             query_memory_mb: 512,
-            max_running_per_domain: 4,
+            max_running_per_domain: None,
             max_queued_per_domain: 10_000,
+            max_crashed_runs: 3,
         }
     }
 }
@@ -411,6 +427,9 @@ impl Config {
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency must be at least 1");
         }
+        if self.worker.max_crashed_runs == 0 {
+            return bad("worker.max_crashed_runs must be at least 1 (runs a job may crash before it is failed)");
+        }
         if self.worker.compression_level > 9 {
             return bad("worker.compression_level must be 0-9");
         }
@@ -557,6 +576,19 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn one_domain_leaves_a_slot_for_others_by_default() {
+        let mut w = WorkerConfig::default();
+        for (concurrency, cap) in [(1, 1), (2, 1), (8, 7)] {
+            w.concurrency = concurrency;
+            assert_eq!(w.running_cap_per_domain(), Some(cap), "concurrency {concurrency}");
+        }
+        w.max_running_per_domain = Some(0);
+        assert_eq!(w.running_cap_per_domain(), None, "0: no cap");
+        w.max_running_per_domain = Some(5);
+        assert_eq!(w.running_cap_per_domain(), Some(5));
     }
 
     #[test]

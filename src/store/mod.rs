@@ -50,6 +50,16 @@ pub enum Lease {
     Requested(Command),
 }
 
+/// A job a worker claimed, with what its earlier runs left.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The job, now `RUNNING` and leased to the worker, with its parts so far.
+    pub job: Job,
+    /// Runs before this one that ended without a clean end (the process died, or the run
+    /// panicked) since the job last made progress (a part) or ended a run cleanly.
+    pub unclean_runs: u32,
+}
+
 /// The answer to an operator's [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -65,15 +75,24 @@ pub trait JobStore: Send + Sync + 'static {
     /// The job if it exists and (with `domain`) belongs to that domain.
     async fn get(&self, domain: Option<&str>, id: Uuid) -> Result<Option<Job>, StoreError>;
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
-    /// Claims the oldest runnable job for `worker`: `CREATED`, or `RUNNING` with an expired
-    /// lease (its worker died), of a domain with fewer than `max_running_per_domain` jobs
-    /// running (`None`: no limit). The job comes back `RUNNING` with its parts so far.
+    /// Claims a runnable job for `worker`: `CREATED`, or `RUNNING` with an expired lease (its
+    /// worker died), of a domain with fewer than `max_running_per_domain` jobs running
+    /// (`None`: no limit). Domains take turns: the oldest job of the domain whose last job
+    /// start is the oldest (a domain that never started one first). The claim counts as a
+    /// run that has not (yet) ended cleanly.
     async fn claim_next(
         &self,
         worker: &str,
         lease: Duration,
         max_running_per_domain: Option<u32>,
-    ) -> Result<Option<Job>, StoreError>;
+    ) -> Result<Option<Claim>, StoreError>;
+    /// How many jobs of `domain` wait to run (status `CREATED`).
+    async fn queued_count(&self, domain: &str) -> Result<u64, StoreError>;
+    /// The workers holding a lease on a running job whose id starts with `prefix`.
+    async fn lease_owners(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Ends the leases `owners` hold now (they are known dead), so that their jobs are
+    /// claimed at once instead of when the leases run out; how many jobs that frees.
+    async fn expire_leases(&self, owners: &[String]) -> Result<u64, StoreError>;
     /// Extends the lease and saves progress; says whether an operator asked for something.
     async fn heartbeat(
         &self,
@@ -115,8 +134,6 @@ pub trait JobStore: Send + Sync + 'static {
         id: Uuid,
         command: Command,
     ) -> Result<Option<Outcome>, StoreError>;
-    /// How many jobs of `domain` wait to run (`CREATED`).
-    async fn queued_count(&self, domain: &str) -> Result<u64, StoreError>;
     /// How many jobs the store holds in each status (every domain).
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError>;
     /// Whether `worker` still holds the job. Asked just before a part is completed, so that

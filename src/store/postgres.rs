@@ -10,8 +10,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::rows::{corrupt, job_from_row, part_from_row};
-use super::{JobFilter, JobStore, Lease, Outcome, StoreError};
+use super::rows::{corrupt, job_from_row, part_from_row, unclean_runs_from_row};
+use super::{Claim, JobFilter, JobStore, Lease, Outcome, StoreError};
 use crate::job::{Command, Effect, Job, JobStatus, PartRecord, Progress, now_ms, plan};
 
 #[derive(Debug, Clone)]

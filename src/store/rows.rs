@@ -71,3 +71,13 @@ where
         },
     })
 }
+
+/// The claim's count of runs that have not ended cleanly (this one included).
+pub(super) fn unclean_runs_from_row<'r, R>(row: &'r R) -> Result<u32, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(row.try_get::<i64, _>("unclean_runs")?.clamp(0, i64::from(u32::MAX)) as u32)
+}

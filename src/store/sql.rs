@@ -123,7 +123,7 @@ impl JobStore for $store {
         worker: &str,
         lease: Duration,
         max_running_per_domain: Option<u32>,
-    ) -> Result<Option<Job>, StoreError> {
+    ) -> Result<Option<Claim>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let now = Self::lease_clock(&mut tx).await?;
         let lock: Option<&'static str> = $claim_lock;
@@ -132,16 +132,20 @@ impl JobStore for $store {
         }
         // The outer condition repeats the runnable test: a command that changed the row after
         // the inner SELECT read it makes PostgreSQL re-check it, and leave the job alone.
+        // Each domain's running jobs are counted once (not once per queued job): with
+        // thousands queued, a count per row made every claim slower than the job it started.
         let row = sqlx::query(
             "UPDATE jobs SET status = 'RUNNING', lease_owner = $1, lease_until = $2, updated_at = $3,
-                    started_at = COALESCE(started_at, $3)
+                    started_at = COALESCE(started_at, $3), unclean_runs = unclean_runs + 1
              WHERE (status = 'CREATED' OR (status = 'RUNNING' AND lease_until < $3))
-               AND id = (SELECT id FROM jobs j
+               AND id = (SELECT j.id FROM jobs j
+                         LEFT JOIN domain_turns t ON t.domain = j.domain
+                         LEFT JOIN (SELECT domain, COUNT(*) AS n FROM jobs
+                                    WHERE status = 'RUNNING' AND lease_until >= $3 GROUP BY domain) busy
+                                ON busy.domain = j.domain
                          WHERE (j.status = 'CREATED' OR (j.status = 'RUNNING' AND j.lease_until < $3))
-                           AND (CAST($4 AS BIGINT) IS NULL OR (SELECT COUNT(*) FROM jobs r
-                                                       WHERE r.domain = j.domain AND r.status = 'RUNNING'
-                                                         AND r.lease_until >= $3) < $4)
-                         ORDER BY j.created_at LIMIT 1)
+                           AND (CAST($4 AS BIGINT) IS NULL OR COALESCE(busy.n, 0) < $4)
+                         ORDER BY COALESCE(t.last_started_at, 0), j.created_at LIMIT 1)
              RETURNING *",
         )
         .bind(worker)
@@ -150,11 +154,54 @@ impl JobStore for $store {
         .bind(max_running_per_domain.map(i64::from))
         .fetch_optional(&mut *tx)
         .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let domain: String = sqlx::Row::try_get(&row, "domain")?;
+        sqlx::query(
+            "INSERT INTO domain_turns (domain, last_started_at) VALUES ($1, $2)
+             ON CONFLICT (domain) DO UPDATE SET last_started_at = excluded.last_started_at",
+        )
+        .bind(&domain)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        match row {
-            Some(row) => Ok(Some(self.with_parts(&row).await?)),
-            None => Ok(None),
+        // The count includes this claim: the runs before it are one fewer.
+        let unclean_runs = unclean_runs_from_row(&row)?.saturating_sub(1);
+        Ok(Some(Claim { job: self.with_parts(&row).await?, unclean_runs }))
+    }
+
+    async fn queued_count(&self, domain: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'CREATED' AND domain = $1")
+            .bind(domain)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn lease_owners(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM jobs
+             WHERE status = 'RUNNING' AND lease_owner IS NOT NULL AND substr(lease_owner, 1, length($1)) = $1",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn expire_leases(&self, owners: &[String]) -> Result<u64, StoreError> {
+        let mut freed = 0;
+        for owner in owners {
+            // 0: before any clock, so expired for every claim from now on.
+            freed += sqlx::query("UPDATE jobs SET lease_until = 0 WHERE status = 'RUNNING' AND lease_owner = $1")
+                .bind(owner)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         }
+        Ok(freed)
     }
 
     async fn heartbeat(
@@ -212,6 +259,9 @@ impl JobStore for $store {
         .bind(part.resume.skip as i64)
         .execute(&mut *tx)
         .await?;
+        // Progress: the crashes before it do not count against the job any more, so that a
+        // long export on a machine that keeps dying still gets to its end.
+        sqlx::query("UPDATE jobs SET unclean_runs = 0 WHERE id = $1").bind(&id_s).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -232,7 +282,7 @@ impl JobStore for $store {
         let now = now_ms();
         sqlx::query(
             "UPDATE jobs SET status = $1, finished_at = $2, updated_at = $3, lease_owner = NULL, lease_until = NULL,
-                    requested = NULL,
+                    requested = NULL, unclean_runs = 0,
                     sealed_secrets = CASE WHEN $1 = 'REMOVED' THEN NULL ELSE sealed_secrets END
              WHERE id = $4",
         )
@@ -261,7 +311,7 @@ impl JobStore for $store {
             return Err(StoreError::LeaseLost(id));
         }
         sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, requested = NULL, updated_at = $1,
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, requested = NULL, updated_at = $1, unclean_runs = 0,
                     status = CASE requested WHEN 'STOP' THEN 'STOPPED' WHEN 'REMOVE' THEN 'REMOVED' ELSE 'CREATED' END,
                     sealed_secrets = CASE requested WHEN 'REMOVE' THEN NULL ELSE sealed_secrets END
              WHERE id = $2",
@@ -284,35 +334,50 @@ impl JobStore for $store {
         // Read, decide with the pure lifecycle, then write only if the job still stands where
         // it was read (compare-and-set); a race with a worker is retried from the read.
         for _ in 0..5 {
-            let row: Option<(String, Option<String>)> =
-                sqlx::query_as("SELECT status, requested FROM jobs WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR domain = $2)")
-                    .bind(&id_s)
-                    .bind(domain)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            let Some((status_s, requested)) = row else {
+            let now = now_ms();
+            let row: Option<(String, Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+                "SELECT status, requested, lease_owner, lease_until FROM jobs
+                 WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR domain = $2)",
+            )
+            .bind(&id_s)
+            .bind(domain)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some((status_s, requested, owner, lease_until)) = row else {
                 return Ok(None);
             };
             let status = JobStatus::parse(&status_s)
                 .ok_or_else(|| corrupt(&id_s, format!("status {status_s}")))?;
             let pending = requested.as_deref().and_then(Command::parse);
+            // A RUNNING job whose lease ran out has no worker to tell (it died, maybe at every
+            // run of this job): the command applies at once, as for a job nobody runs.
+            let nobody_runs = status == JobStatus::Running && lease_until.is_none_or(|until| until < now);
             let (new_status, note) = match plan(command, status, pending) {
                 Err(why) => return Ok(Some(Outcome::Refused(why))),
                 Ok(Effect::Become(new_status)) => (new_status, None),
+                Ok(Effect::TellWorker) if nobody_runs => match command {
+                    Command::Stop => (JobStatus::Stopped, None),
+                    _ => (JobStatus::Removed, None),
+                },
                 Ok(Effect::TellWorker) => (status, Some(command.as_str())),
             };
             let done = sqlx::query(
                 "UPDATE jobs SET status = $1, requested = $2, updated_at = $3,
                         sealed_secrets = CASE WHEN $1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
-                        finished_at = CASE WHEN $1 = 'REMOVED' THEN COALESCE(finished_at, $3) ELSE finished_at END
-                 WHERE id = $4 AND status = $5 AND requested IS NOT DISTINCT FROM $6",
+                        finished_at = CASE WHEN $1 = 'REMOVED' THEN COALESCE(finished_at, $3) ELSE finished_at END,
+                        lease_owner = CASE WHEN $1 = 'RUNNING' THEN lease_owner END,
+                        lease_until = CASE WHEN $1 = 'RUNNING' THEN lease_until END
+                 WHERE id = $4 AND status = $5 AND requested IS NOT DISTINCT FROM $6
+                   AND lease_owner IS NOT DISTINCT FROM $7 AND lease_until IS NOT DISTINCT FROM $8",
             )
             .bind(new_status.as_str())
             .bind(note)
-            .bind(now_ms())
+            .bind(now)
             .bind(&id_s)
             .bind(&status_s)
             .bind(&requested)
+            .bind(&owner)
+            .bind(lease_until)
             .execute(&self.pool)
             .await?;
             if done.rows_affected() == 1 {
@@ -322,14 +387,6 @@ impl JobStore for $store {
         Ok(Some(Outcome::Refused(
             "the job changed while the command was applied; try again".into(),
         )))
-    }
-
-    async fn queued_count(&self, domain: &str) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE domain = $1 AND status = 'CREATED'")
-            .bind(domain)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n as u64)
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError> {

@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::rows::{corrupt, job_from_row, part_from_row};
-use super::{JobFilter, JobStore, Lease, Outcome, StoreError};
+use super::rows::{corrupt, job_from_row, part_from_row, unclean_runs_from_row};
+use super::{Claim, JobFilter, JobStore, Lease, Outcome, StoreError};
 use crate::job::{Command, Effect, Job, JobStatus, PartRecord, Progress, now_ms, plan};
 
 #[derive(Debug, Clone)]
@@ -32,7 +32,10 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A removed job's sealed secrets are overwritten in the file, not only unlinked
+            // from the table (free pages keep old bytes otherwise).
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -2,16 +2,20 @@
 //! checkpoints each one, ends the job and sends the email. [`Worker::try_run_next_job`] runs
 //! exactly one job, so tests never race a background loop; [`Worker::run`] is that in a loop.
 
+mod crash;
+mod dead_leases;
 mod export;
 mod parts;
 
 pub use export::{Ended, Export, ExportError, Interrupt};
 pub use parts::{PartEvent, PartWriter, Start};
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -25,7 +29,7 @@ use crate::notify::EndReporter;
 use crate::part::{PartOptions, RotationPolicy};
 use crate::query::{QueryEngine, QueryWindow};
 use crate::secret::SecretBox;
-use crate::store::{JobStore, Lease, StoreError};
+use crate::store::{Claim, JobStore, Lease, StoreError};
 use crate::upload::{Metered, S3Defaults, S3Uploader, Uploader};
 
 /// Builds the uploader for one job's destination (a trait so tests can swap the target).
@@ -57,6 +61,9 @@ impl UploaderFactory for S3UploaderFactory {
 
 pub struct Worker {
     pub id: String,
+    /// Keeps `id` known as a live worker of this process (see [`dead_leases`]).
+    _registered: dead_leases::WorkerId,
+    host: String,
     store: Arc<dyn JobStore>,
     engine: Arc<dyn QueryEngine>,
     reporter: Arc<EndReporter>,
@@ -88,13 +95,13 @@ impl Worker {
         secrets: SecretBox,
         metrics: Arc<Metrics>,
     ) -> Self {
+        crash::install_panic_hook();
         let host = gethostname();
+        let registered = dead_leases::WorkerId::new(&host);
         Self {
-            id: format!(
-                "{host}-{}-{}",
-                std::process::id(),
-                &Uuid::new_v4().to_string()[..8]
-            ),
+            id: registered.as_str().to_string(),
+            _registered: registered,
+            host,
             store,
             engine,
             reporter,
@@ -115,7 +122,29 @@ impl Worker {
     }
 
     fn max_running_per_domain(&self) -> Option<u32> {
-        (self.worker.max_running_per_domain > 0).then_some(self.worker.max_running_per_domain)
+        self.worker.running_cap_per_domain()
+    }
+
+    /// Expires the leases of this machine's dead workers (a process killed and restarted),
+    /// so that the claim that follows takes their jobs back now rather than a lease later.
+    async fn take_back_dead_leases(&self) {
+        let owners = match self.store.lease_owners(&format!("{}-", self.host)).await {
+            Ok(owners) => owners,
+            Err(e) => return tracing::warn!(error = %e, "could not look for leases of dead workers"),
+        };
+        let dead = dead_leases::dead_on_this_host(&self.host, &owners);
+        if dead.is_empty() {
+            return;
+        }
+        match self.store.expire_leases(&dead).await {
+            Ok(jobs) => tracing::info!(jobs, workers = ?dead, "taking back the jobs of dead workers on this machine"),
+            Err(e) => tracing::warn!(error = %e, "could not expire the leases of dead workers"),
+        }
+    }
+
+    async fn claim(&self) -> Result<Option<Claim>, StoreError> {
+        self.take_back_dead_leases().await;
+        self.store.claim_next(&self.id, self.worker.lease, self.max_running_per_domain()).await
     }
 
     /// Asks running jobs to upload their open part and give themselves back to the store
@@ -126,15 +155,11 @@ impl Worker {
 
     /// Claims one runnable job and runs it to its end. `None`: nothing to do.
     pub async fn try_run_next_job(&self) -> Result<Option<Uuid>, StoreError> {
-        let Some(job) = self
-            .store
-            .claim_next(&self.id, self.worker.lease, self.max_running_per_domain())
-            .await?
-        else {
+        let Some(claim) = self.claim().await? else {
             return Ok(None);
         };
-        let id = job.id;
-        self.execute(job).await;
+        let id = claim.job.id;
+        self.execute(claim).await;
         Ok(Some(id))
     }
 
@@ -147,15 +172,11 @@ impl Worker {
                 p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
                 () = shutdown.cancelled() => break,
             };
-            match self
-                .store
-                .claim_next(&self.id, self.worker.lease, self.max_running_per_domain())
-                .await
-            {
-                Ok(Some(job)) => {
+            match self.claim().await {
+                Ok(Some(claim)) => {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        me.execute(job).await;
+                        me.execute(claim).await;
                         drop(permit);
                     });
                     continue;
@@ -185,10 +206,17 @@ impl Worker {
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
-    #[tracing::instrument(skip_all, fields(job = %job.id))]
-    async fn execute(&self, job: Job) {
+    #[tracing::instrument(skip_all, fields(job = %claim.job.id))]
+    async fn execute(&self, claim: Claim) {
+        let Claim { job, unclean_runs } = claim;
+        if unclean_runs >= self.worker.max_crashed_runs {
+            return self.give_up(job, unclean_runs).await;
+        }
         let started = Instant::now();
         tracing::info!(query = %job.spec.query, resumed_after_part = job.parts.last().map(|p| p.index), "job started");
+        let secrets = self.open_secrets(&job);
+        // What the job's error, log lines and email must not quote.
+        let known = secrets.clone().unwrap_or_default();
         let progress = Arc::new(Mutex::new(job.progress.clone()));
         let (control_tx, mut control) = watch::channel(None);
         let control_tx = Arc::new(control_tx);
@@ -209,7 +237,22 @@ impl Worker {
                     .is_some()
             });
         }));
-        let result = self.export(&job, progress.clone(), &mut control).await;
+        let run = async {
+            let secrets = secrets.as_ref().map_err(|e| ExportError::Query(e.clone()))?;
+            crash::test_hooks(&job.spec.query, secrets);
+            self.export(&job, secrets, progress.clone(), &mut control).await
+        };
+        // A panic fails this job, at once and for good; the worker goes on. While the run is
+        // polled, the panic hook knows which secrets to take out of a panic's message.
+        let result = match crash::RUNNING_JOB.scope(known.clone(), AssertUnwindSafe(run).catch_unwind()).await {
+            Ok(result) => result,
+            Err(panic) => {
+                let error = crash::panicked(panic.as_ref(), &known);
+                tracing::error!(error = %error, "the job's run panicked");
+                self.abort_uploads_left_open(job.id, &known).await;
+                Err(ExportError::Query(error))
+            }
+        };
         heartbeat.abort();
         drain_watch.abort();
 
@@ -244,7 +287,7 @@ impl Worker {
                 tracing::warn!("lease lost: another worker owns the job now");
                 return;
             }
-            Err(e) => (JobStatus::Failed, Some(e.to_string())),
+            Err(e) => (JobStatus::Failed, Some(crash::scrub(&e.to_string(), &known))),
         };
         if let Err(e) = self
             .store
@@ -262,6 +305,47 @@ impl Worker {
         self.reporter
             .job_ended(job.id, status, started.elapsed())
             .await;
+    }
+
+    /// A job whose last runs each ended the process (or panicked) without progress: failed
+    /// instead of run again, its uploads left open aborted, its recipients told.
+    async fn give_up(&self, job: Job, runs: u32) {
+        let error = crash::gave_up(runs);
+        tracing::error!(runs, "the job ended its worker {runs} times without progress: failing it, not running it again");
+        if let Err(e) = self.store.finish(job.id, &self.id, JobStatus::Failed, &job.progress, Some(&error)).await {
+            return tracing::error!(error = %e, "could not record the end of the job");
+        }
+        self.metrics.job_ended(JobStatus::Failed);
+        // After the job is recorded FAILED: should this crash too, the job is not run again.
+        let secrets = self.open_secrets(&job).unwrap_or_default();
+        self.abort_uploads_left_open(job.id, &secrets).await;
+        self.reporter.job_ended(job.id, JobStatus::Failed, Duration::ZERO).await;
+    }
+
+    fn open_secrets(&self, job: &Job) -> Result<JobSecrets, String> {
+        match &job.sealed_secrets {
+            Some(sealed) => self.secrets.open(sealed).map_err(|e| e.to_string()),
+            None => Ok(JobSecrets::default()),
+        }
+    }
+
+    /// Aborts the multipart uploads a run cut short (by a panic, or by the end of its
+    /// process) left open after the job's last recorded part. Best effort: a failure, even a
+    /// panic, only costs a warning.
+    async fn abort_uploads_left_open(&self, id: Uuid, secrets: &JobSecrets) {
+        let abort = async {
+            let Some(job) = self.store.get(None, id).await.ok().flatten() else { return };
+            match self.uploaders.for_job(&job, secrets).await {
+                Ok(uploader) => {
+                    let next_index = job.parts.last().map_or(1, |p| p.index + 1);
+                    abort_uploads_left_behind(&job, uploader.as_ref(), next_index).await;
+                }
+                Err(e) => tracing::warn!(error = %crash::scrub(&e, secrets), "could not look for uploads left open"),
+            }
+        };
+        if AssertUnwindSafe(abort).catch_unwind().await.is_err() {
+            tracing::warn!("looking for uploads left open panicked");
+        }
     }
 
     fn spawn_heartbeat(
@@ -314,19 +398,13 @@ impl Worker {
     async fn export(
         &self,
         job: &Job,
+        secrets: &JobSecrets,
         progress: Arc<Mutex<Progress>>,
         control: &mut watch::Receiver<Option<Interrupt>>,
     ) -> Result<Ended, ExportError> {
-        let secrets: JobSecrets = match &job.sealed_secrets {
-            Some(sealed) => self
-                .secrets
-                .open(sealed)
-                .map_err(|e| ExportError::Query(e.to_string()))?,
-            None => JobSecrets::default(),
-        };
         let uploader = self
             .uploaders
-            .for_job(job, &secrets)
+            .for_job(job, secrets)
             .await
             .map_err(ExportError::Query)?;
         let dest = &job.spec.destination;

@@ -110,7 +110,7 @@ async fn queued_jobs_are_stopped_started_and_removed_before_a_worker_takes_them(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_domain_cannot_take_every_running_slot() {
-    let app = spawn_app_with(30_000, |c| c.worker.max_running_per_domain = 1).await;
+    let app = spawn_app_with(30_000, |c| c.worker.max_running_per_domain = Some(1)).await;
     let first = app.submit_export(QUERY, small_gzip_parts()).await;
     let second = app.submit_export(QUERY, json!({"format": "gzip"})).await;
     let worker = app.worker.clone();

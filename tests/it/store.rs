@@ -85,7 +85,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
     );
 
     // Claim, checkpoint, heartbeat.
-    let claimed = store.claim_next("w1", lease, None).await.unwrap().unwrap();
+    let claimed = store.claim_next("w1", lease, None).await.unwrap().unwrap().job;
     assert_eq!(claimed.id, a.id);
     assert_eq!(claimed.status, JobStatus::Running);
     assert!(
@@ -114,7 +114,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
 
     // The lease expires: another worker takes the job over with its checkpoint.
     tokio::time::sleep(lease * 2).await;
-    let taken = store.claim_next("w2", lease, None).await.unwrap().unwrap();
+    let taken = store.claim_next("w2", lease, None).await.unwrap().unwrap().job;
     assert!(!store.holds(a.id, "w1").await.unwrap(), "the first worker no longer holds it");
     assert_eq!(
         taken.parts,
@@ -172,7 +172,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
     assert!(
         matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(why)) if why.contains("CREATED"))
     );
-    let again = store.claim_next("w3", lease, None).await.unwrap().unwrap();
+    let again = store.claim_next("w3", lease, None).await.unwrap().unwrap().job;
     assert_eq!((again.id, again.parts.len()), (a.id, 1));
     assert_eq!(
         again.parts[0].resume,
@@ -194,7 +194,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
             .claim_next("w4", lease, None)
             .await
             .unwrap()
-            .map(|j| j.id),
+            .map(|c| c.job.id),
         Some(a.id)
     );
     store
@@ -283,7 +283,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
             .claim_next("w5", lease, Some(1))
             .await
             .unwrap()
-            .map(|j| j.id),
+            .map(|c| c.job.id),
         Some(c1.id)
     );
     assert_eq!(
@@ -291,7 +291,7 @@ async fn conformance(store: Arc<dyn JobStore>) {
             .claim_next("w5", lease, Some(1))
             .await
             .unwrap()
-            .map(|j| j.id),
+            .map(|c| c.job.id),
         Some(other.id),
         "capped waits"
     );
@@ -307,9 +307,89 @@ async fn conformance(store: Arc<dyn JobStore>) {
             .claim_next("w5", lease, Some(2))
             .await
             .unwrap()
-            .map(|j| j.id),
+            .map(|c| c.job.id),
         Some(c2.id)
     );
+}
+
+/// Domains take turns: the domain whose last job start is the oldest goes first (one that
+/// never started a job before any), whatever another domain has queued.
+async fn fair_turns(store: Arc<dyn JobStore>) {
+    let long = Duration::from_secs(60);
+    let claim = async |worker: &str, cap: Option<u32>| store.claim_next(worker, long, cap).await.unwrap().map(|c| c.job);
+    // Domain A: 2 jobs running and 500 queued before B submits one.
+    let mut queued_a = Vec::new();
+    for _ in 0..502 {
+        let j = job("a");
+        store.insert(&j).await.unwrap();
+        queued_a.push(j.id);
+    }
+    assert_eq!(claim("w1", Some(2)).await.map(|j| j.id), Some(queued_a[0]));
+    assert_eq!(claim("w2", Some(2)).await.map(|j| j.id), Some(queued_a[1]));
+    assert_eq!(store.queued_count("a").await.unwrap(), 500);
+    assert!(claim("w3", Some(2)).await.is_none(), "A is at its cap");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let b = job("b");
+    store.insert(&b).await.unwrap();
+    assert_eq!((store.queued_count("b").await.unwrap(), store.queued_count("zz").await.unwrap()), (1, 0));
+    // A slot frees (one of A's jobs ends): B's job is next, though A's queued jobs are older.
+    store.finish(queued_a[0], "w1", JobStatus::Completed, &Progress::default(), None).await.unwrap();
+    assert_eq!(claim("w1", Some(2)).await.map(|j| j.id), Some(b.id), "B waited longest");
+    assert_eq!(claim("w4", None).await.map(|j| j.id), Some(queued_a[2]), "then A again, oldest first");
+    // Three domains with jobs queued take one turn each, round and round.
+    for domain in ["c", "b", "b", "c"] {
+        store.insert(&job(domain)).await.unwrap();
+    }
+    let mut domains = Vec::new();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        domains.push(claim("w5", None).await.unwrap().domain);
+    }
+    // c never started a job; b started one before A's latest start.
+    assert_eq!(domains, ["c", "b", "a", "c", "b", "a"]);
+}
+
+/// Runs that end without a clean end are counted (a checkpoint, a finish or a hand-back
+/// starts the count again); a dead worker's leases can be ended at once; a RUNNING job whose
+/// worker is gone is stopped or removed at once, its secrets deleted.
+async fn unclean_runs_and_dead_leases(store: Arc<dyn JobStore>) {
+    let lease = Duration::from_millis(200);
+    let j = job("a");
+    store.insert(&j).await.unwrap();
+    let mut runs = Vec::new();
+    for worker in ["host-1-aaaaaaaa", "host-2-bbbbbbbb", "host-3-cccccccc"] {
+        tokio::time::sleep(lease * 2).await;
+        runs.push(store.claim_next(worker, lease, None).await.unwrap().unwrap().unclean_runs);
+    }
+    assert_eq!(runs, [0, 1, 2], "each run that died is counted");
+    store.checkpoint(j.id, "host-3-cccccccc", &part(1, 0), &Progress::default()).await.unwrap();
+    tokio::time::sleep(lease * 2).await;
+    assert_eq!(store.claim_next("w", lease, None).await.unwrap().unwrap().unclean_runs, 0, "progress resets it");
+    store.release(j.id, "w", &Progress::default()).await.unwrap();
+    let long = Duration::from_secs(60);
+    assert_eq!(store.claim_next("host-4-dddddddd", long, None).await.unwrap().unwrap().unclean_runs, 0, "so does a hand-back");
+
+    // A dead worker's lease ends now rather than in a minute.
+    assert_eq!(store.lease_owners("host-").await.unwrap(), vec!["host-4-dddddddd".to_string()]);
+    assert!(store.lease_owners("other-").await.unwrap().is_empty());
+    assert!(store.claim_next("w", long, None).await.unwrap().is_none());
+    assert_eq!(store.expire_leases(&["host-4-dddddddd".into(), "nobody".into()]).await.unwrap(), 1);
+    let back = store.claim_next("w", long, None).await.unwrap().unwrap();
+    assert_eq!((back.job.id, back.unclean_runs), (j.id, 1));
+
+    // Its worker dies again: a remove applies at once (no worker is left to tell).
+    store.expire_leases(&["w".into()]).await.unwrap();
+    assert_eq!(store.command(Some("a"), j.id, Command::Remove).await.unwrap(), Some(Outcome::Applied(JobStatus::Removed)));
+    let removed = store.get(None, j.id).await.unwrap().unwrap();
+    assert_eq!((removed.status, removed.sealed_secrets), (JobStatus::Removed, None));
+    assert!(store.claim_next("w", long, None).await.unwrap().is_none(), "nothing left to run");
+    // And a FAILED job is removed with its secrets.
+    let f = job("a");
+    store.insert(&f).await.unwrap();
+    store.claim_next("w", long, None).await.unwrap().unwrap();
+    store.finish(f.id, "w", JobStatus::Failed, &Progress::default(), Some("crashed")).await.unwrap();
+    assert_eq!(store.command(None, f.id, Command::Remove).await.unwrap(), Some(Outcome::Applied(JobStatus::Removed)));
+    assert_eq!(store.get(None, f.id).await.unwrap().unwrap().sealed_secrets, None);
 }
 
 /// Workers claiming at the same time never get the same job, and every job is claimed.
@@ -327,7 +407,7 @@ async fn concurrent_claims(store: Arc<dyn JobStore>) {
                 .await
                 .unwrap()
             {
-                got.push(j.id);
+                got.push(j.job.id);
             }
             got
         })
@@ -421,6 +501,8 @@ async fn postgres() -> Arc<PostgresStore> {
 async fn sqlite_store_conforms() {
     conformance(sqlite().await).await;
     concurrent_claims(sqlite().await).await;
+    fair_turns(sqlite().await).await;
+    unclean_runs_and_dead_leases(sqlite().await).await;
     credentials(sqlite().await).await;
 }
 
@@ -428,5 +510,7 @@ async fn sqlite_store_conforms() {
 async fn postgres_store_conforms() {
     conformance(postgres().await).await;
     concurrent_claims(postgres().await).await;
+    fair_turns(postgres().await).await;
+    unclean_runs_and_dead_leases(postgres().await).await;
     credentials(postgres().await).await;
 }
