@@ -5,6 +5,7 @@ mod catalog;
 pub mod demo;
 mod engine;
 mod object_stores;
+mod parse;
 
 pub use catalog::{Catalog, EpochUnit, TableEntry, TableFormat};
 pub use engine::{error_text as query_error_text, DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn};
