@@ -19,6 +19,9 @@ use super::catalog::{Catalog, EpochUnit, TableFormat, split_name};
 use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 use super::object_stores::TableStores;
 
+/// How many records of a CSV table its column types are inferred from.
+const CSV_INFER_RECORDS: usize = 10_000;
+
 /// The time range a run may see: `[from_ms, to_ms)` on every table's time column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueryWindow {
@@ -179,9 +182,15 @@ impl DataFusionEngine {
             };
             let mut df = match table.format {
                 TableFormat::Csv => {
-                    let mut opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(10_000);
+                    // Values may hold newlines (RFC 4180): read each file whole, in order, never
+                    // from a byte offset that may fall inside quotes.
+                    let mut opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(CSV_INFER_RECORDS);
                     if one_file {
                         opts = opts.file_extension("");
+                    }
+                    let schema = super::csv_schema::infer(&ctx, &location, one_file, CSV_INFER_RECORDS).await?;
+                    if let Some(schema) = &schema {
+                        opts = opts.schema(schema);
                     }
                     ctx.read_csv(location, opts).await?
                 }

@@ -2,6 +2,7 @@
 //! job's query over time-windowed views of them and streams record batches.
 
 mod catalog;
+mod csv_schema;
 pub mod demo;
 mod engine;
 mod object_stores;
