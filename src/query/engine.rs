@@ -19,6 +19,9 @@ use super::catalog::{Catalog, EpochUnit, TableFormat, split_name};
 use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 use super::object_stores::TableStores;
 
+/// The rows of one record batch.
+const BATCH_ROWS: usize = 8192;
+
 /// How many records of a CSV table its column types are inferred from.
 const CSV_INFER_RECORDS: usize = 10_000;
 
@@ -53,6 +56,9 @@ pub enum QueryError {
     /// the message says so first, and what to write instead.
     #[error("{0}")]
     TooDeep(String),
+    /// The query needs more memory than its budget (`worker.query_memory_mb`) allows.
+    #[error("the query needs more memory than one query may use (worker.query_memory_mb): {0}")]
+    OverBudget(String),
     #[error("query failed: {0}")]
     Execution(String),
 }
@@ -156,7 +162,7 @@ impl DataFusionEngine {
         // One partition keeps the row order of a run stable, so that a resumed run can skip
         // exactly the rows already uploaded. Identifiers stay case-sensitive: Devo field
         // names are camelCase (`statusCode`).
-        let mut config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
+        let mut config = SessionConfig::new().with_target_partitions(1).with_batch_size(BATCH_ROWS);
         config.options_mut().sql_parser.enable_ident_normalization = false;
         config.options_mut().sql_parser.recursion_limit = datafusion::config::ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)?;
         let mut runtime = RuntimeEnvBuilder::new();
@@ -164,6 +170,7 @@ impl DataFusionEngine {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        super::guarded_functions::register(&ctx);
         for (url, store) in &self.stores {
             ctx.register_object_store(url, store.clone());
         }
@@ -252,6 +259,35 @@ impl DataFusionEngine {
         let known: Vec<&str> = self.catalog.tables.iter().map(|t| t.name.as_str()).collect();
         format!("there is no table {name}; the catalog has {}", known.join(", "))
     }
+}
+
+/// Refuses a plan holding a constant so large that repeating it over one batch (as a
+/// projection does) takes more than the query's memory budget: no pool sees that copy.
+/// Such constants mostly come from folding (`repeat('x', 1000000) AS s` over a table).
+fn constants_fit(plan: &datafusion::logical_expr::LogicalPlan, budget: usize) -> Result<(), QueryError> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut largest = 0;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::Literal(value, _) = e {
+                    largest = largest.max(value.size());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    let most = budget / BATCH_ROWS;
+    if largest > most {
+        let size = datafusion::common::human_readable_size;
+        return Err(QueryError::OverBudget(format!(
+            "it holds a constant value of {}, which a batch of {BATCH_ROWS} rows repeats ({}); keep constants under {}",
+            size(largest),
+            size(largest.saturating_mul(BATCH_ROWS)),
+            size(most)
+        )));
+    }
+    Ok(())
 }
 
 /// DataFusion ends an unknown column's message with a hint at a session setting callers
@@ -381,6 +417,9 @@ impl QueryEngine for DataFusionEngine {
         // As `DataFrame::execute_stream`, with the optimizer on the big stack as well.
         let state = ctx.state();
         let optimized = with_planning_stack(|| state.optimize(df.logical_plan()))?;
+        if let Some(budget) = self.memory_limit {
+            with_planning_stack(|| constants_fit(&optimized, budget))?;
+        }
         let physical = state.query_planner().create_physical_plan(&optimized, &state).await?;
         let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
         Ok(QueryRun { stream, time_column })

@@ -163,3 +163,45 @@ async fn forwarder_reads_back_every_csv_part_it_writes() {
     assert_eq!(back.len(), want.len(), "every row once");
     assert!(back == want, "the part Forwarder wrote reads back equal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_over_the_memory_budget_fail_their_job_and_the_server_stays_up() {
+    let app = spawn_app_with(20_000, |c| c.worker.query_memory_mb = 1).await;
+    let over_budget = "the query needs more memory than one query may use (worker.query_memory_mb)";
+    // Functions whose output dwarfs their input, over a literal and over every row.
+    let functions = [
+        "SELECT repeat('x', 2000000000) AS s",
+        "SELECT lpad('x', 2147483647) AS s",
+        "SELECT repeat(arrow_cast('x', 'LargeUtf8'), 1000000000000) AS s",
+        "SELECT repeat(uri, 100000000) AS s FROM demo.ecommerce.data",
+        "SELECT lpad(uri, 2147483647) AS s FROM demo.ecommerce.data",
+        "SELECT repeat(arrow_cast(uri, 'LargeUtf8'), 1000000000000) AS s FROM demo.ecommerce.data",
+        "SELECT rpad(uri, 100000000, 'é') AS s FROM demo.ecommerce.data",
+        "SELECT replace(userAgent, '', repeat('y', 100000)) AS s FROM demo.ecommerce.data",
+        "SELECT array_repeat(cookie, 10000000) AS a FROM demo.ecommerce.data",
+        "SELECT range(0, 1000000000000) AS a",
+        "SELECT generate_series(0, statusCode * 10000000) AS a FROM demo.ecommerce.data",
+        "SELECT concat(s, s, s, s, s, s, s, s, s, s) AS s FROM (SELECT repeat('x', 1000000) AS s FROM demo.ecommerce.data)",
+    ];
+    // Operators that hold their input: they must stop at the pool's limit too (or spill).
+    let holders = [
+        "SELECT string_agg(userAgent, ',') AS s FROM demo.ecommerce.data",
+        "SELECT array_agg(cookie) AS a FROM demo.ecommerce.data",
+        "SELECT cookie, uri, array_agg(userAgent) AS a FROM demo.ecommerce.data GROUP BY cookie, uri",
+        "SELECT * FROM demo.ecommerce.data ORDER BY cookie, userAgent",
+    ];
+    for query in functions.iter().chain(&holders) {
+        let (status, answer, job) = submit_and_run(&app, query).await;
+        let job = job.unwrap_or_else(|| panic!("{query}: refused: {status} {answer}"));
+        let error = job["error"][0].as_str().unwrap_or_default();
+        let fails = job["status"] == "FAILED" && error.starts_with(over_budget);
+        if functions.contains(query) {
+            assert!(fails, "{query}: {job:#}");
+        } else {
+            assert!(fails || job["status"] == "COMPLETED", "{query}: {job:#}");
+        }
+        println!("{:<9} {query}: {}", job["status"].as_str().unwrap(), &error[..error.len().min(200)]);
+        assert_up(&app, query).await;
+    }
+    assert_eq!(app.open_multipart_uploads().await, 0, "no upload left open");
+}
