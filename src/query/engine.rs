@@ -13,8 +13,17 @@ use datafusion::logical_expr::{Expr, lit};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SQLOptions, SessionConfig, SessionContext, ident};
 
+use datafusion::sql::parser::Statement as DfStatement;
+
 use super::catalog::{Catalog, EpochUnit, TableFormat, split_name};
+use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 use super::object_stores::TableStores;
+
+/// The rows of one record batch.
+const BATCH_ROWS: usize = 8192;
+
+/// How many records of a CSV table its column types are inferred from.
+const CSV_INFER_RECORDS: usize = 10_000;
 
 /// The time range a run may see: `[from_ms, to_ms)` on every table's time column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,6 +52,13 @@ pub enum QueryError {
     /// to fix.
     #[error("query refused: {0}")]
     Invalid(String),
+    /// The query would nest deeper than the engine can plan without overflowing its stack:
+    /// the message says so first, and what to write instead.
+    #[error("{0}")]
+    TooDeep(String),
+    /// The query needs more memory than its budget (`worker.query_memory_mb`) allows.
+    #[error("the query needs more memory than one query may use (worker.query_memory_mb): {0}")]
+    OverBudget(String),
     #[error("query failed: {0}")]
     Execution(String),
 }
@@ -142,21 +158,23 @@ impl DataFusionEngine {
     /// A session holding the tables `query` names, each windowed to `window`. Only those: a
     /// table is opened (its files listed, its schema read) only by the queries that use it.
     /// Also says whether any of them has a time column.
-    async fn context(&self, window: QueryWindow, query: &str) -> Result<(SessionContext, bool), QueryError> {
+    async fn context(&self, window: QueryWindow, statement: &DfStatement) -> Result<(SessionContext, bool), QueryError> {
         // One partition keeps the row order of a run stable, so that a resumed run can skip
         // exactly the rows already uploaded. Identifiers stay case-sensitive: Devo field
         // names are camelCase (`statusCode`).
-        let mut config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
+        let mut config = SessionConfig::new().with_target_partitions(1).with_batch_size(BATCH_ROWS);
         config.options_mut().sql_parser.enable_ident_normalization = false;
+        config.options_mut().sql_parser.recursion_limit = datafusion::config::ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)?;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(bytes) = self.memory_limit {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        super::guarded_functions::register(&ctx);
         for (url, store) in &self.stores {
             ctx.register_object_store(url, store.clone());
         }
-        let named = named_tables(&ctx, query);
+        let named = named_tables(&ctx, statement);
         let mut windowed = false;
         for table in self.catalog.tables.iter().filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r))) {
             let location = table.location.to_string_lossy().to_string();
@@ -171,9 +189,15 @@ impl DataFusionEngine {
             };
             let mut df = match table.format {
                 TableFormat::Csv => {
-                    let mut opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(10_000);
+                    // Values may hold newlines (RFC 4180): read each file whole, in order, never
+                    // from a byte offset that may fall inside quotes.
+                    let mut opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(CSV_INFER_RECORDS);
                     if one_file {
                         opts = opts.file_extension("");
+                    }
+                    let schema = super::csv_schema::infer(&ctx, &location, one_file, CSV_INFER_RECORDS).await?;
+                    if let Some(schema) = &schema {
+                        opts = opts.schema(schema);
                     }
                     ctx.read_csv(location, opts).await?
                 }
@@ -207,10 +231,18 @@ impl DataFusionEngine {
         Ok((ctx, windowed))
     }
 
-    async fn plan(&self, ctx: &SessionContext, query: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
-        only_one_select(query)?;
+    /// Plans the parsed `statement` (DDL, DML and statements refused).
+    async fn plan(&self, ctx: &SessionContext, statement: DfStatement) -> Result<datafusion::dataframe::DataFrame, QueryError> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        ctx.sql_with_options(query, options).await.map_err(|e| match e.find_root() {
+        let planned = async {
+            // The catalog's tables are views in memory: resolving them never waits on I/O, so
+            // the planning future completes on the big stack without a runtime to drive it.
+            let state = ctx.state();
+            let plan = with_planning_stack(|| futures::executor::block_on(state.statement_to_plan(statement)))?;
+            options.verify_plan(&plan)?;
+            ctx.execute_logical_plan(plan).await
+        };
+        planned.await.map_err(|e| match e.find_root() {
             DataFusionError::Execution(m) | DataFusionError::Plan(m) => QueryError::Invalid(self.name_the_tables(m.clone())),
             DataFusionError::SchemaError(..) => QueryError::Invalid(without_settings_hint(e.find_root().to_string())),
             _ => e.into(),
@@ -229,6 +261,35 @@ impl DataFusionEngine {
     }
 }
 
+/// Refuses a plan holding a constant so large that repeating it over one batch (as a
+/// projection does) takes more than the query's memory budget: no pool sees that copy.
+/// Such constants mostly come from folding (`repeat('x', 1000000) AS s` over a table).
+fn constants_fit(plan: &datafusion::logical_expr::LogicalPlan, budget: usize) -> Result<(), QueryError> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut largest = 0;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::Literal(value, _) = e {
+                    largest = largest.max(value.size());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    let most = budget / BATCH_ROWS;
+    if largest > most {
+        let size = datafusion::common::human_readable_size;
+        return Err(QueryError::OverBudget(format!(
+            "it holds a constant value of {}, which a batch of {BATCH_ROWS} rows repeats ({}); keep constants under {}",
+            size(largest),
+            size(largest.saturating_mul(BATCH_ROWS)),
+            size(most)
+        )));
+    }
+    Ok(())
+}
+
 /// DataFusion ends an unknown column's message with a hint at a session setting callers
 /// cannot change: say what holds here instead.
 fn without_settings_hint(message: String) -> String {
@@ -238,28 +299,17 @@ fn without_settings_hint(message: String) -> String {
     }
 }
 
-/// Refuses anything but one `SELECT` (or `WITH … SELECT`) before planning, so that the
-/// message names what was sent rather than what went wrong planning it.
-fn only_one_select(query: &str) -> Result<(), QueryError> {
-    use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+/// Parses `query` and refuses anything but one `SELECT` (or `WITH … SELECT`) before planning,
+/// so that the message names what was sent rather than what went wrong planning it.
+fn only_one_select(query: &str) -> Result<DfStatement, QueryError> {
     use datafusion::sql::sqlparser::ast::Statement;
-    let statements = DFParser::parse_sql(query).map_err(|e| {
-        // The parser's own words ("Expected: …, found: …"), not DataFusion's debug wrapping.
-        let why = match e.find_root() {
-            DataFusionError::SQL(parser, _) => parser.to_string(),
-            other => other.to_string(),
-        };
-        // Devo's own language (`from t where … select …`) is what Devo clients know best.
-        let linq = query.trim_start().get(..5).is_some_and(|w| w.eq_ignore_ascii_case("from "));
-        let hint = if linq { " (this looks like Devo's LINQ; Forwarder runs SQL: SELECT … FROM … WHERE …)" } else { "" };
-        QueryError::Invalid(format!("the query does not parse: {why}{hint}"))
-    })?;
+    let mut statements = super::parse::parse(query)?;
     let statement = match statements.len() {
-        1 => &statements[0],
+        1 => statements.pop_front().expect("one statement"),
         n => return Err(QueryError::Invalid(format!("send exactly one SELECT statement, not {n}"))),
     };
-    match statement {
-        DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => Ok(()),
+    match &statement {
+        DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => Ok(statement),
         other => {
             let text = other.to_string();
             let kind: Vec<&str> = text.split_whitespace().take(2).collect();
@@ -296,15 +346,12 @@ fn time_literal(data_type: &DataType, ms: i64) -> Expr {
     }
 }
 
-/// The tables a query names, resolved against the session's defaults (none when it does not
-/// parse: planning says why).
-fn named_tables(ctx: &SessionContext, query: &str) -> Vec<(String, String, String)> {
-    let Ok(mut statements) = datafusion::sql::parser::DFParser::parse_sql(query) else { return vec![] };
-    let Some(statement) = statements.pop_front() else { return vec![] };
+/// The tables a query names, resolved against the session's defaults.
+fn named_tables(ctx: &SessionContext, statement: &DfStatement) -> Vec<(String, String, String)> {
     let state = ctx.state();
     let defaults = &state.config_options().catalog;
     state
-        .resolve_table_references(&statement)
+        .resolve_table_references(statement)
         .unwrap_or_default()
         .into_iter()
         .map(|r| {
@@ -356,8 +403,9 @@ fn register(ctx: &SessionContext, name: &str, view: Arc<dyn datafusion::catalog:
 #[async_trait]
 impl QueryEngine for DataFusionEngine {
     async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError> {
-        let (ctx, _) = self.context(window, query).await?;
-        let mut df = self.plan(&ctx, query).await?;
+        let statement = only_one_select(query)?;
+        let (ctx, _) = self.context(window, &statement).await?;
+        let mut df = self.plan(&ctx, statement).await?;
         if skip > 0 || limit.is_some() {
             let fetch = limit.map(|l| l.saturating_sub(skip) as usize);
             df = df.limit(skip as usize, fetch)?;
@@ -366,13 +414,21 @@ impl QueryEngine for DataFusionEngine {
             let table = self.catalog.tables.iter().find(|t| t.time_column.as_deref() == Some(f.name().as_str()))?;
             Some(TimeColumn { index, millis_per_unit: table.time_unit.millis() })
         });
-        let stream = df.execute_stream().await?;
+        // As `DataFrame::execute_stream`, with the optimizer on the big stack as well.
+        let state = ctx.state();
+        let optimized = with_planning_stack(|| state.optimize(df.logical_plan()))?;
+        if let Some(budget) = self.memory_limit {
+            with_planning_stack(|| constants_fit(&optimized, budget))?;
+        }
+        let physical = state.query_planner().create_physical_plan(&optimized, &state).await?;
+        let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
         Ok(QueryRun { stream, time_column })
     }
 
     async fn check(&self, query: &str) -> Result<QueryShape, QueryError> {
-        let (ctx, windowed) = self.context(QueryWindow::default(), query).await?;
-        self.plan(&ctx, query).await?;
+        let statement = only_one_select(query)?;
+        let (ctx, windowed) = self.context(QueryWindow::default(), &statement).await?;
+        self.plan(&ctx, statement).await?;
         let windowed_tables =
             self.catalog.tables.iter().filter(|t| t.time_column.is_some()).map(|t| t.name.clone()).collect();
         Ok(QueryShape { windowed, windowed_tables })

@@ -2,9 +2,12 @@
 //! job's query over time-windowed views of them and streams record batches.
 
 mod catalog;
+mod csv_schema;
 pub mod demo;
 mod engine;
+mod guarded_functions;
 mod object_stores;
+mod parse;
 
 pub use catalog::{Catalog, EpochUnit, TableEntry, TableFormat};
 pub use engine::{error_text as query_error_text, DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn};

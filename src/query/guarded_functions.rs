@@ -1,0 +1,302 @@
+//! Scalar functions whose output can dwarf their input, held to the query's memory budget.
+//!
+//! The memory pool limits only the operators that reserve memory (sorts, aggregations,
+//! joins). `repeat('x', 2000000000)` or `lpad(s, 2147483647)` allocate their result unseen,
+//! over a literal (at plan time, when the optimizer folds constants) or over every row of a
+//! batch, and took the worker to 8 GiB or aborted it. Each such function is replaced, under
+//! its own name, by one that first reserves from the query's pool an upper bound of what the
+//! whole batch's output can take, computed from its arguments, and fails with the pool's
+//! `ResourcesExhausted` when that does not fit.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::{cast, kernels::length::length};
+use datafusion::arrow::datatypes::{DataType, FieldRef, Int64Type, IntervalMonthDayNanoType, TimeUnit};
+use datafusion::common::Result;
+use datafusion::error::DataFusionError;
+use datafusion::common::human_readable_size;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+};
+use datafusion::prelude::SessionContext;
+
+/// An upper bound, in bytes, of what a function's output for one call (a whole batch) takes.
+type OutputBound = fn(&ScalarFunctionArgs) -> u128;
+
+/// The functions guarded, each with the bound of its output.
+const GUARDED: &[(&str, OutputBound)] = &[
+    ("repeat", |a| sum_rows(a, |r| r.bytes(0) * r.count(1))),
+    // A padded character takes up to 4 bytes.
+    ("lpad", |a| sum_rows(a, |r| r.bytes(0) + 4 * r.count(1))),
+    ("rpad", |a| sum_rows(a, |r| r.bytes(0) + 4 * r.count(1))),
+    // At most one `to` per `from` found, or per character when `from` is empty.
+    ("replace", |a| sum_rows(a, |r| r.bytes(0) + (r.bytes(0) / r.bytes(1).max(1) + 1) * r.bytes(2))),
+    ("overlay", |a| sum_rows(a, |r| r.bytes(0) + r.bytes(1))),
+    ("concat", |a| sum_rows(a, |r| (0..r.args.len()).map(|i| r.bytes(i)).sum())),
+    ("concat_ws", |a| sum_rows(a, |r| (1..r.args.len()).map(|i| r.bytes(0) + r.bytes(i)).sum())),
+    ("array_repeat", |a| sum_rows(a, |r| (r.bytes(0) + 8) * r.count(1))),
+    ("array_resize", |a| sum_rows(a, |r| r.bytes(0) + 16 * r.count(1))),
+    ("range", |a| sum_rows(a, |r| 8 * r.series_length())),
+    ("generate_series", |a| sum_rows(a, |r| 8 * r.series_length())),
+];
+
+/// Replaces, in `ctx`, each function of [`GUARDED`] by its guarded self, reserving from the
+/// session's memory pool.
+pub fn register(ctx: &SessionContext) {
+    let pool = ctx.runtime_env().memory_pool.clone();
+    let state = ctx.state();
+    for (name, bound) in GUARDED {
+        if let Some(inner) = state.scalar_functions().get(*name) {
+            let guarded = Guarded { inner: inner.clone(), bound: *bound, pool: pool.clone() };
+            ctx.register_udf(ScalarUDF::new_from_impl(guarded));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Guarded {
+    inner: Arc<ScalarUDF>,
+    bound: OutputBound,
+    pool: Arc<dyn MemoryPool>,
+}
+
+impl PartialEq for Guarded {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner && Arc::ptr_eq(&self.pool, &other.pool)
+    }
+}
+
+impl Eq for Guarded {}
+
+impl Hash for Guarded {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Guarded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.inner().coerce_types(arg_types)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+
+    // `simplify` is left out on purpose: it rewrites a call into the unguarded function.
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let bytes = (self.bound)(&args);
+        let reservation = MemoryConsumer::new(format!("{}()", self.name())).register(&self.pool);
+        reservation.try_grow(usize::try_from(bytes).unwrap_or(usize::MAX)).map_err(|e| {
+            let size = u64::try_from(bytes).map_or_else(|_| format!("{bytes} bytes"), |b| human_readable_size(b as usize));
+            DataFusionError::ResourcesExhausted(format!(
+                "{}() would build up to {size} of values for {} rows at once ({})",
+                self.name(),
+                args.number_rows,
+                e.find_root()
+            ))
+        })?;
+        // The result is handed on to operators that account for what they keep.
+        self.inner.invoke_with_args(args)
+    }
+}
+
+/// Sums `row_bound` over the rows of one call.
+fn sum_rows(args: &ScalarFunctionArgs, row_bound: impl Fn(&Row) -> u128) -> u128 {
+    let columns: Vec<Sizes> = args.args.iter().map(Sizes::of).collect();
+    (0..args.number_rows.max(1)).map(|index| row_bound(&Row { args: &columns, index })).fold(0, u128::saturating_add)
+}
+
+/// One row's arguments, as sizes and counts.
+struct Row<'a> {
+    args: &'a [Sizes],
+    index: usize,
+}
+
+impl Row<'_> {
+    /// The bytes argument `i` takes in this row.
+    fn bytes(&self, i: usize) -> u128 {
+        self.args.get(i).map_or(0, |a| a.bytes(self.index))
+    }
+
+    /// Argument `i` as a count (negative or absent: none).
+    fn count(&self, i: usize) -> u128 {
+        self.args.get(i).and_then(|a| a.integer(self.index)).map_or(0, |n| n.max(0) as u128)
+    }
+
+    /// How many values `range(start, stop, step)` (or `range(stop)`) gives.
+    fn series_length(&self) -> u128 {
+        let value = |i: usize| self.args.get(i).and_then(|a| a.integer(self.index));
+        let (start, stop, step) = match self.args.len() {
+            1 => (Some(0), value(0), Some(1)),
+            2 => (value(0), value(1), Some(1)),
+            _ => (value(0), value(1), value(2)),
+        };
+        match (start, stop, step) {
+            (Some(start), Some(stop), Some(step)) => (stop.abs_diff(start) as u128) / (step.unsigned_abs().max(1) as u128) + 1,
+            _ => 0,
+        }
+    }
+}
+
+/// An argument's per-row byte sizes and, when it is a number, time or interval, its values as
+/// integers (times in nanoseconds; an interval as its shortest length in nanoseconds).
+struct Sizes {
+    bytes: Vec<u128>,
+    integers: Option<Vec<Option<i128>>>,
+}
+
+impl Sizes {
+    /// A scalar gives one value, which stands for every row.
+    fn of(arg: &ColumnarValue) -> Self {
+        let array = match arg {
+            ColumnarValue::Array(a) => a.clone(),
+            ColumnarValue::Scalar(s) => match s.to_array() {
+                Ok(a) => a,
+                Err(_) => return Sizes { bytes: vec![s.size() as u128], integers: None },
+            },
+        };
+        Sizes { bytes: value_bytes(&array), integers: integers(&array) }
+    }
+
+    fn bytes(&self, row: usize) -> u128 {
+        self.bytes.get(row).or(self.bytes.first()).copied().unwrap_or(0)
+    }
+
+    fn integer(&self, row: usize) -> Option<i128> {
+        let values = self.integers.as_ref()?;
+        values.get(row).or(values.first()).copied().flatten()
+    }
+}
+
+/// The bytes each value of `array` takes: its length for text, binary and lists of fixed-size
+/// values; an even share of the array's memory otherwise.
+fn value_bytes(array: &ArrayRef) -> Vec<u128> {
+    let lengths = match array.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            length(array).ok().and_then(|l| cast(&l, &DataType::Int64).ok())
+        }
+        _ => None,
+    };
+    match lengths {
+        Some(l) => l.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(0).max(0) as u128).collect(),
+        None => {
+            let share = array.get_array_memory_size() / array.len().max(1);
+            vec![share as u128; array.len()]
+        }
+    }
+}
+
+/// The values of an integer, date, timestamp or interval array as integers; `None` for others.
+fn integers(array: &ArrayRef) -> Option<Vec<Option<i128>>> {
+    const DAY_NS: i128 = 86_400 * 1_000_000_000;
+    match array.data_type() {
+        t if t.is_integer() => {
+            let values = cast(array, &DataType::Int64).ok()?;
+            Some(values.as_primitive::<Int64Type>().iter().map(|v| v.map(i128::from)).collect())
+        }
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
+            let as_ns = cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, None)).ok()?;
+            let values = cast(&as_ns, &DataType::Int64).ok()?;
+            Some(values.as_primitive::<Int64Type>().iter().map(|v| v.map(i128::from)).collect())
+        }
+        DataType::Interval(_) => {
+            let values = cast(array, &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)).ok()?;
+            // A month is at least 28 days: the shortest step gives the most values.
+            let shortest = |v: <IntervalMonthDayNanoType as datafusion::arrow::datatypes::ArrowPrimitiveType>::Native| {
+                i128::from(v.months) * 28 * DAY_NS + i128::from(v.days) * DAY_NS + i128::from(v.nanoseconds)
+            };
+            Some(values.as_primitive::<IntervalMonthDayNanoType>().iter().map(|v| v.map(shortest)).collect())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+
+    use crate::query::{Catalog, DataFusionEngine, QueryEngine, QueryWindow};
+
+    /// The single value `sql` gives, as text, under a 64 MiB budget.
+    async fn value(sql: &str) -> Result<String, String> {
+        use datafusion::arrow::util::display::array_value_to_string;
+        let engine = DataFusionEngine::new(Catalog::default()).with_memory_limit(64 << 20);
+        let run = engine.run(sql, QueryWindow::default(), 0, None).await.map_err(|e| e.to_string())?;
+        let batches: Vec<_> = run.stream.try_collect().await.map_err(|e| e.to_string())?;
+        Ok(array_value_to_string(batches[0].column(0), 0).unwrap())
+    }
+
+    #[tokio::test]
+    async fn guarded_functions_give_what_they_gave() {
+        for (sql, want) in [
+            ("SELECT repeat('ab', 3)", "ababab"),
+            ("SELECT lpad('x', 3, 'é')", "ééx"),
+            ("SELECT rpad('x', 3)", "x  "),
+            ("SELECT replace('aXa', 'a', 'bb')", "bbXbb"),
+            ("SELECT overlay('Txxxxas' placing 'hom' from 2 for 4)", "Thomas"),
+            ("SELECT concat('a', 1, NULL, 'b')", "a1b"),
+            ("SELECT concat_ws('-', 'a', 'b')", "a-b"),
+            ("SELECT array_repeat(1, 3)", "[1, 1, 1]"),
+            ("SELECT range(1, 4)", "[1, 2, 3]"),
+            ("SELECT generate_series(1, 3)", "[1, 2, 3]"),
+            ("SELECT array_resize(make_array(1), 2, 0)", "[1, 0]"),
+            ("SELECT cardinality(range(DATE '2026-01-01', DATE '2026-02-01', INTERVAL '1 day'))", "31"),
+        ] {
+            assert_eq!(value(sql).await.as_deref(), Ok(want), "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn outputs_over_the_budget_fail_before_they_are_built() {
+        for sql in [
+            "SELECT repeat('x', 2000000000)",
+            "SELECT lpad('x', 2147483647)",
+            "SELECT repeat(arrow_cast('x', 'LargeUtf8'), 1000000000000)",
+            "SELECT replace(repeat('x', 1000000), '', repeat('y', 1000))",
+            "SELECT array_repeat('x', 100000000)",
+            "SELECT range(1, 1000000000000)",
+            "SELECT range(TIMESTAMP '2026-01-01', TIMESTAMP '2027-01-01', INTERVAL '1 millisecond')",
+            "SELECT array_resize(make_array(1), 1000000000)",
+            "SELECT length(concat(s, s, s, s, s, s, s, s)) FROM (SELECT repeat('x', 10000000) AS s)",
+        ] {
+            let err = value(sql).await.unwrap_err();
+            // Refused when built, or once folded into a constant too large to repeat.
+            let refused = err.contains("Resources exhausted") && err.contains("would build up to");
+            assert!(refused || err.contains("holds a constant value"), "{sql}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn constants_a_batch_cannot_repeat_within_the_budget_are_refused() {
+        // Folded into a 100 KB constant, which a batch of 8192 rows would repeat (800 MB).
+        let over_rows = |n: u32| format!("SELECT length(concat(s, v)) FROM (SELECT repeat('x', {n}) AS s, v FROM (VALUES (1), (2)) AS t(v))");
+        let err = value(&over_rows(100_000)).await.unwrap_err();
+        assert!(err.starts_with("the query needs more memory than one query may use") && err.contains("constant"), "{err}");
+        assert_eq!(value(&over_rows(1000)).await.as_deref(), Ok("1001"));
+    }
+}
