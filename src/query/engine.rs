@@ -20,7 +20,7 @@ use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 use super::object_stores::TableStores;
 
 /// The rows of one record batch.
-const BATCH_ROWS: usize = 8192;
+pub(super) const BATCH_ROWS: usize = 8192;
 
 /// How many records of a CSV table its column types are inferred from.
 const CSV_INFER_RECORDS: usize = 10_000;
@@ -261,60 +261,12 @@ impl DataFusionEngine {
     }
 }
 
-/// Refuses a plan holding a constant so large that repeating it over one batch (as a
-/// projection does) takes more than the query's memory budget: no pool sees that copy.
-/// Such constants mostly come from folding (`repeat('x', 1000000) AS s` over a table).
-fn constants_fit(plan: &datafusion::logical_expr::LogicalPlan, budget: usize) -> Result<(), QueryError> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    let mut largest = 0;
-    plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                if let Expr::Literal(value, _) = e {
-                    largest = largest.max(value.size());
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    })?;
-    let most = budget / BATCH_ROWS;
-    if largest > most {
-        let size = datafusion::common::human_readable_size;
-        return Err(QueryError::OverBudget(format!(
-            "it holds a constant value of {}, which a batch of {BATCH_ROWS} rows repeats ({}); keep constants under {}",
-            size(largest),
-            size(largest.saturating_mul(BATCH_ROWS)),
-            size(most)
-        )));
-    }
-    Ok(())
-}
-
 /// DataFusion ends an unknown column's message with a hint at a session setting callers
 /// cannot change: say what holds here instead.
 fn without_settings_hint(message: String) -> String {
     match message.find(" You can use double quotes") {
         Some(cut) => format!("{} Column names are case-sensitive (as in Devo: statusCode).", message[..cut].trim_end()),
         None => message,
-    }
-}
-
-/// Parses `query` and refuses anything but one `SELECT` (or `WITH … SELECT`) before planning,
-/// so that the message names what was sent rather than what went wrong planning it.
-fn only_one_select(query: &str) -> Result<DfStatement, QueryError> {
-    use datafusion::sql::sqlparser::ast::Statement;
-    let mut statements = super::parse::parse(query)?;
-    let statement = match statements.len() {
-        1 => statements.pop_front().expect("one statement"),
-        n => return Err(QueryError::Invalid(format!("send exactly one SELECT statement, not {n}"))),
-    };
-    match &statement {
-        DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => Ok(statement),
-        other => {
-            let text = other.to_string();
-            let kind: Vec<&str> = text.split_whitespace().take(2).collect();
-            Err(QueryError::Invalid(format!("only SELECT queries run here, not {}", kind.join(" ").to_uppercase())))
-        }
     }
 }
 
@@ -403,7 +355,7 @@ fn register(ctx: &SessionContext, name: &str, view: Arc<dyn datafusion::catalog:
 #[async_trait]
 impl QueryEngine for DataFusionEngine {
     async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError> {
-        let statement = only_one_select(query)?;
+        let statement = super::parse::only_one_select(query)?;
         let (ctx, _) = self.context(window, &statement).await?;
         let mut df = self.plan(&ctx, statement).await?;
         if skip > 0 || limit.is_some() {
@@ -418,7 +370,7 @@ impl QueryEngine for DataFusionEngine {
         let state = ctx.state();
         let optimized = with_planning_stack(|| state.optimize(df.logical_plan()))?;
         if let Some(budget) = self.memory_limit {
-            with_planning_stack(|| constants_fit(&optimized, budget))?;
+            with_planning_stack(|| super::guarded_functions::constants_fit(&optimized, budget))?;
         }
         let physical = state.query_planner().create_physical_plan(&optimized, &state).await?;
         let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
@@ -426,7 +378,7 @@ impl QueryEngine for DataFusionEngine {
     }
 
     async fn check(&self, query: &str) -> Result<QueryShape, QueryError> {
-        let statement = only_one_select(query)?;
+        let statement = super::parse::only_one_select(query)?;
         let (ctx, windowed) = self.context(QueryWindow::default(), &statement).await?;
         self.plan(&ctx, statement).await?;
         let windowed_tables =
@@ -438,27 +390,6 @@ impl QueryEngine for DataFusionEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_one_select_runs() {
-        for ok in ["SELECT 1", "select * from demo.ecommerce.data where statusCode >= 500", "WITH t AS (SELECT 1 AS a) SELECT a FROM t"] {
-            assert!(only_one_select(ok).is_ok(), "{ok}");
-        }
-        for (bad, says) in [
-            ("INSERT INTO t VALUES (1)", "not INSERT INTO"),
-            ("DROP TABLE t", "not DROP TABLE"),
-            ("COPY (SELECT 1) TO '/tmp/x'", "not COPY"),
-            ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "not CREATE EXTERNAL"),
-            ("SET datafusion.execution.batch_size = 1", "not SET"),
-            ("EXPLAIN SELECT 1", "not EXPLAIN"),
-            ("SELECT 1; SELECT 2", "exactly one"),
-            ("SELEKT 1", "does not parse"),
-            ("from demo.ecommerce.data where statusCode >= 500 select eventdate", "looks like Devo's LINQ"),
-        ] {
-            let err = only_one_select(bad).unwrap_err().to_string();
-            assert!(err.contains(says) && !err.contains("ParserError("), "{bad}: {err}");
-        }
-    }
 
     #[tokio::test]
     async fn a_query_opens_only_the_tables_it_names() {

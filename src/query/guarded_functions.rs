@@ -6,7 +6,8 @@
 //! batch, and took the worker to 8 GiB or aborted it. Each such function is replaced, under
 //! its own name, by one that first reserves from the query's pool an upper bound of what the
 //! whole batch's output can take, computed from its arguments, and fails with the pool's
-//! `ResourcesExhausted` when that does not fit.
+//! `ResourcesExhausted` when that does not fit. A constant that a projection would repeat over
+//! a whole batch is bounded the same way ([`constants_fit`]).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -123,6 +124,36 @@ impl ScalarUDFImpl for Guarded {
         // The result is handed on to operators that account for what they keep.
         self.inner.invoke_with_args(args)
     }
+}
+
+/// Refuses a plan holding a constant so large that repeating it over one batch (as a
+/// projection does) takes more than the query's memory budget: no pool sees that copy.
+/// Such constants mostly come from folding (`repeat('x', 1000000) AS s` over a table).
+pub fn constants_fit(plan: &datafusion::logical_expr::LogicalPlan, budget: usize) -> Result<(), super::QueryError> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut largest = 0;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let datafusion::logical_expr::Expr::Literal(value, _) = e {
+                    largest = largest.max(value.size());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    let rows = super::engine::BATCH_ROWS;
+    let most = budget / rows;
+    if largest > most {
+        let size = datafusion::common::human_readable_size;
+        return Err(super::QueryError::OverBudget(format!(
+            "it holds a constant value of {}, which a batch of {rows} rows repeats ({}); keep constants under {}",
+            size(largest),
+            size(largest.saturating_mul(rows)),
+            size(most)
+        )));
+    }
+    Ok(())
 }
 
 /// Sums `row_bound` over the rows of one call.

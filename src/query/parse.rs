@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 
 use datafusion::error::DataFusionError;
-use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::ParserError;
@@ -46,7 +46,7 @@ const WHAT_TO_DO: &str = "write long chains of OR as IN (…) lists, split long 
 
 /// Parses `query` with the parser's recursion bounded, after checking the depth its tree could
 /// reach; a query too deep for either is refused with [`QueryError::TooDeep`].
-pub fn parse(query: &str) -> Result<VecDeque<Statement>, QueryError> {
+pub fn parse(query: &str) -> Result<VecDeque<DfStatement>, QueryError> {
     let dialect = GenericDialect {};
     // A query that does not tokenize is left to the parser, which says why.
     if let Ok(tokens) = Tokenizer::new(&dialect, query).tokenize() {
@@ -83,6 +83,25 @@ fn too_deep_for_parser() -> QueryError {
         "{TOO_DEEP}: it nests parentheses, subqueries or function calls more than {PARSER_RECURSION_LIMIT} \
          levels deep; {WHAT_TO_DO}"
     ))
+}
+
+/// Parses `query` and refuses anything but one `SELECT` (or `WITH … SELECT`) before planning,
+/// so that the message names what was sent rather than what went wrong planning it.
+pub fn only_one_select(query: &str) -> Result<DfStatement, QueryError> {
+    use datafusion::sql::sqlparser::ast::Statement;
+    let mut statements = parse(query)?;
+    let statement = match statements.len() {
+        1 => statements.pop_front().expect("one statement"),
+        n => return Err(QueryError::Invalid(format!("send exactly one SELECT statement, not {n}"))),
+    };
+    match &statement {
+        DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => Ok(statement),
+        other => {
+            let text = other.to_string();
+            let kind: Vec<&str> = text.split_whitespace().take(2).collect();
+            Err(QueryError::Invalid(format!("only SELECT queries run here, not {}", kind.join(" ").to_uppercase())))
+        }
+    }
 }
 
 /// An upper bound on the depth of the tree the parser would build from `tokens`.
@@ -142,6 +161,27 @@ mod tests {
 
     fn bound(sql: &str) -> usize {
         depth_bound(&Tokenizer::new(&GenericDialect {}, sql).tokenize().unwrap())
+    }
+
+    #[test]
+    fn only_one_select_runs() {
+        for ok in ["SELECT 1", "select * from demo.ecommerce.data where statusCode >= 500", "WITH t AS (SELECT 1 AS a) SELECT a FROM t"] {
+            assert!(only_one_select(ok).is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            ("INSERT INTO t VALUES (1)", "not INSERT INTO"),
+            ("DROP TABLE t", "not DROP TABLE"),
+            ("COPY (SELECT 1) TO '/tmp/x'", "not COPY"),
+            ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "not CREATE EXTERNAL"),
+            ("SET datafusion.execution.batch_size = 1", "not SET"),
+            ("EXPLAIN SELECT 1", "not EXPLAIN"),
+            ("SELECT 1; SELECT 2", "exactly one"),
+            ("SELEKT 1", "does not parse"),
+            ("from demo.ecommerce.data where statusCode >= 500 select eventdate", "looks like Devo's LINQ"),
+        ] {
+            let err = only_one_select(bad).unwrap_err().to_string();
+            assert!(err.contains(says) && !err.contains("ParserError("), "{bad}: {err}");
+        }
     }
 
     #[test]
