@@ -96,8 +96,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
             raise_open_file_limit(&config);
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
+            let listener = forwarder::api::bind(config.listen)
                 .with_context(|| format!("cannot listen on {} (listen in the configuration, or FORWARDER_LISTEN)", config.listen))?;
             App::build(config).await?.run(listener, shutdown_on_signals()).await
         }

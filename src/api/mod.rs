@@ -9,7 +9,7 @@ mod signatures;
 
 pub use auth::{Caller, sign};
 pub use error::ApiError;
-pub use serve::serve;
+pub use serve::{bind, serve};
 pub use signatures::{MAX_SIGNATURES, SHARED_SECOND, SignatureBindings};
 
 use std::sync::Arc;

@@ -23,6 +23,17 @@ use tokio_util::sync::CancellationToken;
 use super::idle::{Activity, Tracked};
 use crate::config::ServerConfig;
 
+/// A listener for the API with a listen backlog of 4,096 (the kernel caps it at
+/// `net.core.somaxconn`) instead of the usual 1,024: a burst of more connects than the backlog
+/// holds leaves the extra ones half-open on the client's side, unseen by the server and by its
+/// timeouts, until the kernel's retries give up.
+pub fn bind(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(4096)
+}
+
 /// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`; then lets open
 /// connections finish their request for up to `deadline` and closes the rest.
 pub async fn serve(

@@ -136,7 +136,7 @@ async fn start_app(
         .default_headers(headers)
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = forwarder::api::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(listener, shutdown.clone()));
