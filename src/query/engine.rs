@@ -169,8 +169,10 @@ impl DataFusionEngine {
         if let Some(bytes) = self.memory_limit {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
-        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let mut ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         super::guarded_functions::register(&ctx);
+        let pool = ctx.runtime_env().memory_pool.clone();
+        datafusion::execution::FunctionRegistry::register_expr_planner(&mut ctx, Arc::new(super::guarded_concat::GuardedConcatPlanner::new(pool)))?;
         for (url, store) in &self.stores {
             ctx.register_object_store(url, store.clone());
         }

@@ -110,20 +110,21 @@ impl ScalarUDFImpl for Guarded {
     // `simplify` is left out on purpose: it rewrites a call into the unguarded function.
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let bytes = (self.bound)(&args);
-        let reservation = MemoryConsumer::new(format!("{}()", self.name())).register(&self.pool);
-        reservation.try_grow(usize::try_from(bytes).unwrap_or(usize::MAX)).map_err(|e| {
-            let size = u64::try_from(bytes).map_or_else(|_| format!("{bytes} bytes"), |b| human_readable_size(b as usize));
-            DataFusionError::ResourcesExhausted(format!(
-                "{}() would build up to {size} of values for {} rows at once ({})",
-                self.name(),
-                args.number_rows,
-                e.find_root()
-            ))
-        })?;
+        reserve_output(&self.pool, self.name(), (self.bound)(&args), args.number_rows)?;
         // The result is handed on to operators that account for what they keep.
         self.inner.invoke_with_args(args)
     }
+}
+
+/// Checks that `bytes` of output for `rows` rows fit in the query's pool now, or fails with the
+/// pool's `ResourcesExhausted` (which the job reports as over `worker.query_memory_mb`).
+pub(super) fn reserve_output(pool: &Arc<dyn MemoryPool>, name: &str, bytes: u128, rows: usize) -> Result<()> {
+    let reservation = MemoryConsumer::new(format!("{name}()")).register(pool);
+    reservation.try_grow(usize::try_from(bytes).unwrap_or(usize::MAX)).map_err(|e| {
+        let size = u64::try_from(bytes).map_or_else(|_| format!("{bytes} bytes"), |b| human_readable_size(b as usize));
+        DataFusionError::ResourcesExhausted(format!("{name}() would build up to {size} of values for {rows} rows at once ({})", e.find_root()))
+    })?;
+    Ok(())
 }
 
 /// Refuses a plan holding a constant so large that repeating it over one batch (as a
@@ -157,20 +158,20 @@ pub fn constants_fit(plan: &datafusion::logical_expr::LogicalPlan, budget: usize
 }
 
 /// Sums `row_bound` over the rows of one call.
-fn sum_rows(args: &ScalarFunctionArgs, row_bound: impl Fn(&Row) -> u128) -> u128 {
+pub(super) fn sum_rows(args: &ScalarFunctionArgs, row_bound: impl Fn(&Row) -> u128) -> u128 {
     let columns: Vec<Sizes> = args.args.iter().map(Sizes::of).collect();
     (0..args.number_rows.max(1)).map(|index| row_bound(&Row { args: &columns, index })).fold(0, u128::saturating_add)
 }
 
 /// One row's arguments, as sizes and counts.
-struct Row<'a> {
+pub(super) struct Row<'a> {
     args: &'a [Sizes],
     index: usize,
 }
 
 impl Row<'_> {
     /// The bytes argument `i` takes in this row.
-    fn bytes(&self, i: usize) -> u128 {
+    pub(super) fn bytes(&self, i: usize) -> u128 {
         self.args.get(i).map_or(0, |a| a.bytes(self.index))
     }
 

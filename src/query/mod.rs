@@ -5,6 +5,7 @@ mod catalog;
 mod csv_schema;
 pub mod demo;
 mod engine;
+mod guarded_concat;
 mod guarded_functions;
 mod object_stores;
 mod parse;

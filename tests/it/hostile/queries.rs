@@ -182,6 +182,9 @@ async fn queries_over_the_memory_budget_fail_their_job_and_the_server_stays_up()
         "SELECT range(0, 1000000000000) AS a",
         "SELECT generate_series(0, statusCode * 10000000) AS a FROM demo.ecommerce.data",
         "SELECT concat(s, s, s, s, s, s, s, s, s, s) AS s FROM (SELECT repeat('x', 1000000) AS s FROM demo.ecommerce.data)",
+        // The operator, nested: each level multiplies a row's size by 8.
+        "SELECT s || s || s || s || s || s || s || s AS s FROM (SELECT s || s || s || s || s || s || s || s AS s FROM \
+         (SELECT uri || uri || uri || uri || uri || uri || uri || uri AS s FROM demo.ecommerce.data))",
     ];
     // Operators that hold their input: they must stop at the pool's limit too (or spill).
     let holders = [
