@@ -4,8 +4,10 @@
 pub mod api;
 pub mod app;
 pub mod auth_cli;
+pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod encode;
 pub mod job;
 pub mod jobs_cli;
 pub mod metrics;
