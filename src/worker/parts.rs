@@ -156,10 +156,12 @@ impl PartWriter {
         self.encoder.rows(batch, &mut self.encoded).map_err(std::io::Error::other)?;
         for i in 0..self.encoded.len() {
             let row_len = self.encoded.row(i).len() as u64;
-            // The bound first (cheap); the settled size only when the bound says so.
+            // The bound first (cheap); the settled size only when the bound says so. What the
+            // encoder holds back for the part (none for CSV and JSON Lines) counts too.
+            let held = self.encoder.buffered();
             if let Some(open) = self.open.as_mut()
-                && self.policy.before_row(open.file.rows(), open.file.stored_bound(), row_len) == Rotation::Rotate
-                && self.policy.before_row(open.file.rows(), open.file.settled_size()?, row_len) == Rotation::Rotate
+                && self.policy.before_row(open.file.rows(), open.file.stored_bound() + held, row_len) == Rotation::Rotate
+                && self.policy.before_row(open.file.rows(), open.file.settled_size()? + held, row_len) == Rotation::Rotate
             {
                 self.close(events)?;
             }
@@ -175,8 +177,9 @@ impl PartWriter {
             let chunks = open.file.take_chunks();
             let index = open.index;
             events.extend(chunks.into_iter().map(|data| PartEvent::Chunk { index, data }));
-            if self.policy.after_row(open.file.stored_bound(), row_len) == Rotation::Rotate
-                && self.policy.after_row(open.file.settled_size()?, row_len) == Rotation::Rotate
+            let held = self.encoder.buffered();
+            if self.policy.after_row(open.file.stored_bound() + held, row_len) == Rotation::Rotate
+                && self.policy.after_row(open.file.settled_size()? + held, row_len) == Rotation::Rotate
             {
                 self.close(events)?;
             }
