@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::sink::ChunkSink;
 use crate::compress::{self, Compression, Compressor};
+use crate::encode::Encoding;
 use crate::secret::Secret;
 
 /// Rows are handed to the compressor in blocks of about this size (fewer, larger calls).
@@ -17,6 +18,8 @@ const PENDING_MAX: usize = 32 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct PartOptions {
+    /// How rows are written (`file.format`): names the part and picks the job's encoder.
+    pub encoding: Encoding,
     pub compression: Compression,
     /// Deflate level 0-9 (gzip and zip).
     pub level: u32,
@@ -31,9 +34,9 @@ pub struct PartOptions {
 }
 
 impl PartOptions {
-    /// Defaults for `compression` (deflate 6, zstd 3, upload chunks of 8 MiB).
+    /// CSV with `compression` at the default levels (deflate 6, zstd 3), upload chunks of 8 MiB.
     pub fn new(compression: Compression) -> Self {
-        Self { compression, level: 6, zstd_level: 3, password: None, entry_name: String::new(), chunk_size: 8 << 20 }
+        Self { encoding: Encoding::Csv, compression, level: 6, zstd_level: 3, password: None, entry_name: String::new(), chunk_size: 8 << 20 }
     }
 }
 

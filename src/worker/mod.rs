@@ -413,6 +413,7 @@ impl Worker {
             abort_uploads_left_behind(job, uploader.as_ref(), next_index).await;
         }
         let options = PartOptions {
+            encoding: dest.file_format,
             compression: dest.format,
             level: self.worker.compression_level,
             zstd_level: self.worker.zstd_level,
@@ -500,7 +501,6 @@ impl Worker {
                     job.id,
                     dest.prefix.clone(),
                     options.clone(),
-                    dest.file_format,
                     policy,
                     &run.stream.schema(),
                     run.time_column,

@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit, Timest
 use datafusion::arrow::record_batch::RecordBatch;
 use uuid::Uuid;
 
-use crate::encode::{self, EncodedRows, Encoder, Encoding};
+use crate::encode::{self, EncodedRows, Encoder};
 use crate::job::{Format, ResumePoint, part_content_type, part_file_name};
 use crate::part::{FinishedPart, PartFile, PartOptions, Rotation, RotationPolicy};
 use crate::query::TimeColumn;
@@ -36,7 +36,6 @@ pub struct PartWriter {
     job_id: Uuid,
     prefix: String,
     options: PartOptions,
-    encoding: Encoding,
     policy: RotationPolicy,
     encoder: Box<dyn Encoder>,
     time_column: Option<TimeColumn>,
@@ -56,7 +55,6 @@ impl PartWriter {
         job_id: Uuid,
         prefix: String,
         options: PartOptions,
-        encoding: Encoding,
         policy: RotationPolicy,
         schema: &Schema,
         time_column: Option<TimeColumn>,
@@ -65,10 +63,9 @@ impl PartWriter {
         Self {
             job_id,
             prefix,
+            encoder: encode::encoder(options.encoding, schema),
             options,
-            encoding,
             policy,
-            encoder: encode::encoder(encoding, schema),
             time_column,
             open: None,
             next_index: start.next_index,
@@ -84,7 +81,7 @@ impl PartWriter {
     }
 
     pub fn key(&self, index: u32) -> String {
-        format!("{}{}", self.prefix, part_file_name(&self.job_id, index, self.encoding, self.options.compression))
+        format!("{}{}", self.prefix, part_file_name(&self.job_id, index, self.options.encoding, self.options.compression))
     }
 
     pub fn rows_total(&self) -> u64 {
@@ -117,9 +114,9 @@ impl PartWriter {
         self.next_index += 1;
         let key = self.key(index);
         let mut options = self.options.clone();
-        options.entry_name = part_file_name(&self.job_id, index, self.encoding, Format::Plain);
+        options.entry_name = part_file_name(&self.job_id, index, self.options.encoding, Format::Plain);
         let file = PartFile::new(&options, self.encoder.header())?;
-        let content_type = part_content_type(self.encoding, self.options.compression);
+        let content_type = part_content_type(self.options.encoding, self.options.compression);
         events.push(PartEvent::Opened { index, key, content_type });
         self.open = Some(OpenPart { file, index, opened_at: Instant::now(), rows_before: self.rows_total, max_time_ms: None });
         Ok(())
@@ -225,7 +222,7 @@ mod tests {
         let options = PartOptions { chunk_size: 1 << 20, ..PartOptions::new(Format::Plain) };
         let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
         let start = Start { next_index: 1, rows_total: 0, resume: ResumePoint::default() };
-        (PartWriter::new(Uuid::nil(), "p/".into(), options, Encoding::Csv, policy, &schema, None, start), batch)
+        (PartWriter::new(Uuid::nil(), "p/".into(), options, policy, &schema, None, start), batch)
     }
 
     #[test]

@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::{Field, SchemaRef};
 use serde_json::Value;
 
 use super::*;
+use crate::encode::Encoding;
 use crate::secret::Secret;
 
 const ROWS: usize = 12_000;
@@ -28,7 +29,7 @@ fn ts_ms(i: usize) -> i64 {
 }
 
 fn score(i: usize) -> f64 {
-    if i % 97 == 0 { f64::NAN } else { i as f64 / 8.0 - 300.0 }
+    if i.is_multiple_of(97) { f64::NAN } else { i as f64 / 8.0 - 300.0 }
 }
 
 fn note(i: usize) -> Option<String> {
@@ -42,7 +43,7 @@ fn note(i: usize) -> Option<String> {
         s.push_str(words[(x % words.len() as u64) as usize]);
         s.push_str(&format!(" {} ", x % 1000));
     }
-    (i % 5 != 0).then_some(s)
+    (!i.is_multiple_of(5)).then_some(s)
 }
 
 fn bin(i: usize) -> Vec<u8> {
@@ -86,10 +87,10 @@ struct Written {
 /// Writes every batch through the part writer, as the worker does, and gathers each part.
 fn write_parts(encoding: Encoding, compression: Format, password: Option<&str>, max_bytes: u64) -> Vec<Written> {
     let (schema, batches) = data();
-    let options = PartOptions { chunk_size: 16 * 1024, password: password.map(Secret::new), ..PartOptions::new(compression) };
+    let options = PartOptions { encoding, chunk_size: 16 * 1024, password: password.map(Secret::new), ..PartOptions::new(compression) };
     let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
     let start = Start { next_index: 1, rows_total: 0, resume: ResumePoint::default() };
-    let mut w = PartWriter::new(Uuid::nil(), String::new(), options, encoding, policy, &schema, None, start);
+    let mut w = PartWriter::new(Uuid::nil(), String::new(), options, policy, &schema, None, start);
     let mut events = Vec::new();
     for batch in &batches {
         w.write_batch(batch, &mut events).unwrap();
@@ -167,7 +168,7 @@ fn check_json_row(line: &str) -> usize {
         s if s.is_nan() => assert!(v["score"].is_null(), "NaN is null"),
         s => assert_eq!(v["score"].as_f64(), Some(s), "floats are numbers: {line}"),
     }
-    assert_eq!(v["flag"], Value::Bool(i % 3 == 0));
+    assert_eq!(v["flag"], Value::Bool(i.is_multiple_of(3)));
     assert_eq!(v["note"], note(i).map_or(Value::Null, Value::String));
     use base64::Engine as _;
     assert_eq!(v["bin"], Value::String(base64::engine::general_purpose::STANDARD.encode(bin(i))));
