@@ -16,6 +16,9 @@ use crate::job::{Format, ResumePoint, part_content_type, part_file_name};
 use crate::part::{FinishedPart, PartFile, PartOptions, Rotation, RotationPolicy};
 use crate::query::TimeColumn;
 
+/// Rows encoded at once (DataFusion's own batch size): the encoded buffer stays a few MB.
+const ENCODE_ROWS: usize = 8192;
+
 /// What the upload side must do, in order.
 #[derive(Debug)]
 pub enum PartEvent {
@@ -148,6 +151,19 @@ impl PartWriter {
 
     /// Appends every row of `batch`, starting and closing parts as the policy says.
     pub fn write_batch(&mut self, batch: &RecordBatch, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
+        // A batch is encoded whole before its rows are placed: slices of it (zero-copy) keep
+        // that buffer small whatever size of batch a source yields.
+        if batch.num_rows() > ENCODE_ROWS {
+            for start in (0..batch.num_rows()).step_by(ENCODE_ROWS) {
+                let len = ENCODE_ROWS.min(batch.num_rows() - start);
+                self.write_slice(&batch.slice(start, len), events)?;
+            }
+            return Ok(());
+        }
+        self.write_slice(batch, events)
+    }
+
+    fn write_slice(&mut self, batch: &RecordBatch, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
         let times = self.time_column.and_then(|c| time_values(batch.column(c.index), c.millis_per_unit));
         self.encoded.clear();
         self.encoder.rows(batch, &mut self.encoded).map_err(std::io::Error::other)?;
@@ -260,6 +276,18 @@ mod tests {
         assert_eq!(resumes.last(), Some(&2000));
         assert_eq!(indexes, (1..=indexes.len() as u32).collect::<Vec<_>>());
         assert!(matches!(&events[0], PartEvent::Opened { key, .. } if key == &format!("p/apiv2_{}_001.csv", Uuid::nil())));
+    }
+
+    #[test]
+    fn a_large_batch_is_encoded_in_slices() {
+        let (mut w, batch) = writer(1 << 30);
+        let big = datafusion::arrow::compute::concat_batches(&batch.schema(), &vec![batch; 10]).unwrap();
+        let mut events = Vec::new();
+        w.write_batch(&big, &mut events).unwrap();
+        w.close(&mut events).unwrap();
+        let Some(PartEvent::Closed { part, .. }) = events.last() else { panic!("closed last") };
+        assert_eq!(part.rows, 20_000);
+        assert!(w.encoded.ends.capacity() < 2 * ENCODE_ROWS, "the encoded buffer holds a slice, not the batch");
     }
 
     #[test]
