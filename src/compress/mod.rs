@@ -3,10 +3,10 @@
 //! moment how large the object would at most be if it ended now, so that a part can be
 //! closed before it passes its size limit. Pure: no I/O beyond the writer given.
 //!
-//! - [`none`]: the bytes as they are.
-//! - [`gzip`]: one gzip member, deflated on every core at once (pigz-style).
-//! - [`zstd`]: one zstd frame, compressed by zstd's own worker threads.
-//! - [`zip`]: one zip entry, deflated in parallel, or AES-256 encrypted through the `zip` crate.
+//! - `none`: the bytes as they are.
+//! - `gzip`: one gzip member, deflated on every core at once (pigz-style).
+//! - `zstd`: one zstd frame, compressed by zstd's own worker threads.
+//! - `zip`: one zip entry, deflated in parallel, or AES-256 encrypted through the `zip` crate.
 
 mod gzip;
 mod none;

@@ -6,7 +6,7 @@
 //! (times, durations, lists, structs) as Arrow shows it, in a string.
 //!
 //! Written row by row into the batch's buffer; each column's type is matched once per batch
-//! into a [`Values`] of typed slices, so a field costs one `match`, never a call through a
+//! into a `Values` of typed slices, so a field costs one `match`, never a call through a
 //! pointer or an allocation.
 
 use std::io::Write as _;

@@ -1,5 +1,5 @@
 //! Part files, as pure code: the part writer that packs one encoder's rows with one
-//! compressor into upload-sized chunks ([`file`], [`sink`]) and when to start a new part
+//! compressor into upload-sized chunks ([`mod@file`], [`sink`]) and when to start a new part
 //! ([`rotation`]). The rows come from [`crate::encode`], the packing from [`crate::compress`].
 
 pub mod file;
