@@ -15,10 +15,11 @@ cleanup() {
   if [ -z "$had_pids" ] && [ -z "${FORWARDER_KEEP_SERVICES:-}" ]; then scripts/services.sh stop; fi
 }
 trap cleanup EXIT
-# Tools the tests run, as users do: 7-Zip opens the AES zips, openssl makes the HTTPS test's
+# Tools the tests run, as users do: 7-Zip opens the AES zips, zstd reads zstd parts, openssl makes the HTTPS test's
 # certificate. Installed with apt where missing.
 missing=""
 command -v 7z >/dev/null 2>&1 || missing="$missing p7zip-full"
+command -v zstd >/dev/null 2>&1 || missing="$missing zstd"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 if [ -n "$missing" ]; then
   echo "installing$missing (apt)" >&2

@@ -128,6 +128,9 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// gzip / zip deflate level, 0-9.
     pub compression_level: u32,
+    /// zstd level (`format: zstd`), 1-19: 3 is zstd's own default; higher levels compress
+    /// better and slower (20-22 need far more memory per thread, so they are not offered).
+    pub zstd_level: i32,
     /// On shutdown, how long running jobs get to upload their open part and record where
     /// they stand. Past it, their in-flight uploads are aborted; either way the next start
     /// continues them from their last checkpoint.
@@ -166,6 +169,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
             compression_level: 6,
+            zstd_level: 3,
             shutdown_deadline: Duration::from_secs(30),
             query_memory_mb: 512,
             max_running_per_domain: None,
@@ -432,6 +436,9 @@ impl Config {
         }
         if self.worker.compression_level > 9 {
             return bad("worker.compression_level must be 0-9");
+        }
+        if !(1..=19).contains(&self.worker.zstd_level) {
+            return bad("worker.zstd_level must be 1-19");
         }
         if self.smtp.max_attempts == 0 {
             return bad("smtp.max_attempts must be at least 1");

@@ -1,11 +1,16 @@
-//! Forwarder: runs a query and forwards its result, as compressed CSV part files, to an S3
-//! bucket. The API is wire-compatible with Devo's Query API v2.
+//! Forwarder: runs a query and forwards its result, as compressed CSV or JSON Lines part
+//! files, to an S3 bucket. The API is wire-compatible with Devo's Query API v2.
+//!
+//! The export pipeline: [`query`] (the source) → [`encode`] (rows to bytes) → [`compress`]
+//! (bytes packed) → [`part`] (parts rotated by size and time) → [`upload`] (S3 multipart).
 
 pub mod api;
 pub mod app;
 pub mod auth_cli;
+pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod encode;
 pub mod job;
 pub mod jobs_cli;
 pub mod metrics;

@@ -57,8 +57,8 @@ enum Command {
         /// Rows of the demo table.
         #[arg(long, default_value_t = 200_000)]
         rows: u64,
-        /// gzip, zip or plain.
-        #[arg(long, default_value = "gzip", value_parser = ["gzip", "zip", "plain"])]
+        /// gzip, zstd, zip or plain.
+        #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd", "zip", "plain"])]
         format: String,
         /// Part size limit, MB.
         #[arg(long, default_value_t = 5.0)]

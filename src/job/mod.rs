@@ -9,7 +9,7 @@ mod status;
 mod view;
 
 pub use request::{RequestError, SubmitRequest, codes as request_codes, parse_submit};
-pub use spec::{Destination, Format, JobSecrets, JobSpec};
+pub use spec::{Destination, Encoding, Format, JobSecrets, JobSpec, part_content_type, part_extension};
 pub use status::{Command, Effect, JobStatus, plan};
 pub use view::{JobView, job_view};
 
@@ -73,8 +73,8 @@ pub struct ResumePoint {
 
 /// Part file name: `apiv2_<jobid>_<index>.<ext>`, the index zero-padded to three digits
 /// (`001` … `999`, then `1000`, `1001`, …).
-pub fn part_file_name(job_id: &Uuid, index: u32, format: Format) -> String {
-    format!("apiv2_{job_id}_{index:03}.{}", format.extension())
+pub fn part_file_name(job_id: &Uuid, index: u32, encoding: Encoding, format: Format) -> String {
+    format!("apiv2_{job_id}_{index:03}.{}", part_extension(encoding, format))
 }
 
 pub fn now_ms() -> i64 {
@@ -88,8 +88,27 @@ mod tests {
     #[test]
     fn part_names_pad_to_three_digits_then_grow() {
         let id = Uuid::nil();
-        assert_eq!(part_file_name(&id, 1, Format::Gzip), format!("apiv2_{id}_001.csv.gz"));
-        assert_eq!(part_file_name(&id, 999, Format::Zip), format!("apiv2_{id}_999.csv.zip"));
-        assert_eq!(part_file_name(&id, 1000, Format::Plain), format!("apiv2_{id}_1000.csv"));
+        assert_eq!(part_file_name(&id, 1, Encoding::Csv, Format::Gzip), format!("apiv2_{id}_001.csv.gz"));
+        assert_eq!(part_file_name(&id, 999, Encoding::Csv, Format::Zip), format!("apiv2_{id}_999.csv.zip"));
+        assert_eq!(part_file_name(&id, 1000, Encoding::Csv, Format::Plain), format!("apiv2_{id}_1000.csv"));
+    }
+
+    #[test]
+    fn every_encoding_and_compression_has_its_key_and_content_type() {
+        let id = Uuid::nil();
+        let want = [
+            (Encoding::Csv, Format::Gzip, "csv.gz", "application/gzip"),
+            (Encoding::Csv, Format::Zstd, "csv.zst", "application/zstd"),
+            (Encoding::Csv, Format::Zip, "csv.zip", "application/zip"),
+            (Encoding::Csv, Format::Plain, "csv", "text/csv"),
+            (Encoding::Jsonl, Format::Gzip, "jsonl.gz", "application/gzip"),
+            (Encoding::Jsonl, Format::Zstd, "jsonl.zst", "application/zstd"),
+            (Encoding::Jsonl, Format::Zip, "jsonl.zip", "application/zip"),
+            (Encoding::Jsonl, Format::Plain, "jsonl", "application/x-ndjson"),
+        ];
+        for (encoding, format, ext, content_type) in want {
+            assert_eq!(part_file_name(&id, 7, encoding, format), format!("apiv2_{id}_007.{ext}"));
+            assert_eq!(part_content_type(encoding, format), content_type);
+        }
     }
 }

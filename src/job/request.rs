@@ -9,7 +9,7 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::spec::{Destination, Format, JobSecrets, JobSpec};
+use super::spec::{Destination, Encoding, Format, JobSecrets, JobSpec};
 use crate::config::Limits;
 use crate::secret::Secret;
 
@@ -42,6 +42,7 @@ pub mod codes {
     pub const RETENTION_NEEDS_MULTIPLE: u16 = 215;
     pub const BAD_EMAIL: u16 = 216;
     pub const UNKNOWN_PARAM: u16 = 217;
+    pub const BAD_FILE_FORMAT: u16 = 218;
 }
 use codes::*;
 
@@ -69,6 +70,7 @@ const KNOWN_PARAMS: &[&str] = &[
     "aws.kmskeyid",
     "aws.storageclass",
     "format",
+    "file.format",
     "file.password",
     "notification.email",
     "multiplefile",
@@ -262,13 +264,23 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
         return err(BAD_AWS_PARAM, "aws.prefix must not start with '/' and must be under 512 characters");
     }
 
+    let formats = || Format::ALL.map(Format::name).join(", ");
     let format = match params.get("format") {
         None | Some(Value::Null) => Format::Zip,
         Some(Value::String(s)) => Format::parse(s).map_or_else(
-            || err(BAD_FORMAT, format!("format \"{s}\" is not supported; use zip, gzip or plain")),
+            || err(BAD_FORMAT, format!("format \"{}\" is not supported; use {}", s.escape_debug(), formats())),
             Ok,
         )?,
-        Some(_) => return err(BAD_FORMAT, "format must be one of zip, gzip, plain"),
+        Some(_) => return err(BAD_FORMAT, format!("format must be one of {}", formats())),
+    };
+    let encodings = || Encoding::ALL.map(Encoding::name).join(", ");
+    let file_format = match params.get("file.format") {
+        None | Some(Value::Null) => Encoding::Csv,
+        Some(Value::String(s)) => Encoding::parse(s).map_or_else(
+            || err(BAD_FILE_FORMAT, format!("file.format \"{}\" is not supported; use {}", s.escape_debug(), encodings())),
+            Ok,
+        )?,
+        Some(_) => return err(BAD_FILE_FORMAT, format!("file.format must be one of {}", encodings())),
     };
     let file_password = match params.get("file.password") {
         None | Some(Value::Null) => None,
@@ -277,14 +289,14 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
         Some(_) => return err(PASSWORD_NEEDS_ZIP, "file.password must be a string"),
     };
     if file_password.is_some() && format != Format::Zip {
-        return err(PASSWORD_NEEDS_ZIP, "file.password works only with format zip");
+        return err(PASSWORD_NEEDS_ZIP, format!("file.password works only with format zip, not {}", format.name()));
     }
     let multiple_file = match params.get("multiplefile") {
         None | Some(Value::Null) => true,
         Some(v) => as_bool(v).map_or_else(|| err(SINGLE_FILE_FORMAT, "multiplefile must be true or false"), Ok)?,
     };
     if !multiple_file && format == Format::Zip {
-        return err(SINGLE_FILE_FORMAT, "multiplefile=false works only with format gzip or plain");
+        return err(SINGLE_FILE_FORMAT, "multiplefile=false works only with format gzip, zstd or plain");
     }
     let size = params.get("retention.size").filter(|v| !v.is_null());
     let time = params.get("retention.time").filter(|v| !v.is_null());
@@ -363,6 +375,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
         kms_key_id,
         storage_class,
         format,
+        file_format,
         encrypted: file_password.is_some(),
         multiple_file,
         retention_bytes,

@@ -7,10 +7,11 @@ use serde_json::{Map, Value, json};
 use super::codes::*;
 use super::*;
 
-const KNOWN_CODES: [u16; 15] = [
+const KNOWN_CODES: [u16; 16] = [
     BAD_BODY, BAD_QUERY, BAD_TIME, BAD_LIMIT, BAD_DESTINATION, BUCKET_NEEDS_CREDENTIALS, BAD_AWS_PARAM, BAD_FORMAT,
     PASSWORD_NEEDS_ZIP, SINGLE_FILE_FORMAT, BAD_RETENTION_SIZE, BAD_RETENTION_TIME, RETENTION_NEEDS_MULTIPLE, BAD_EMAIL,
     UNKNOWN_PARAM,
+    BAD_FILE_FORMAT,
 ];
 
 fn any_value() -> impl Strategy<Value = Value> {

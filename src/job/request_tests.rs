@@ -114,6 +114,34 @@ fn format_rules() {
 }
 
 #[test]
+fn file_format_and_zstd_rules() {
+    let mut p = full();
+    let (spec, _) = parse(with_params(p.clone())).unwrap();
+    assert_eq!(spec.destination.file_format, Encoding::Csv, "csv unless asked");
+    for (file_format, format, want) in [("jsonl", "zstd", Encoding::Jsonl), ("JSONL", "gzip", Encoding::Jsonl), ("csv", "zstd", Encoding::Csv)] {
+        p["file.format"] = json!(file_format);
+        p["format"] = json!(format);
+        let (spec, _) = parse(with_params(p.clone())).unwrap();
+        assert_eq!((spec.destination.file_format, spec.destination.format), (want, Format::parse(format).unwrap()));
+    }
+    for bad in [json!("parquetz"), json!("ndjson"), json!(""), json!(true)] {
+        p["file.format"] = bad.clone();
+        let e = parse(with_params(p.clone())).unwrap_err();
+        assert_eq!(e.code, codes::BAD_FILE_FORMAT, "{bad}");
+        assert!(e.msg.contains("csv, jsonl"), "says what to use: {}", e.msg);
+    }
+    p["file.format"] = json!("jsonl");
+    p["format"] = json!("zstd");
+    p["file.password"] = json!("pw");
+    let e = parse(with_params(p.clone())).unwrap_err();
+    assert_eq!(e.code, codes::PASSWORD_NEEDS_ZIP);
+    assert!(e.msg.contains("only with format zip"), "{}", e.msg);
+    p["format"] = json!("rar");
+    let e = parse(with_params(p)).unwrap_err();
+    assert!(e.code == codes::BAD_FORMAT && e.msg.contains("plain, gzip, zstd, zip"), "{}", e.msg);
+}
+
+#[test]
 fn retention_ranges() {
     let mut p = full();
     p["format"] = json!("gzip");

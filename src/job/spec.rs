@@ -19,39 +19,29 @@ pub struct JobSpec {
     pub destination: Destination,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Zip,
-    Gzip,
-    Plain,
+/// Devo's `format` parameter: how a part is packed.
+pub use crate::compress::Compression as Format;
+/// `file.format`: the shape of the rows inside a part.
+pub use crate::encode::Encoding;
+
+/// The end of a part's key: the encoding's extension, then the compression's
+/// (`csv.gz`, `jsonl.zst`, `csv`, …).
+pub fn part_extension(encoding: Encoding, format: Format) -> &'static str {
+    match (encoding, format) {
+        (Encoding::Csv, Format::Gzip) => "csv.gz",
+        (Encoding::Csv, Format::Zstd) => "csv.zst",
+        (Encoding::Csv, Format::Zip) => "csv.zip",
+        (Encoding::Csv, Format::Plain) => "csv",
+        (Encoding::Jsonl, Format::Gzip) => "jsonl.gz",
+        (Encoding::Jsonl, Format::Zstd) => "jsonl.zst",
+        (Encoding::Jsonl, Format::Zip) => "jsonl.zip",
+        (Encoding::Jsonl, Format::Plain) => "jsonl",
+    }
 }
 
-impl Format {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "zip" => Some(Format::Zip),
-            "gzip" => Some(Format::Gzip),
-            "plain" => Some(Format::Plain),
-            _ => None,
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Zip => "csv.zip",
-            Format::Gzip => "csv.gz",
-            Format::Plain => "csv",
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Zip => "application/zip",
-            Format::Gzip => "application/gzip",
-            Format::Plain => "text/csv",
-        }
-    }
+/// The content type a part is stored with.
+pub fn part_content_type(encoding: Encoding, format: Format) -> &'static str {
+    format.content_type().unwrap_or(encoding.content_type())
 }
 
 /// Where and how the parts go. Credentials are not here: they are in [`JobSecrets`].
@@ -67,6 +57,9 @@ pub struct Destination {
     pub kms_key_id: Option<String>,
     pub storage_class: Option<String>,
     pub format: Format,
+    /// `file.format`; jobs stored before it existed are CSV.
+    #[serde(default)]
+    pub file_format: Encoding,
     /// Zip entries are AES-256 encrypted (the password itself is in [`JobSecrets`]).
     pub encrypted: bool,
     pub multiple_file: bool,

@@ -69,7 +69,7 @@ pub fn job_view(job: &Job) -> JobView {
                 .map(|p| PartView { index: p.index, key: p.key.clone(), bytes: p.bytes, rows: p.rows })
                 .collect(),
             percent_complete: bounded.then_some(job.progress.percent_complete),
-            format: job.spec.destination.format.extension(),
+            format: super::part_extension(job.spec.destination.file_format, job.spec.destination.format),
             from: job.spec.from_ms,
             to: job.spec.to_ms,
             created_at: job.created_at_ms,

@@ -1,13 +1,10 @@
-//! Part files, as pure code: CSV encoding of record batches ([`csv`]), compression into
-//! upload-sized chunks ([`encoder`], [`sink`]) and when to start a new part ([`rotation`]).
+//! Part files, as pure code: the part writer that packs one encoder's rows with one
+//! compressor into upload-sized chunks ([`mod@file`], [`sink`]) and when to start a new part
+//! ([`rotation`]). The rows come from [`crate::encode`], the packing from [`crate::compress`].
 
-pub mod csv;
-pub mod encoder;
-mod fields;
-mod pgzip;
+pub mod file;
 pub mod rotation;
 pub mod sink;
-mod zip_frame;
 
-pub use encoder::{FinishedPart, PartEncoder, PartOptions};
+pub use file::{FinishedPart, PartFile, PartOptions};
 pub use rotation::{Rotation, RotationPolicy};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::catalog::{Catalog, TableEntry, TableFormat};
-use crate::part::csv::push_field;
+use crate::encode::csv::push_field;
 
 pub const TABLE: &str = "demo.ecommerce.data";
 pub const TIME_COLUMN: &str = "eventdate";

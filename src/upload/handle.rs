@@ -148,7 +148,7 @@ mod tests {
 
     use super::*;
     use crate::job::Format;
-    use crate::part::{PartEncoder, PartOptions};
+    use crate::part::{PartFile, PartOptions};
 
     /// An in-memory bucket that enforces S3's multipart rules: part numbers 1 to 10,000, and
     /// every part but the last at least `min_part` bytes.
@@ -211,8 +211,8 @@ mod tests {
         let bucket = Arc::new(StrictBucket { min_part: PART, parts: Mutex::default(), object: Mutex::default() });
         let meta = ObjectMeta { key: "apiv2_x.csv".into(), content_type: "text/csv" };
         let mut upload = ObjectUpload::new(bucket.clone(), meta, 4);
-        let options = PartOptions { format: Format::Plain, level: 6, password: None, entry_name: String::new(), chunk_size: PART };
-        let mut encoder = PartEncoder::new(&options, b"n,text\n").unwrap();
+        let options = PartOptions { chunk_size: PART, ..PartOptions::new(Format::Plain) };
+        let mut encoder = PartFile::new(&options, b"n,text\n").unwrap();
         let mut expected = b"n,text\n".to_vec();
         let mut i = 0u64;
         while expected.len() < 30_000 * PART {
@@ -224,7 +224,7 @@ mod tests {
             }
             i += 1;
         }
-        let mut rest = encoder.finish().unwrap().chunks;
+        let mut rest = encoder.finish(b"").unwrap().chunks;
         let last = rest.pop().unwrap_or_default();
         for chunk in rest {
             upload.put_chunk(chunk).await.unwrap();

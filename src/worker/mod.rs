@@ -413,8 +413,10 @@ impl Worker {
             abort_uploads_left_behind(job, uploader.as_ref(), next_index).await;
         }
         let options = PartOptions {
-            format: dest.format,
+            encoding: dest.file_format,
+            compression: dest.format,
             level: self.worker.compression_level,
+            zstd_level: self.worker.zstd_level,
             password: secrets.file_password.clone(),
             entry_name: String::new(),
             chunk_size: (self.upload.part_size_mib as usize) << 20,
@@ -574,7 +576,7 @@ async fn abort_uploads_left_behind(job: &Job, uploader: &dyn crate::upload::Uplo
     let now = std::time::SystemTime::now();
     let mut aborted = 0;
     for index in next_index..next_index + 2 {
-        let key = format!("{}{}", job.spec.destination.prefix, crate::job::part_file_name(&job.id, index, job.spec.destination.format));
+        let key = format!("{}{}", job.spec.destination.prefix, crate::job::part_file_name(&job.id, index, job.spec.destination.file_format, job.spec.destination.format));
         match uploader.abort_all_under(&key, now).await {
             Ok(n) => aborted += n,
             Err(e) => tracing::warn!(job = %job.id, error = %e, "could not look for multipart uploads an earlier run left open"),

@@ -1,5 +1,6 @@
 //! The CPU side of an export: record batches in, part events out. Runs on a blocking thread;
-//! decides, row by row, where each part ends.
+//! encodes each batch at once (one call to the encoder) and decides, row by row, where each
+//! part ends.
 
 use std::time::Instant;
 
@@ -10,10 +11,13 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit, Timest
 use datafusion::arrow::record_batch::RecordBatch;
 use uuid::Uuid;
 
-use crate::job::{Format, ResumePoint, part_file_name};
-use crate::part::csv::{BatchRows, header};
-use crate::part::{FinishedPart, PartEncoder, PartOptions, Rotation, RotationPolicy};
+use crate::encode::{self, EncodedRows, Encoder};
+use crate::job::{Format, ResumePoint, part_content_type, part_file_name};
+use crate::part::{FinishedPart, PartFile, PartOptions, Rotation, RotationPolicy};
 use crate::query::TimeColumn;
+
+/// Rows encoded at once (DataFusion's own batch size): the encoded buffer stays a few MB.
+const ENCODE_ROWS: usize = 8192;
 
 /// What the upload side must do, in order.
 #[derive(Debug)]
@@ -24,7 +28,7 @@ pub enum PartEvent {
 }
 
 struct OpenPart {
-    encoder: PartEncoder,
+    file: PartFile,
     index: u32,
     opened_at: Instant,
     rows_before: u64,
@@ -36,7 +40,7 @@ pub struct PartWriter {
     prefix: String,
     options: PartOptions,
     policy: RotationPolicy,
-    header: Vec<u8>,
+    encoder: Box<dyn Encoder>,
     time_column: Option<TimeColumn>,
     open: Option<OpenPart>,
     next_index: u32,
@@ -45,7 +49,8 @@ pub struct PartWriter {
     /// The query window being written: where it starts and `rows_total` when it started.
     window_from_ms: Option<i64>,
     window_base: u64,
-    row: Vec<u8>,
+    /// The current batch, encoded (reused from batch to batch).
+    encoded: EncodedRows,
 }
 
 impl PartWriter {
@@ -61,25 +66,25 @@ impl PartWriter {
         Self {
             job_id,
             prefix,
+            encoder: encode::encoder(options.encoding, schema),
             options,
             policy,
-            header: header(schema),
             time_column,
             open: None,
             next_index: start.next_index,
             rows_total: start.rows_total,
             window_from_ms: start.resume.from_ms,
             window_base: start.rows_total - start.resume.skip.min(start.rows_total),
-            row: Vec::with_capacity(1024),
+            encoded: EncodedRows::default(),
         }
     }
 
     pub fn format(&self) -> Format {
-        self.options.format
+        self.options.compression
     }
 
     pub fn key(&self, index: u32) -> String {
-        format!("{}{}", self.prefix, part_file_name(&self.job_id, index, self.options.format))
+        format!("{}{}", self.prefix, part_file_name(&self.job_id, index, self.options.encoding, self.options.compression))
     }
 
     pub fn rows_total(&self) -> u64 {
@@ -112,17 +117,19 @@ impl PartWriter {
         self.next_index += 1;
         let key = self.key(index);
         let mut options = self.options.clone();
-        options.entry_name = part_file_name(&self.job_id, index, Format::Plain);
-        let encoder = PartEncoder::new(&options, &self.header)?;
-        events.push(PartEvent::Opened { index, key, content_type: self.options.format.content_type() });
-        self.open = Some(OpenPart { encoder, index, opened_at: Instant::now(), rows_before: self.rows_total, max_time_ms: None });
+        options.entry_name = part_file_name(&self.job_id, index, self.options.encoding, Format::Plain);
+        let file = PartFile::new(&options, self.encoder.header())?;
+        let content_type = part_content_type(self.options.encoding, self.options.compression);
+        events.push(PartEvent::Opened { index, key, content_type });
+        self.open = Some(OpenPart { file, index, opened_at: Instant::now(), rows_before: self.rows_total, max_time_ms: None });
         Ok(())
     }
 
     /// Closes the open part (if any).
     pub fn close(&mut self, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
         if let Some(open) = self.open.take() {
-            let part = open.encoder.finish()?;
+            let trailer = self.encoder.finish().map_err(std::io::Error::other)?;
+            let part = open.file.finish(&trailer)?;
             events.push(PartEvent::Closed {
                 index: open.index,
                 part,
@@ -144,19 +151,30 @@ impl PartWriter {
 
     /// Appends every row of `batch`, starting and closing parts as the policy says.
     pub fn write_batch(&mut self, batch: &RecordBatch, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
-        let times = self.time_column.and_then(|c| time_values(batch.column(c.index), c.millis_per_unit));
-        let mut rows = BatchRows::new(batch).map_err(std::io::Error::other)?;
-        let mut i = 0;
-        loop {
-            self.row.clear();
-            if !rows.next_row(&mut self.row).map_err(std::io::Error::other)? {
-                break;
+        // A batch is encoded whole before its rows are placed: slices of it (zero-copy) keep
+        // that buffer small whatever size of batch a source yields.
+        if batch.num_rows() > ENCODE_ROWS {
+            for start in (0..batch.num_rows()).step_by(ENCODE_ROWS) {
+                let len = ENCODE_ROWS.min(batch.num_rows() - start);
+                self.write_slice(&batch.slice(start, len), events)?;
             }
-            let row_len = self.row.len() as u64;
-            // The bound first (cheap); the settled size only when the bound says so.
+            return Ok(());
+        }
+        self.write_slice(batch, events)
+    }
+
+    fn write_slice(&mut self, batch: &RecordBatch, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
+        let times = self.time_column.and_then(|c| time_values(batch.column(c.index), c.millis_per_unit));
+        self.encoded.clear();
+        self.encoder.rows(batch, &mut self.encoded).map_err(std::io::Error::other)?;
+        for i in 0..self.encoded.len() {
+            let row_len = self.encoded.row(i).len() as u64;
+            // The bound first (cheap); the settled size only when the bound says so. What the
+            // encoder holds back for the part (none for CSV and JSON Lines) counts too.
+            let held = self.encoder.buffered();
             if let Some(open) = self.open.as_mut()
-                && self.policy.before_row(open.encoder.rows(), open.encoder.stored_bound(), row_len) == Rotation::Rotate
-                && self.policy.before_row(open.encoder.rows(), open.encoder.settled_size()?, row_len) == Rotation::Rotate
+                && self.policy.before_row(open.file.rows(), open.file.stored_bound() + held, row_len) == Rotation::Rotate
+                && self.policy.before_row(open.file.rows(), open.file.settled_size()? + held, row_len) == Rotation::Rotate
             {
                 self.close(events)?;
             }
@@ -164,17 +182,17 @@ impl PartWriter {
                 self.open_part(events)?;
             }
             let open = self.open.as_mut().expect("a part is open");
-            open.encoder.write_row(&self.row)?;
+            open.file.write_row(self.encoded.row(i))?;
             if let Some(t) = times.as_ref().and_then(|t| t[i]) {
                 open.max_time_ms = Some(open.max_time_ms.map_or(t, |m| m.max(t)));
             }
             self.rows_total += 1;
-            i += 1;
-            let chunks = open.encoder.take_chunks();
+            let chunks = open.file.take_chunks();
             let index = open.index;
             events.extend(chunks.into_iter().map(|data| PartEvent::Chunk { index, data }));
-            if self.policy.after_row(open.encoder.stored_bound(), row_len) == Rotation::Rotate
-                && self.policy.after_row(open.encoder.settled_size()?, row_len) == Rotation::Rotate
+            let held = self.encoder.buffered();
+            if self.policy.after_row(open.file.stored_bound() + held, row_len) == Rotation::Rotate
+                && self.policy.after_row(open.file.settled_size()? + held, row_len) == Rotation::Rotate
             {
                 self.close(events)?;
             }
@@ -217,7 +235,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, false)]));
         let values: Vec<String> = (0..2000).map(|i| format!("row-{i:05}-{}", "x".repeat(40))).collect();
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))]).unwrap();
-        let options = PartOptions { format: Format::Plain, level: 6, password: None, entry_name: String::new(), chunk_size: 1 << 20 };
+        let options = PartOptions { chunk_size: 1 << 20, ..PartOptions::new(Format::Plain) };
         let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
         let start = Start { next_index: 1, rows_total: 0, resume: ResumePoint::default() };
         (PartWriter::new(Uuid::nil(), "p/".into(), options, policy, &schema, None, start), batch)
@@ -261,6 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn a_large_batch_is_encoded_in_slices() {
+        let (mut w, batch) = writer(1 << 30);
+        let big = datafusion::arrow::compute::concat_batches(&batch.schema(), &vec![batch; 10]).unwrap();
+        let mut events = Vec::new();
+        w.write_batch(&big, &mut events).unwrap();
+        w.close(&mut events).unwrap();
+        let Some(PartEvent::Closed { part, .. }) = events.last() else { panic!("closed last") };
+        assert_eq!(part.rows, 20_000);
+        assert!(w.encoded.ends.capacity() < 2 * ENCODE_ROWS, "the encoded buffer holds a slice, not the batch");
+    }
+
+    #[test]
     fn resume_points_follow_windows() {
         let (mut w, batch) = writer(1 << 30);
         let mut events = Vec::new();
@@ -274,3 +304,7 @@ mod tests {
         assert_eq!((*resume, *rows_before, part.rows), (ResumePoint { from_ms: Some(5_000), skip: 10 }, 0, 2010));
     }
 }
+
+#[cfg(test)]
+#[path = "parts_formats.rs"]
+mod formats;

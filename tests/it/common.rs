@@ -326,10 +326,10 @@ impl TestApp {
             )
             .await
             .unwrap();
-        let mut csv = forwarder::part::csv::header(&run.stream.schema());
+        let mut csv = forwarder::encode::csv::header(&run.stream.schema());
         while let Some(batch) = run.stream.next().await {
             let batch = batch.unwrap();
-            let mut rows = forwarder::part::csv::BatchRows::new(&batch).unwrap();
+            let mut rows = forwarder::encode::csv::BatchRows::new(&batch).unwrap();
             while rows.next_row(&mut csv).unwrap() {}
         }
         parse_csv(&csv)

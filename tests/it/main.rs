@@ -8,6 +8,7 @@ mod devo_sdk;
 mod edges;
 mod export;
 mod faults;
+mod formats;
 mod hostile;
 mod lifecycle;
 mod scale_out;

@@ -36,6 +36,7 @@ fn job(domain: &str) -> Job {
                 kms_key_id: None,
                 storage_class: None,
                 format: Format::Gzip,
+                file_format: forwarder::job::Encoding::Jsonl,
                 encrypted: false,
                 multiple_file: true,
                 retention_bytes: Some(1),

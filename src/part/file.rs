@@ -1,17 +1,16 @@
-//! One part file being written: CSV rows in, compressed (gzip, zip, optionally AES-256
-//! encrypted, or plain) upload-sized chunks out. Synchronous and CPU-bound: the worker runs it
-//! on a blocking thread.
+//! One part file being written: encoded rows in, the compressor's output out as
+//! upload-sized chunks. The part writer holds one compressor (any of [`crate::compress`]) and
+//! the chunk sink it writes to; the rows come from one encoder (any of [`crate::encode`]),
+//! whose header starts the part and whose trailer ends it. Synchronous and CPU-bound: the
+//! worker runs it on a blocking thread.
 
-use std::io::{self, Write};
+use std::io;
 
 use bytes::Bytes;
-use zip::write::{SimpleFileOptions, StreamWriter};
-use zip::{AesMode, CompressionMethod, ZipWriter};
 
-use super::pgzip::{Framing, ParallelDeflate};
-use super::zip_frame::ZipEntry;
 use super::sink::ChunkSink;
-use crate::job::Format;
+use crate::compress::{self, Compression, Compressor};
+use crate::encode::Encoding;
 use crate::secret::Secret;
 
 /// Rows are handed to the compressor in blocks of about this size (fewer, larger calls).
@@ -19,9 +18,13 @@ const PENDING_MAX: usize = 32 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct PartOptions {
-    pub format: Format,
+    /// How rows are written (`file.format`): names the part and picks the job's encoder.
+    pub encoding: Encoding,
+    pub compression: Compression,
     /// Deflate level 0-9 (gzip and zip).
     pub level: u32,
+    /// zstd level 1-19.
+    pub zstd_level: i32,
     /// Zip only: AES-256 password of the entry.
     pub password: Option<Secret>,
     /// Zip only: the name of the one entry (`apiv2_<jobid>_<index>.csv`).
@@ -30,92 +33,50 @@ pub struct PartOptions {
     pub chunk_size: usize,
 }
 
-enum Compressor {
-    Plain(ChunkSink),
-    /// gzip, or zip without a password: deflated on several cores at once (see
-    /// [`ParallelDeflate`]).
-    Parallel(Box<ParallelDeflate>),
-    /// An AES-256 encrypted zip, through the `zip` crate (one core).
-    Zip(Box<ZipWriter<StreamWriter<ChunkSink>>>),
-}
-
-impl Compressor {
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        match self {
-            Compressor::Plain(w) => w.write_all(data),
-            Compressor::Parallel(w) => w.write_all(data),
-            Compressor::Zip(w) => w.write_all(data),
-        }
+impl PartOptions {
+    /// CSV with `compression` at the default levels (deflate 6, zstd 3), upload chunks of 8 MiB.
+    pub fn new(compression: Compression) -> Self {
+        Self { encoding: Encoding::Csv, compression, level: 6, zstd_level: 3, password: None, entry_name: String::new(), chunk_size: 8 << 20 }
     }
-}
-
-/// Now (UTC), as a zip entry's time; 1980-01-01, zip's earliest, if the clock is off.
-fn zip_time_now() -> zip::DateTime {
-    use chrono::{Datelike as _, Timelike as _};
-    let now = chrono::Utc::now();
-    zip::DateTime::from_date_and_time(
-        now.year().try_into().unwrap_or(1980),
-        now.month() as u8,
-        now.day() as u8,
-        now.hour() as u8,
-        now.minute() as u8,
-        now.second() as u8,
-    )
-    .unwrap_or_default()
 }
 
 /// A part after its last row.
 #[derive(Debug)]
 pub struct FinishedPart {
-    /// The chunks not yet taken by [`PartEncoder::take_chunks`], the last one possibly short.
+    /// The chunks not yet taken by [`PartFile::take_chunks`], the last one possibly short.
     pub chunks: Vec<Bytes>,
     /// Size of the whole stored object.
     pub bytes: u64,
     pub rows: u64,
-    /// Size of the CSV inside.
-    pub csv_bytes: u64,
+    /// Size of the encoded rows inside (CSV, JSON Lines), header included.
+    pub encoded_bytes: u64,
 }
 
-pub struct PartEncoder {
-    compressor: Compressor,
+pub struct PartFile {
+    compressor: Box<dyn Compressor>,
     sink: ChunkSink,
     pending: Vec<u8>,
     rows: u64,
-    csv_bytes: u64,
+    encoded_bytes: u64,
 }
 
-impl PartEncoder {
-    /// Starts a part with `header` as its first line.
+impl PartFile {
+    /// Starts a part with `header` (the encoder's) as its first bytes.
     pub fn new(options: &PartOptions, header: &[u8]) -> io::Result<Self> {
         let sink = ChunkSink::new(options.chunk_size);
-        let level = options.level.min(9);
-        let compressor = match options.format {
-            Format::Plain => Compressor::Plain(sink.clone()),
-            Format::Gzip => Compressor::Parallel(Box::new(ParallelDeflate::new(sink.clone(), level, Framing::Gzip)?)),
-            Format::Zip => match &options.password {
-                None => {
-                    let entry = ZipEntry::new(&options.entry_name, zip_time_now());
-                    Compressor::Parallel(Box::new(ParallelDeflate::new(sink.clone(), level, Framing::Zip(entry))?))
-                }
-                Some(password) => {
-                    let mut zip = ZipWriter::new_stream(sink.clone());
-                    let file = SimpleFileOptions::default()
-                        .last_modified_time(zip_time_now())
-                        .compression_method(CompressionMethod::Deflated)
-                        .compression_level(Some(level as i64))
-                        .large_file(true)
-                        .with_aes_encryption(AesMode::Aes256, password.expose());
-                    zip.start_file(options.entry_name.as_str(), file).map_err(io::Error::other)?;
-                    Compressor::Zip(Box::new(zip))
-                }
-            },
+        let compress_options = compress::Options {
+            deflate_level: options.level,
+            zstd_level: options.zstd_level,
+            password: options.password.clone(),
+            entry_name: options.entry_name.clone(),
         };
-        let mut encoder = Self { compressor, sink, pending: Vec::with_capacity(PENDING_MAX * 2), rows: 0, csv_bytes: 0 };
-        encoder.pending.extend_from_slice(header);
-        Ok(encoder)
+        let compressor = compress::compressor(options.compression, &compress_options, sink.clone())?;
+        let mut part = Self { compressor, sink, pending: Vec::with_capacity(PENDING_MAX * 2), rows: 0, encoded_bytes: 0 };
+        part.pending.extend_from_slice(header);
+        Ok(part)
     }
 
-    /// Appends one complete CSV row (with its line end).
+    /// Appends one complete encoded row (with its line end).
     pub fn write_row(&mut self, row: &[u8]) -> io::Result<()> {
         self.rows += 1;
         self.pending.extend_from_slice(row);
@@ -127,8 +88,8 @@ impl PartEncoder {
 
     fn flush_pending(&mut self) -> io::Result<()> {
         if !self.pending.is_empty() {
-            self.compressor.write_all(&self.pending)?;
-            self.csv_bytes += self.pending.len() as u64;
+            self.compressor.write(&self.pending)?;
+            self.encoded_bytes += self.pending.len() as u64;
             self.pending.clear();
         }
         Ok(())
@@ -138,27 +99,22 @@ impl PartEncoder {
         self.rows
     }
 
-    /// At least the stored size the part would have if it ended now: compressed output plus
-    /// everything not yet compressed, counted whole. Cheap; [`Self::settled_size`] is exact.
+    /// At least the stored size the part would have if it ended now: the compressor's bound
+    /// plus the rows not yet handed to it, counted whole. Cheap; [`Self::settled_size`] is
+    /// exact.
     pub fn stored_bound(&self) -> u64 {
-        let compressed = match &self.compressor {
-            Compressor::Parallel(p) => p.stored_bound(),
-            _ => self.sink.written(),
-        };
-        compressed + self.pending.len() as u64
+        self.compressor.stored_bound() + compress::worst_case(self.pending.len() as u64)
     }
 
     /// The stored size with nothing left uncompressed: the rows waiting are handed to the
-    /// compressor and every block in flight is compressed. Costs a pipeline stall, so callers
+    /// compressor and it compresses everything it holds. Costs a pipeline stall, so callers
     /// ask only when [`Self::stored_bound`] reaches a limit; a part is then decided on its
     /// real size, never ended early because compression lagged, and never over the limit
     /// because a guess at the ratio was wrong.
     pub fn settled_size(&mut self) -> io::Result<u64> {
         self.flush_pending()?;
-        if let Compressor::Parallel(p) = &mut self.compressor {
-            p.settle()?;
-        }
-        Ok(self.stored_bound())
+        self.compressor.settle()?;
+        Ok(self.compressor.stored_bound())
     }
 
     /// Full chunks ready for upload.
@@ -166,23 +122,17 @@ impl PartEncoder {
         self.sink.take_ready()
     }
 
-    pub fn finish(mut self) -> io::Result<FinishedPart> {
+    /// Ends the part with `trailer` (the encoder's).
+    pub fn finish(mut self, trailer: &[u8]) -> io::Result<FinishedPart> {
+        self.pending.extend_from_slice(trailer);
         self.flush_pending()?;
-        match self.compressor {
-            Compressor::Plain(_) => {}
-            Compressor::Parallel(w) => {
-                w.finish()?;
-            }
-            Compressor::Zip(w) => {
-                w.finish().map_err(io::Error::other)?;
-            }
-        }
+        self.compressor.finish()?;
         let mut chunks = self.sink.take_ready();
         let rest = self.sink.take_rest();
         if !rest.is_empty() {
             chunks.push(rest);
         }
-        Ok(FinishedPart { chunks, bytes: self.sink.written(), rows: self.rows, csv_bytes: self.csv_bytes })
+        Ok(FinishedPart { chunks, bytes: self.sink.written(), rows: self.rows, encoded_bytes: self.encoded_bytes })
     }
 }
 
@@ -192,18 +142,17 @@ mod tests {
 
     use super::*;
 
-    fn options(format: Format, password: Option<&str>) -> PartOptions {
+    fn options(compression: Compression, password: Option<&str>) -> PartOptions {
         PartOptions {
-            format,
-            level: 6,
             password: password.map(Secret::new),
             entry_name: "apiv2_x_001.csv".into(),
             chunk_size: 1024,
+            ..PartOptions::new(compression)
         }
     }
 
     fn encode(opts: &PartOptions, rows: usize) -> (Vec<u8>, String) {
-        let mut enc = PartEncoder::new(opts, b"a,b\n").unwrap();
+        let mut enc = PartFile::new(opts, b"a,b\n").unwrap();
         let mut csv = String::from("a,b\n");
         let mut out = Vec::new();
         for i in 0..rows {
@@ -215,7 +164,7 @@ mod tests {
                 out.extend_from_slice(&c);
             }
         }
-        let done = enc.finish().unwrap();
+        let done = enc.finish(b"").unwrap();
         for c in done.chunks {
             out.extend_from_slice(&c);
         }
@@ -226,7 +175,7 @@ mod tests {
 
     #[test]
     fn gzip_round_trips() {
-        let (bytes, csv) = encode(&options(Format::Gzip, None), 5000);
+        let (bytes, csv) = encode(&options(Compression::Gzip, None), 5000);
         let mut back = String::new();
         flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut back).unwrap();
         assert_eq!(back, csv);
@@ -234,14 +183,14 @@ mod tests {
 
     #[test]
     fn plain_is_the_csv() {
-        let (bytes, csv) = encode(&options(Format::Plain, None), 300);
+        let (bytes, csv) = encode(&options(Compression::Plain, None), 300);
         assert_eq!(String::from_utf8(bytes).unwrap(), csv);
     }
 
     #[test]
     fn zip_has_one_entry_and_aes_needs_the_password() {
         for password in [None, Some("pa55word")] {
-            let (bytes, csv) = encode(&options(Format::Zip, password), 5000);
+            let (bytes, csv) = encode(&options(Compression::Zip, password), 5000);
             let mut archive = zip::ZipArchive::new(io::Cursor::new(&bytes)).unwrap();
             assert_eq!(archive.len(), 1);
             let mut back = String::new();
@@ -264,7 +213,7 @@ mod tests {
     #[test]
     fn a_zip_from_the_parallel_deflater_opens_in_python_and_7zip() {
         // Several blocks (128 KiB each), so that the entry is many deflate blocks joined.
-        let (bytes, csv) = encode(&options(Format::Zip, None), 200_000);
+        let (bytes, csv) = encode(&options(Compression::Zip, None), 200_000);
         assert!(csv.len() > 4 * 128 * 1024);
         let path = std::env::temp_dir().join(format!("forwarder-zip-{}.zip", uuid::Uuid::new_v4()));
         std::fs::write(&path, &bytes).unwrap();

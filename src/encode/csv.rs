@@ -1,11 +1,37 @@
-//! RFC 4180 CSV for Arrow record batches, one row at a time, so that the caller can decide
-//! between any two rows where a part ends.
+//! RFC 4180 CSV for Arrow record batches, with the header row at the start of every part
+//! (what Devo writes).
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::fields::FieldWriter;
+use super::{EncodedRows, Encoder};
+
+/// The CSV encoder: Devo's format.
+pub struct CsvEncoder {
+    header: Vec<u8>,
+}
+
+impl CsvEncoder {
+    pub fn new(schema: &Schema) -> Self {
+        Self { header: header(schema) }
+    }
+}
+
+impl Encoder for CsvEncoder {
+    fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    fn rows(&mut self, batch: &RecordBatch, out: &mut EncodedRows) -> Result<(), ArrowError> {
+        let mut rows = BatchRows::new(batch)?;
+        while rows.next_row(&mut out.bytes)? {
+            out.end_row();
+        }
+        Ok(())
+    }
+}
 
 /// Appends `value` as one CSV field, quoted only when it holds a comma, quote, CR or LF.
 pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {

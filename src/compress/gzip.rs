@@ -5,12 +5,12 @@
 //! ([`ZipEntry`]): every gzip or zip reader reads it.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write};
 use std::sync::mpsc;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use super::sink::ChunkSink;
+use super::Compressor;
 use super::zip_frame::ZipEntry;
 
 /// Input per block (pigz uses 128 KiB).
@@ -34,8 +34,10 @@ pub enum Framing {
     Zip(ZipEntry),
 }
 
-pub struct ParallelDeflate {
-    sink: ChunkSink,
+pub struct ParallelDeflate<W> {
+    out: W,
+    /// Bytes written to `out`.
+    written: u64,
     framing: Framing,
     /// Bytes written before the deflate stream.
     header_len: u64,
@@ -54,17 +56,18 @@ pub struct ParallelDeflate {
     total_in: u64,
 }
 
-impl ParallelDeflate {
-    pub fn new(mut sink: ChunkSink, level: u32, framing: Framing) -> io::Result<Self> {
+impl<W: Write> ParallelDeflate<W> {
+    pub fn new(mut out: W, level: u32, framing: Framing) -> io::Result<Self> {
         let header = match &framing {
             Framing::Gzip => HEADER.to_vec(),
             Framing::Zip(entry) => entry.local_header(),
         };
-        io::Write::write_all(&mut sink, &header)?;
+        out.write_all(&header)?;
         let (tx, rx) = mpsc::channel();
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         Ok(Self {
-            sink,
+            out,
+            written: header.len() as u64,
             framing,
             header_len: header.len() as u64,
             level: level.min(9),
@@ -84,6 +87,12 @@ impl ParallelDeflate {
         })
     }
 
+    fn write_out(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(data)?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
     pub fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let take = (BLOCK - self.block.len()).min(data.len());
@@ -100,7 +109,7 @@ impl ParallelDeflate {
     /// bytes plus the input not yet compressed, counted whole (deflate adds only a few bytes
     /// per block even to data it cannot shrink). Exact after [`Self::settle`].
     pub fn stored_bound(&self) -> u64 {
-        self.sink.written() + (self.in_flight_input + self.block.len()) as u64
+        self.written + super::worst_case((self.in_flight_input + self.block.len()) as u64)
     }
 
     /// Compresses the partial block now and waits for every block in flight, so that
@@ -148,7 +157,7 @@ impl ParallelDeflate {
         }
         while let Some(c) = self.done.remove(&self.next_out) {
             let data = c.data?;
-            io::Write::write_all(&mut self.sink, &data)?;
+            self.write_out(&data)?;
             self.crc.combine(&c.crc);
             self.total_in += c.input as u64;
             self.in_flight_input -= c.input;
@@ -158,7 +167,7 @@ impl ParallelDeflate {
     }
 
     /// Compresses what is left, waits for every block, writes the trailer.
-    pub fn finish(mut self) -> io::Result<ChunkSink> {
+    pub fn finish(mut self) -> io::Result<W> {
         self.send_block(true)?;
         while self.next_out < self.next_seq {
             self.collect(true)?;
@@ -167,12 +176,31 @@ impl ParallelDeflate {
         let trailer = match &self.framing {
             Framing::Gzip => [crc.to_le_bytes(), (self.total_in as u32).to_le_bytes()].concat(),
             Framing::Zip(entry) => {
-                let compressed = self.sink.written() - self.header_len;
+                let compressed = self.written - self.header_len;
                 entry.trailer(crc, compressed, self.total_in, self.header_len)
             }
         };
-        io::Write::write_all(&mut self.sink, &trailer)?;
-        Ok(self.sink)
+        self.write_out(&trailer)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write + Send> Compressor for ParallelDeflate<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.write_all(data)
+    }
+
+    fn stored_bound(&self) -> u64 {
+        ParallelDeflate::stored_bound(self)
+    }
+
+    fn settle(&mut self) -> io::Result<()> {
+        ParallelDeflate::settle(self)
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        ParallelDeflate::finish(*self).map(drop)
     }
 }
 
@@ -209,14 +237,11 @@ mod tests {
     use super::*;
 
     fn round_trip(input: &[u8], level: u32) -> Vec<u8> {
-        let sink = ChunkSink::new(1 << 20);
-        let mut gz = ParallelDeflate::new(sink.clone(), level, Framing::Gzip).unwrap();
+        let mut gz = ParallelDeflate::new(Vec::new(), level, Framing::Gzip).unwrap();
         for piece in input.chunks(10_007) {
             gz.write_all(piece).unwrap();
         }
-        let sink = gz.finish().unwrap();
-        let mut bytes: Vec<u8> = sink.take_ready().concat();
-        bytes.extend_from_slice(&sink.take_rest());
+        let bytes = gz.finish().unwrap();
         let mut back = Vec::new();
         // A single-member reader: the output must be one gzip member.
         flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut back).unwrap();
