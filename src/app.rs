@@ -92,7 +92,8 @@ impl App {
             .config
             .worker
             .enabled
-            .then(|| tokio::spawn(self.worker.clone().run(shutdown.clone())));
+            .then(|| run_jobs_apart(self.worker.clone(), shutdown.clone()))
+            .transpose()?;
         let (tls, limits) = (self.state.config.tls.clone(), self.state.config.server.clone());
         let (store, reporter) = (self.state.store.clone(), self.state.reporter.clone());
         let deadline = self.state.config.worker.shutdown_deadline;
@@ -106,8 +107,8 @@ impl App {
             Some(_) => tracing::info!(address = %listener.local_addr()?, "API listening (https)"),
         }
         crate::api::serve(listener, app, &limits, acceptor, shutdown.clone(), deadline).await?;
-        if let Some(task) = worker_task {
-            let _ = task.await;
+        if let Some(done) = worker_task {
+            let _ = done.await;
         }
         reporter.drain(deadline).await;
         store.close().await;
@@ -120,6 +121,29 @@ impl App {
         self.state.store.close().await;
         Ok(())
     }
+}
+
+/// Runs the worker on a runtime of its own, on threads of its own, and tells when it has
+/// stopped. Queries are CPU work that DataFusion runs on the runtime's threads: on the API's
+/// runtime, two heavy jobs took every thread and `/healthz` stopped answering (nobody could
+/// even stop the jobs). Apart, the kernel shares the cores between both, and the API answers.
+fn run_jobs_apart(
+    worker: Arc<crate::worker::Worker>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("forwarder-job")
+        .enable_all()
+        .build()
+        .context("starting the job runtime")?;
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("forwarder-jobs".into()).spawn(move || {
+        runtime.block_on(worker.run(shutdown));
+        // Dropped here, outside any runtime: its tasks are ended before the API is told.
+        drop(runtime);
+        let _ = done.send(());
+    })?;
+    Ok(stopped)
 }
 
 /// The certificate and key of `[tls]`, ready to accept connections (HTTP/2 and HTTP/1.1 by ALPN).

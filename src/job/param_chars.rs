@@ -19,6 +19,13 @@ const TEXT_PARAMS: [&str; 3] = ["aws.prefix", "aws.endpoint", "file.password"];
 pub(super) fn check(params: &Map<String, Value>) -> Result<(), RequestError> {
     for (key, value) in params {
         let Value::String(raw) = value else { continue };
+        if let Some(most) = longest(key).filter(|most| raw.len() > *most) {
+            let code = if key == "file.password" { codes::PASSWORD_NEEDS_ZIP } else { codes::BAD_AWS_PARAM };
+            return Err(RequestError {
+                code,
+                msg: format!("destination.params.{key} is {} bytes long, and at most {most} are accepted; check what was sent there", raw.len()),
+            });
+        }
         let value = if key == "file.password" { raw.as_str() } else { raw.trim() };
         let fault = if HEADER_PARAMS.contains(&key.as_str()) {
             first_fault(value, false).map(|f| (f, "it is sent in an HTTP header, which carries only visible ASCII (letters, digits, punctuation)"))
@@ -36,6 +43,20 @@ pub(super) fn check(params: &Map<String, Value>) -> Result<(), RequestError> {
         }
     }
     Ok(())
+}
+
+/// The longest value a parameter may have, by what AWS accepts (access key ids are 16–128
+/// characters, STS session tokens a few KB, KMS key ARNs about 2 KB, key prefixes part of a
+/// 1,024-byte key). A megabyte-long key was queued and every run then failed inside the
+/// signer and the error scrubber.
+fn longest(key: &str) -> Option<usize> {
+    match key {
+        "aws.accesskey" | "aws.secretkey" => Some(128),
+        "aws.sessiontoken" => Some(8192),
+        "aws.kmskeyid" | "aws.endpoint" => Some(2048),
+        "aws.prefix" | "file.password" => Some(512),
+        _ => None,
+    }
 }
 
 fn where_text_goes(key: &str) -> &'static str {
@@ -72,6 +93,15 @@ mod tests {
 
     fn one(key: &str, value: &str) -> Result<(), RequestError> {
         check(json!({ key: value }).as_object().unwrap())
+    }
+
+    #[test]
+    fn values_longer_than_aws_takes_are_refused_without_echo() {
+        for (key, most) in [("aws.accesskey", 128), ("aws.secretkey", 128), ("aws.sessiontoken", 8192), ("aws.kmskeyid", 2048), ("file.password", 512)] {
+            assert!(one(key, &"A".repeat(most)).is_ok(), "{key}");
+            let err = one(key, &"QZX".repeat(400_000)).unwrap_err();
+            assert!(err.msg.contains(key) && err.msg.contains("at most") && !err.msg.contains("QZX"), "{}", err.msg);
+        }
     }
 
     #[test]

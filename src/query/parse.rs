@@ -95,13 +95,59 @@ pub fn only_one_select(query: &str) -> Result<DfStatement, QueryError> {
         n => return Err(QueryError::Invalid(format!("send exactly one SELECT statement, not {n}"))),
     };
     match &statement {
-        DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => Ok(statement),
+        DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => {
+            with_planning_stack(|| not_too_wide(s))?;
+            Ok(statement)
+        }
         other => {
             let text = other.to_string();
             let kind: Vec<&str> = text.split_whitespace().take(2).collect();
             Err(QueryError::Invalid(format!("only SELECT queries run here, not {}", kind.join(" ").to_uppercase())))
         }
     }
+}
+
+/// The most tables (named or derived: `(SELECT …) t`) and the most query blocks (subqueries,
+/// CTEs, set-operation branches) one query may hold. Joins are planned as a tree as deep as
+/// their number, and the optimizer's join and projection rules work over all of them:
+/// 1,000 comma-joined derived tables (25 KB of SQL) ran 4 minutes and then overflowed the
+/// stack, and 3,000 chained CTEs took 3 GB to plan. Real queries stay far below.
+pub const MAX_TABLES: usize = 100;
+pub const MAX_QUERY_BLOCKS: usize = 250;
+
+/// Refuses a query that names more tables or query blocks than the planner can take safely.
+fn not_too_wide(statement: &datafusion::sql::sqlparser::ast::Statement) -> Result<(), QueryError> {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::sqlparser::ast::{Query, TableFactor, Visit, Visitor};
+    #[derive(Default)]
+    struct Count {
+        tables: usize,
+        blocks: usize,
+    }
+    impl Visitor for Count {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, _: &TableFactor) -> ControlFlow<()> {
+            self.tables += 1;
+            if self.tables > MAX_TABLES { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        }
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.blocks += 1;
+            if self.blocks > MAX_QUERY_BLOCKS { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        }
+    }
+    let mut count = Count::default();
+    if statement.visit(&mut count).is_continue() {
+        return Ok(());
+    }
+    let what = if count.tables > MAX_TABLES {
+        format!("it reads more than {MAX_TABLES} tables (named or derived, joined or in subqueries)")
+    } else {
+        format!("it holds more than {MAX_QUERY_BLOCKS} subqueries, CTEs and SELECT blocks")
+    };
+    Err(QueryError::TooDeep(format!(
+        "{TOO_DEEP}: {what}; join fewer tables in one query, or export the parts separately"
+    )))
 }
 
 /// An upper bound on the depth of the tree the parser would build from `tokens`.
@@ -157,6 +203,17 @@ pub fn depth_bound(tokens: &[Token]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn queries_over_too_many_tables_or_blocks_are_refused() {
+        let derived = |n: usize| (0..n).map(|i| format!("(SELECT 1 AS a{i}) t{i}")).collect::<Vec<_>>().join(", ");
+        assert!(only_one_select(&format!("SELECT 1 FROM {}", derived(50))).is_ok());
+        let err = only_one_select(&format!("SELECT 1 FROM {}", derived(1000))).unwrap_err().to_string();
+        assert!(err.contains("too deeply nested") && err.contains("more than 100 tables"), "{err}");
+        let ctes = (1..300).map(|i| format!("t{i} AS (SELECT a + 1 AS a FROM t{})", i - 1)).collect::<Vec<_>>().join(", ");
+        let err = only_one_select(&format!("WITH t0 AS (SELECT 1 AS a), {ctes} SELECT a FROM t299")).unwrap_err().to_string();
+        assert!(err.contains("more than"), "{err}");
+    }
+
     use super::*;
 
     fn bound(sql: &str) -> usize {

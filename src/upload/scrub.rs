@@ -50,6 +50,8 @@ pub struct Scrubber {
     /// One alternation of every known value, as given and percent-encoded (a token echoed
     /// from a query string), longest first so that no part of a longer value survives.
     values: Option<Regex>,
+    /// The values themselves, when they were too long for one pattern.
+    plain: Vec<String>,
 }
 
 impl fmt::Debug for Scrubber {
@@ -71,16 +73,18 @@ impl Scrubber {
         forms.sort_by_key(|v| std::cmp::Reverse(v.len()));
         forms.dedup();
         let alternatives: Vec<String> = forms.iter().map(|v| value_pattern(v)).collect();
-        let values = (!alternatives.is_empty())
-            .then(|| Regex::new(&alternatives.join("|")).expect("escaped values make a valid pattern"));
-        Self { values }
+        // Very long values (a megabyte-long key) make a pattern over the regex size limit:
+        // those are then replaced one by one as plain text, never left in.
+        let values = (!alternatives.is_empty()).then(|| Regex::new(&alternatives.join("|")).ok()).flatten();
+        let plain = if values.is_none() { forms } else { Vec::new() };
+        Self { values, plain }
     }
 
     /// `text` with every known secret value and every credential-shaped piece replaced.
     pub fn scrub(&self, text: &str) -> String {
         let mut text = match &self.values {
             Some(values) => values.replace_all(text, REDACTED).into_owned(),
-            None => text.to_string(),
+            None => self.plain.iter().fold(text.to_string(), |t, v| t.replace(v.as_str(), REDACTED)),
         };
         for (shape, with) in SHAPES.iter() {
             if let std::borrow::Cow::Owned(replaced) = shape.replace_all(&text, *with) {
@@ -128,6 +132,14 @@ mod tests {
     use super::*;
 
     const TOKEN: &str = "FwoGZXIvYXdzEJr//////////wEaDHtoken+with/slashes==";
+
+    #[test]
+    fn values_too_long_for_one_pattern_are_still_removed() {
+        let huge = "QZ".repeat(500_000);
+        let s = Scrubber::new([huge.as_str(), "AKIAIOSFODNN7EXAMPLE"]);
+        let out = s.scrub(&format!("echo {huge} and AKIAIOSFODNN7EXAMPLE"));
+        assert_eq!(out, "echo [redacted] and [redacted]");
+    }
 
     #[test]
     fn known_values_are_removed_in_every_form_they_are_echoed_in() {

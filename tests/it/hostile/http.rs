@@ -325,3 +325,40 @@ async fn a_body_from_an_unknown_caller_is_not_waited_for() {
     assert!(answer.contains("unknown or revoked token"), "{answer}");
     assert_eq!(app.get("/healthz").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_jobs_leave_the_api_answering() {
+    // Two jobs that keep every core busy for minutes, with little memory: a cross join of the
+    // table with itself, filtered row by row.
+    let app = spawn_app_with(20_000, |c| {
+        // The worker loop of `serve`, as in production (tests mostly drive it by hand).
+        c.worker.enabled = true;
+        c.worker.concurrency = 2;
+        c.worker.max_running_per_domain = Some(0);
+    })
+    .await;
+    let heavy = "SELECT count(*) AS n FROM demo.ecommerce.data a CROSS JOIN demo.ecommerce.data b \
+                 WHERE a.uri || b.userAgent LIKE '%no such text%'";
+    let ids = [app.submit_export(heavy, json!({"format": "gzip"})).await, app.submit_export(heavy, json!({"format": "gzip"})).await];
+    for id in &ids {
+        let since = Instant::now();
+        while app.get(&format!("/search/job/{id}")).await.1["object"]["status"] != "RUNNING" {
+            assert!(since.elapsed() < Duration::from_secs(30), "the job did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // While both run, the API answers every probe (the guard is a hang guard, not a timing).
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    for _ in 0..10 {
+        let health = tokio::time::timeout(Duration::from_secs(5), fresh.get(format!("{}/healthz", app.api)).send()).await;
+        assert_eq!(health.expect("/healthz answered while heavy jobs ran").unwrap().status(), 200);
+        let (status, list) = tokio::time::timeout(Duration::from_secs(5), app.get("/search/jobs")).await.expect("/search/jobs answered");
+        assert_eq!(status, 200, "{list}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for id in &ids {
+        assert_eq!(app.get(&format!("/search/job/{id}")).await.1["object"]["status"], "RUNNING", "still heavy while probed");
+        assert_eq!(app.get(&format!("/search/job/remove/{id}")).await.0, 200);
+    }
+}
