@@ -199,7 +199,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     match d.get("type") {
         Some(Value::String(t)) if t.eq_ignore_ascii_case("s3") => {}
         Some(Value::String(t)) => {
-            return err(BAD_DESTINATION, format!("destination type \"{t}\" is not supported; use \"s3\""));
+            return err(BAD_DESTINATION, format!("destination type \"{}\" is not supported; use \"s3\"", shown(t)));
         }
         _ => return err(BAD_DESTINATION, "destination.type is missing; use \"s3\""),
     }
@@ -210,7 +210,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
         Some(_) => return err(BAD_DESTINATION, "destination.params must be an object"),
     };
     if let Some(unknown) = params.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
-        return err(UNKNOWN_PARAM, format!("destination.params has an unknown parameter \"{unknown}\"; known: {}", KNOWN_PARAMS.join(", ")));
+        return err(UNKNOWN_PARAM, format!("destination.params has an unknown parameter \"{}\"; known: {}", shown(unknown), KNOWN_PARAMS.join(", ")));
     }
     super::param_chars::check(params)?;
     let text = |key: &str| -> Result<Option<String>, RequestError> {
@@ -238,7 +238,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     if let Some(b) = &bucket
         && !valid_bucket_name(b)
     {
-        return err(BAD_AWS_PARAM, format!("aws.bucket \"{b}\" is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)"));
+        return err(BAD_AWS_PARAM, format!("aws.bucket \"{}\" is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)", shown(b)));
     }
     let endpoint = text("aws.endpoint")?;
     if let Some(e) = &endpoint
@@ -268,7 +268,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     let format = match params.get("format") {
         None | Some(Value::Null) => Format::Zip,
         Some(Value::String(s)) => Format::parse(s).map_or_else(
-            || err(BAD_FORMAT, format!("format \"{}\" is not supported; use {}", s.escape_debug(), formats())),
+            || err(BAD_FORMAT, format!("format \"{}\" is not supported; use {}", shown(s), formats())),
             Ok,
         )?,
         Some(_) => return err(BAD_FORMAT, format!("format must be one of {}", formats())),
@@ -277,7 +277,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     let file_format = match params.get("file.format") {
         None | Some(Value::Null) => Encoding::Csv,
         Some(Value::String(s)) => Encoding::parse(s).map_or_else(
-            || err(BAD_FILE_FORMAT, format!("file.format \"{}\" is not supported; use {}", s.escape_debug(), encodings())),
+            || err(BAD_FILE_FORMAT, format!("file.format \"{}\" is not supported; use {}", shown(s), encodings())),
             Ok,
         )?,
         Some(_) => return err(BAD_FILE_FORMAT, format!("file.format must be one of {}", encodings())),
@@ -338,7 +338,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
             .map(|a| {
                 a.parse::<lettre::Address>()
                     .map(|_| a.to_string())
-                    .or_else(|_| err(BAD_EMAIL, format!("notification.email: \"{}\" is not a valid address", a.escape_debug())))
+                    .or_else(|_| err(BAD_EMAIL, format!("notification.email: \"{}\" is not a valid address", shown(a))))
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
@@ -346,14 +346,14 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     if let Some(r) = &region
         && !(r.len() <= 64 && r.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'))
     {
-        return err(BAD_AWS_PARAM, format!("aws.region \"{}\" is not a region name (like eu-west-1)", r.escape_debug()));
+        return err(BAD_AWS_PARAM, format!("aws.region \"{}\" is not a region name (like eu-west-1)", shown(r)));
     }
     let (sse, kms_key_id, storage_class) = (text("aws.sse")?, text("aws.kmskeyid")?, text("aws.storageclass")?);
     // Checked here, not left to S3: a job must not be queued only to fail at its first upload.
     if let Some(v) = &sse
         && !SSE_ALGORITHMS.contains(&v.as_str())
     {
-        return err(BAD_AWS_PARAM, format!("aws.sse \"{}\" is not supported; use {}", v.escape_debug(), SSE_ALGORITHMS.join(", ")));
+        return err(BAD_AWS_PARAM, format!("aws.sse \"{}\" is not supported; use {}", shown(v), SSE_ALGORITHMS.join(", ")));
     }
     if kms_key_id.is_some() && !sse.as_deref().is_some_and(|v| v.starts_with("aws:kms")) {
         return err(BAD_AWS_PARAM, "aws.kmskeyid needs aws.sse set to aws:kms or aws:kms:dsse");
@@ -362,7 +362,7 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     if let Some(v) = &storage_class
         && !storage_classes.contains(&v.as_str())
     {
-        return err(BAD_AWS_PARAM, format!("aws.storageclass \"{}\" is not a storage class; use one of {}", v.escape_debug(), storage_classes.join(", ")));
+        return err(BAD_AWS_PARAM, format!("aws.storageclass \"{}\" is not a storage class; use one of {}", shown(v), storage_classes.join(", ")));
     }
 
     let destination = Destination {
@@ -408,3 +408,13 @@ mod props;
 #[cfg(test)]
 #[path = "request_tests.rs"]
 mod tests;
+
+/// A refused value as a message may quote it: escaped, and cut after 64 characters (a
+/// megabyte-long value was sent back whole in the 400).
+fn shown(value: &str) -> String {
+    let escaped: String = value.escape_debug().collect();
+    match escaped.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &escaped[..cut], value.len()),
+        None => escaped,
+    }
+}

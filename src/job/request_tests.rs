@@ -215,3 +215,14 @@ fn credentials_that_cannot_travel_in_a_header_are_refused_without_their_value() 
         }
     }
 }
+
+#[test]
+fn a_huge_refused_value_is_quoted_only_in_part() {
+    let huge = "x".repeat(1 << 20);
+    for (key, base) in [("aws.region", full()), ("format", json!({})), ("aws.storageclass", json!({})), ("notification.email", json!({}))] {
+        let mut params = base;
+        params[key] = json!(huge);
+        let e = parse(with_params(params)).unwrap_err();
+        assert!(e.msg.len() < 400 && e.msg.contains("bytes)"), "{key}: {} bytes: {}", e.msg.len(), &e.msg[..e.msg.len().min(200)]);
+    }
+}
