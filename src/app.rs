@@ -31,7 +31,10 @@ impl App {
         let catalog_path = config.catalog_path();
         if config.catalog.is_none() {
             // Kept as it is when it already has `demo_rows` rows.
-            tracing::info!(rows = config.demo_rows, "the demo table demo.ecommerce.data (generated when missing or resized)");
+            tracing::info!(
+                rows = config.demo_rows,
+                "the demo table demo.ecommerce.data (generated when missing or resized)"
+            );
             demo::create(catalog_path.parent().expect("catalog has a directory"), config.demo_rows)?;
         }
         let catalog = Catalog::load(&catalog_path)?;
@@ -50,12 +53,7 @@ impl App {
             upload: config.upload.clone(),
             metrics: metrics.clone(),
         });
-        let reporter = Arc::new(EndReporter::new(
-            store.clone(),
-            notifier,
-            metrics.clone(),
-            &config.smtp,
-        ));
+        let reporter = Arc::new(EndReporter::new(store.clone(), notifier, metrics.clone(), &config.smtp));
         let worker = Arc::new(Worker::new(
             &config,
             store.clone(),
@@ -82,11 +80,7 @@ impl App {
 
     /// Serves the API on `listener` (and runs the worker when `worker.enabled`) until
     /// `shutdown` is cancelled; running jobs then reach their end or next checkpoint.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
         let worker_task = self
             .state
             .config
@@ -150,15 +144,10 @@ fn run_jobs_apart(
 async fn tls_acceptor(tls: &TlsConfig) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     // Several crypto back ends are linked (the AWS SDK brings its own): name the one to use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-        .await
-        .with_context(|| {
-            format!(
-                "loading the TLS certificate {} and key {}",
-                tls.cert.display(),
-                tls.key.display()
-            )
-        })?;
+    let config =
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await.with_context(
+            || format!("loading the TLS certificate {} and key {}", tls.cert.display(), tls.key.display()),
+        )?;
     Ok(tokio_rustls::TlsAcceptor::from(config.get_inner()))
 }
 
@@ -201,10 +190,7 @@ pub fn initial_token_path(config: &Config) -> std::path::PathBuf {
 /// The API is never open: on the first start of a server with no credential at all, a token
 /// for the domain `default` is created and written to `initial-token` in the data directory
 /// (never to the log).
-async fn ensure_a_credential(
-    config: &Config,
-    credentials: &dyn CredentialStore,
-) -> anyhow::Result<()> {
+async fn ensure_a_credential(config: &Config, credentials: &dyn CredentialStore) -> anyhow::Result<()> {
     if !config.auth.tokens.is_empty()
         || !config.auth.api_keys.is_empty()
         || credentials.has_credentials().await?
@@ -216,14 +202,8 @@ async fn ensure_a_credential(
     // ran `forwarder auth create-token`.
     let path = initial_token_path(config);
     write_private(&path, &format!("{token}\n"))?;
-    let id = credentials
-        .add_credential(
-            CredentialKind::Token,
-            "default",
-            &token_lookup(&token),
-            None,
-        )
-        .await?;
+    let id =
+        credentials.add_credential(CredentialKind::Token, "default", &token_lookup(&token), None).await?;
     tracing::info!(id = %id, file = %path.display(), "no API credential existed: created a token for domain `default`; it is in the file named here");
     Ok(())
 }
@@ -232,10 +212,7 @@ async fn ensure_a_credential(
 pub fn new_token() -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
-    format!(
-        "fwd_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("fwd_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Writes a file only its owner can read.
@@ -256,9 +233,8 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("signal handler");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]

@@ -54,9 +54,8 @@ pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<
         AuthCommand::CreateToken { domain } => {
             check_domain(&domain)?;
             let token = new_token();
-            let id = store
-                .add_credential(CredentialKind::Token, &domain, &token_lookup(&token), None)
-                .await?;
+            let id =
+                store.add_credential(CredentialKind::Token, &domain, &token_lookup(&token), None).await?;
             eprintln!("created {id} for domain {domain}; the token is shown only now:");
             println!("{token}");
         }
@@ -66,9 +65,7 @@ pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<
             let key = format!("key_{}", uuid::Uuid::new_v4().simple());
             let secret = Secret::new(new_token().trim_start_matches("fwd_"));
             let sealed = secrets.seal(&secret)?;
-            let id = store
-                .add_credential(CredentialKind::ApiKey, &domain, &key, Some(&sealed))
-                .await?;
+            let id = store.add_credential(CredentialKind::ApiKey, &domain, &key, Some(&sealed)).await?;
             eprintln!("created {id} for domain {domain}; the secret is shown only now:");
             println!("apikey: {key}\napisecret: {}", secret.expose());
         }
@@ -78,22 +75,13 @@ pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<
                 println!("no credentials");
                 return Ok(());
             }
-            let mut rows = vec![
-                ["ID", "KIND", "DOMAIN", "CREATED", "STATE"]
-                    .map(String::from)
-                    .to_vec(),
-            ];
+            let mut rows = vec![["ID", "KIND", "DOMAIN", "CREATED", "STATE"].map(String::from).to_vec()];
             for c in all {
                 let created = chrono::DateTime::from_timestamp_millis(c.created_at_ms)
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
                 rows.push(vec![
                     c.id,
-                    if c.kind == CredentialKind::Token {
-                        "token"
-                    } else {
-                        "api key"
-                    }
-                    .to_string(),
+                    if c.kind == CredentialKind::Token { "token" } else { "api key" }.to_string(),
                     c.domain,
                     created.unwrap_or_default(),
                     if c.revoked { "REVOKED" } else { "live" }.to_string(),
@@ -121,9 +109,7 @@ pub async fn run(config: Option<&Path>, command: AuthCommand) -> anyhow::Result<
 fn check_domain(domain: &str) -> anyhow::Result<()> {
     let ok = !domain.is_empty()
         && domain.len() <= 64
-        && domain
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && domain.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     anyhow::ensure!(ok, "--domain must be 1-64 letters, digits, '-', '_' or '.'");
     Ok(())
 }

@@ -219,12 +219,7 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self {
-            part_size_mib: 8,
-            concurrency: 4,
-            max_attempts: 6,
-            attempt_timeout: Duration::from_secs(120),
-        }
+        Self { part_size_mib: 8, concurrency: 4, max_attempts: 6, attempt_timeout: Duration::from_secs(120) }
     }
 }
 
@@ -270,11 +265,7 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self {
-            tokens: vec![],
-            api_keys: vec![],
-            max_clock_skew: Duration::from_secs(300),
-        }
+        Self { tokens: vec![], api_keys: vec![], max_clock_skew: Duration::from_secs(300) }
     }
 }
 
@@ -305,10 +296,8 @@ fn is_secret_setting(key: &figment::value::UncasedStr) -> bool {
 
 fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
     let key = key.as_str().to_ascii_lowercase();
-    !matches!(
-        key.as_str(),
-        "config" | "server" | "token" | "log" | "keep_services"
-    ) && !key.starts_with("test_")
+    !matches!(key.as_str(), "config" | "server" | "token" | "log" | "keep_services")
+        && !key.starts_with("test_")
 }
 
 /// Above this the connection cap is no cap: tokio's semaphore and the open-file limit are
@@ -333,16 +322,25 @@ fn load_error(errors: figment::Error) -> ConfigError {
         .into_iter()
         .map(|e| {
             let what = match &e.kind {
-                Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => format!("invalid value, expected {expected}"),
+                Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+                    format!("invalid value, expected {expected}")
+                }
                 Kind::InvalidLength(_, expected) => format!("wrong number of entries, expected {expected}"),
                 Kind::Unsupported(_) | Kind::UnsupportedKey(..) => "unsupported value".to_string(),
                 Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => "number out of range".to_string(),
                 // TOML syntax errors quote the offending line in a `|` gutter: keep the rest
                 // ("TOML parse error at line 3, column 12", what was expected).
-                Kind::Message(m) => m.lines().filter(|l| !l.contains('|')).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": "),
+                Kind::Message(m) => m
+                    .lines()
+                    .filter(|l| !l.contains('|'))
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(": "),
                 other => other.to_string(),
             };
-            let key = if e.path.is_empty() { String::new() } else { format!(" for key \"{}\"", e.path.join(".")) };
+            let key =
+                if e.path.is_empty() { String::new() } else { format!(" for key \"{}\"", e.path.join(".")) };
             let source = e.metadata.as_ref().map_or_else(String::new, |m| match &m.source {
                 Some(file) => format!(" (in {} {file})", m.name),
                 None => format!(" (in {})", m.name),
@@ -359,10 +357,7 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError::Invalid(format!(
-                    "file {} does not exist",
-                    file.display()
-                )));
+                return Err(ConfigError::Invalid(format!("file {} does not exist", file.display())));
             }
             fig = fig.merge(Toml::file(file));
         }
@@ -391,9 +386,7 @@ impl Config {
         if !(l.retention_size_mb_min > 0.0 && l.retention_size_mb_min <= l.retention_size_mb_max) {
             return bad("limits: need 0 < retention_size_mb_min <= retention_size_mb_max");
         }
-        if !(l.retention_size_mb_min..=l.retention_size_mb_max)
-            .contains(&l.retention_size_mb_default)
-        {
+        if !(l.retention_size_mb_min..=l.retention_size_mb_max).contains(&l.retention_size_mb_default) {
             return bad("limits: retention_size_mb_default must lie between the min and the max");
         }
         if l.retention_time_secs_min == 0 || l.retention_time_secs_min > l.retention_time_secs_max {
@@ -406,8 +399,7 @@ impl Config {
             return bad("upload.concurrency and upload.max_attempts must be at least 1");
         }
         if let Some(url) = &self.store.url
-            && !(url.expose().starts_with("postgres://")
-                || url.expose().starts_with("postgresql://"))
+            && !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://"))
         {
             return bad(
                 "store.url must be a PostgreSQL URL (postgres://user:password@host:port/database), or unset for the SQLite file in data_dir",
@@ -415,15 +407,25 @@ impl Config {
         }
         // Sent in signed headers: what a header cannot carry would panic the S3 signer at every upload.
         let header_safe = |v: &str| v.bytes().all(|b| b.is_ascii_graphic());
-        if !self.s3.access_key.as_deref().is_none_or(header_safe) || !self.s3.secret_key.as_ref().is_none_or(|k| header_safe(k.expose())) {
-            return bad("s3.access_key and s3.secret_key may hold only visible ASCII (no spaces, line breaks or other control characters)");
+        if !self.s3.access_key.as_deref().is_none_or(header_safe)
+            || !self.s3.secret_key.as_ref().is_none_or(|k| header_safe(k.expose()))
+        {
+            return bad(
+                "s3.access_key and s3.secret_key may hold only visible ASCII (no spaces, line breaks or other control characters)",
+            );
         }
         if self.s3.access_key.is_some() != self.s3.secret_key.is_some() {
-            return bad("s3.access_key and s3.secret_key go together (or leave both out for the AWS credential chain)");
+            return bad(
+                "s3.access_key and s3.secret_key go together (or leave both out for the AWS credential chain)",
+            );
         }
         let server = &self.server;
-        if [server.header_read_timeout, server.body_read_timeout, server.idle_timeout].contains(&Duration::ZERO) {
-            return bad("server.header_read_timeout, server.body_read_timeout and server.idle_timeout must be above 0 (like \"10s\")");
+        if [server.header_read_timeout, server.body_read_timeout, server.idle_timeout]
+            .contains(&Duration::ZERO)
+        {
+            return bad(
+                "server.header_read_timeout, server.body_read_timeout and server.idle_timeout must be above 0 (like \"10s\")",
+            );
         }
         if server.max_connections == 0 || server.max_connections > MAX_CONNECTIONS {
             return bad("server.max_connections must be between 1 and 1000000");
@@ -432,7 +434,9 @@ impl Config {
             return bad("worker.concurrency must be at least 1");
         }
         if self.worker.max_crashed_runs == 0 {
-            return bad("worker.max_crashed_runs must be at least 1 (runs a job may crash before it is failed)");
+            return bad(
+                "worker.max_crashed_runs must be at least 1 (runs a job may crash before it is failed)",
+            );
         }
         if self.worker.compression_level > 9 {
             return bad("worker.compression_level must be 0-9");
@@ -443,12 +447,7 @@ impl Config {
         if self.smtp.max_attempts == 0 {
             return bad("smtp.max_attempts must be at least 1");
         }
-        if self
-            .auth
-            .tokens
-            .iter()
-            .any(|t| t.token.expose().len() < 16 || t.domain.is_empty())
-        {
+        if self.auth.tokens.iter().any(|t| t.token.expose().len() < 16 || t.domain.is_empty()) {
             return bad("auth.tokens: every token needs at least 16 characters and a domain");
         }
         if self
@@ -465,23 +464,15 @@ impl Config {
     }
 
     pub fn key_file(&self) -> PathBuf {
-        self.store
-            .key_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("server.key"))
+        self.store.key_file.clone().unwrap_or_else(|| self.data_dir.join("server.key"))
     }
 
     pub fn catalog_path(&self) -> PathBuf {
-        self.catalog
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("demo").join("catalog.toml"))
+        self.catalog.clone().unwrap_or_else(|| self.data_dir.join("demo").join("catalog.toml"))
     }
 
     pub fn outbox_dir(&self) -> PathBuf {
-        self.smtp
-            .outbox
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("outbox"))
+        self.smtp.outbox.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 
     pub fn temp_dir(&self) -> PathBuf {
@@ -503,7 +494,10 @@ mod tests {
             }
             let config = Config::load(None).unwrap();
             assert_eq!(config.smtp.password.as_ref().map(Secret::expose), Some(password));
-            assert_eq!(config.store.url.as_ref().map(Secret::expose), Some(format!("postgres://f:{password}@db/f").as_str()));
+            assert_eq!(
+                config.store.url.as_ref().map(Secret::expose),
+                Some(format!("postgres://f:{password}@db/f").as_str())
+            );
         }
         unsafe {
             std::env::remove_var("FORWARDER_SMTP__PASSWORD");
@@ -545,15 +539,8 @@ mod tests {
     #[test]
     fn cli_and_test_variables_are_not_configuration() {
         use figment::value::UncasedStr;
-        for other in [
-            "TOKEN",
-            "SERVER",
-            "CONFIG",
-            "LOG",
-            "KEEP_SERVICES",
-            "TEST_MAILDIR",
-            "test_s3_endpoint",
-        ] {
+        for other in ["TOKEN", "SERVER", "CONFIG", "LOG", "KEEP_SERVICES", "TEST_MAILDIR", "test_s3_endpoint"]
+        {
             assert!(!is_config_variable(UncasedStr::new(other)), "{other}");
         }
         for setting in ["LISTEN", "DATA_DIR", "UPLOAD__PART_SIZE_MIB", "SMTP__URL"] {
@@ -602,11 +589,6 @@ mod tests {
     fn rejects_part_size_below_s3_minimum() {
         let mut c = Config::default();
         c.upload.part_size_mib = 4;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("part_size_mib")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("part_size_mib"));
     }
 }

@@ -62,7 +62,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let s3_addr = serve_s3(&opts.dir.join("s3"), shutdown.clone()).await?;
     let endpoint = format!("http://{s3_addr}");
-    println!("S3-compatible endpoint (in process, s3s-fs): {endpoint}, files under {}", opts.dir.join("s3").display());
+    println!(
+        "S3-compatible endpoint (in process, s3s-fs): {endpoint}, files under {}",
+        opts.dir.join("s3").display()
+    );
 
     let mut config = Config { data_dir: opts.dir.join("data"), demo_rows: opts.rows, ..Config::default() };
     // Small parts so that the demo shows rotation; operators keep Devo's 50-500 MB.
@@ -90,7 +93,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     });
     // The token the server created on its first start (see README, Authentication).
     let token_file = crate::app::initial_token_path(&config);
-    let token = std::fs::read_to_string(&token_file).with_context(|| format!("reading {}", token_file.display()))?;
+    let token =
+        std::fs::read_to_string(&token_file).with_context(|| format!("reading {}", token_file.display()))?;
     println!("API token: in {} (send it as Authorization: Bearer <token>)", token_file.display());
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", token.trim()).parse()?);
@@ -98,7 +102,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let mut shown = body.clone();
     shown["destination"]["params"]["aws.secretkey"] = json!("***");
     println!("POST /search/query\n{}", serde_json::to_string_pretty(&shown)?);
-    println!("(the demo allows parts from 1 MB; `forwarder serve` keeps Devo's 50-500 MB unless [limits] says otherwise)");
+    println!(
+        "(the demo allows parts from 1 MB; `forwarder serve` keeps Devo's 50-500 MB unless [limits] says otherwise)"
+    );
     let answer: Value = http.post(format!("{api}/search/query")).json(&body).send().await?.json().await?;
     let id = answer["object"]["id"].as_str().with_context(|| format!("submit failed: {answer}"))?.to_string();
     println!("-> {answer}");
@@ -126,7 +132,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let mut emails: Vec<_> = std::fs::read_dir(&outbox)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     emails.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     match emails.last() {
-        Some(p) => println!("Notification email (no SMTP server configured, so written to the outbox): {}", p.display()),
+        Some(p) => println!(
+            "Notification email (no SMTP server configured, so written to the outbox): {}",
+            p.display()
+        ),
         None => println!("No notification email found in {}", outbox.display()),
     }
     println!("Uploaded objects are files under {}", opts.dir.join("s3").join(BUCKET).display());
@@ -140,7 +149,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         tokio::signal::ctrl_c().await?;
         println!("Ctrl-C: stopping");
     } else {
-        println!("The demo's server stops now; `--keep` keeps it up, and README, Running it, shows forwarder serve.");
+        println!(
+            "The demo's server stops now; `--keep` keeps it up, and README, Running it, shows forwarder serve."
+        );
     }
     shutdown.cancel();
     let _ = server.await;

@@ -120,10 +120,12 @@ impl Client {
             anyhow::anyhow!(why)
         })?;
         let status = res.status();
-        let body: Value = res.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
+        let body: Value =
+            res.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
         let msg = body["msg"].as_str().unwrap_or("request refused");
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            let hint = if self.token.is_some() { "check the token" } else { "pass --token or set FORWARDER_TOKEN" };
+            let hint =
+                if self.token.is_some() { "check the token" } else { "pass --token or set FORWARDER_TOKEN" };
             bail!("the server refused the credentials ({hint}): {msg}");
         }
         if !status.is_success() {
@@ -139,13 +141,13 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
     let mut http = reqwest::Client::builder();
     if let Some(ca) = &args.ca {
         let pem = std::fs::read(ca).with_context(|| format!("cannot read --ca {}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .ok()
-            .filter(|c| !c.is_empty())
-            .with_context(|| format!("--ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).ok().filter(|c| !c.is_empty()).with_context(
+            || format!("--ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", ca.display()),
+        )?;
         http = http.tls_certs_merge(certs);
     }
-    let client = Client { http: http.build().context("cannot set up the HTTP client")?, base: args.server, token };
+    let client =
+        Client { http: http.build().context("cannot set up the HTTP client")?, base: args.server, token };
     let (path, wait) = match &args.command {
         JobsCommand::List { status, name } => {
             // Encoded, so that a name holding `&`, `#` or spaces is sent as it is.
@@ -167,8 +169,12 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
         JobsCommand::Remove { id } => (format!("/search/job/remove/{}", id.resolve(&client).await?), false),
     };
     let mut object = client.get(&path).await?;
-    if matches!(args.command, JobsCommand::Stop { .. } | JobsCommand::Remove { .. }) && object["status"] == "RUNNING" {
-        eprintln!("requested: the worker ends the job at its next checkpoint (follow it with `jobs show --wait`)");
+    if matches!(args.command, JobsCommand::Stop { .. } | JobsCommand::Remove { .. })
+        && object["status"] == "RUNNING"
+    {
+        eprintln!(
+            "requested: the worker ends the job at its next checkpoint (follow it with `jobs show --wait`)"
+        );
     }
     if wait {
         let mut err = std::io::stderr();
@@ -213,7 +219,8 @@ fn when(ms: &Value) -> String {
 }
 
 fn jobs_table(jobs: &[Value]) -> String {
-    let mut rows = vec![["ID", "STATUS", "ROWS SENT", "PARTS", "DONE", "CREATED", "QUERY"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["ID", "STATUS", "ROWS SENT", "PARTS", "DONE", "CREATED", "QUERY"].map(String::from).to_vec()];
     for j in jobs {
         let full = j["query"].as_str().unwrap_or("");
         let mut query: String = full.chars().take(50).collect();

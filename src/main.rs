@@ -3,9 +3,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use forwarder::app::{App, raise_open_file_limit, shutdown_on_signals};
+use forwarder::auth_cli::{self, AuthCommand};
 use forwarder::config::Config;
 use forwarder::demo::{DemoOptions, run as run_demo};
-use forwarder::auth_cli::{self, AuthCommand};
 use forwarder::jobs_cli::{self, JobsArgs};
 use forwarder::query::demo;
 
@@ -96,8 +96,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
             raise_open_file_limit(&config);
-            let listener = forwarder::api::bind(config.listen)
-                .with_context(|| format!("cannot listen on {} (listen in the configuration, or FORWARDER_LISTEN)", config.listen))?;
+            let listener = forwarder::api::bind(config.listen).with_context(|| {
+                format!(
+                    "cannot listen on {} (listen in the configuration, or FORWARDER_LISTEN)",
+                    config.listen
+                )
+            })?;
             App::build(config).await?.run(listener, shutdown_on_signals()).await
         }
         Command::Worker { config } => {
@@ -107,7 +111,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Jobs(args) => jobs_cli::run(args).await,
         Command::Auth { config, command } => auth_cli::run(config.as_deref(), command).await,
-        Command::Demo { dir, rows, format, part_mb, keep } => run_demo(DemoOptions { dir, rows, format, part_mb, keep }).await,
+        Command::Demo { dir, rows, format, part_mb, keep } => {
+            run_demo(DemoOptions { dir, rows, format, part_mb, keep }).await
+        }
         Command::GenDemo { dir, rows } => {
             let catalog = demo::create(&dir, rows)?;
             println!("{}", catalog.display());

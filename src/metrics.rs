@@ -54,19 +54,36 @@ impl Default for Metrics {
         let rows_exported = Counter::default();
         let bytes_uploaded = Counter::default();
         let parts_uploaded = Counter::default();
-        let s3_request_seconds = Family::<OperationLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let s3_request_seconds =
+            Family::<OperationLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let s3_errors = Family::<OperationLabel, Counter>::default();
         let emails_sent = Counter::default();
         let smtp_errors = Counter::default();
         registry.register("jobs", "Jobs in the job store, by status", jobs.clone());
         registry.register("jobs_ended", "Job runs this process ended, by final status", jobs_ended.clone());
         registry.register("rows_exported", "Rows inside uploaded part files", rows_exported.clone());
-        registry.register("bytes_uploaded", "Bytes of uploaded part files, as stored", bytes_uploaded.clone());
+        registry.register(
+            "bytes_uploaded",
+            "Bytes of uploaded part files, as stored",
+            bytes_uploaded.clone(),
+        );
         registry.register("parts_uploaded", "Part files uploaded", parts_uploaded.clone());
-        registry.register("s3_request_seconds", "Latency of S3 calls (retries included), by operation", s3_request_seconds.clone());
+        registry.register(
+            "s3_request_seconds",
+            "Latency of S3 calls (retries included), by operation",
+            s3_request_seconds.clone(),
+        );
         registry.register("s3_errors", "S3 calls that failed after retries, by operation", s3_errors.clone());
-        registry.register("emails_sent", "Notification emails sent or written to the outbox", emails_sent.clone());
-        registry.register("smtp_errors", "Notification emails that failed after retries", smtp_errors.clone());
+        registry.register(
+            "emails_sent",
+            "Notification emails sent or written to the outbox",
+            emails_sent.clone(),
+        );
+        registry.register(
+            "smtp_errors",
+            "Notification emails that failed after retries",
+            smtp_errors.clone(),
+        );
         Self {
             registry,
             jobs,

@@ -115,7 +115,8 @@ impl fmt::Debug for SecretBox {
 impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> Self {
         use sha2::{Digest, Sha256};
-        let digest = Sha256::new().chain_update(b"forwarder server key fingerprint v1").chain_update(key).finalize();
+        let digest =
+            Sha256::new().chain_update(b"forwarder server key fingerprint v1").chain_update(key).finalize();
         Self { cipher: XChaCha20Poly1305::new(key.into()), fingerprint: hex::encode(&digest[..16]) }
     }
 
@@ -130,9 +131,8 @@ impl SecretBox {
         let err = |source| SecretError::KeyFile { path: path.display().to_string(), source };
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(err)?;
-            let bytes = B64
-                .decode(text.trim())
-                .map_err(|_| SecretError::KeyFormat(path.display().to_string()))?;
+            let bytes =
+                B64.decode(text.trim()).map_err(|_| SecretError::KeyFormat(path.display().to_string()))?;
             let key: [u8; 32] =
                 bytes.try_into().map_err(|_| SecretError::KeyFormat(path.display().to_string()))?;
             return Ok(Self::from_key(&key));

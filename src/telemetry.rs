@@ -23,7 +23,9 @@ const NEVER_VERBOSE: [&str; 9] = [
 
 /// The log filter for `spec` (a `RUST_LOG` value), with the credential-printing targets capped.
 pub fn filter(spec: &str) -> EnvFilter {
-    NEVER_VERBOSE.iter().fold(EnvFilter::new(spec), |f, d| f.add_directive(d.parse().expect("a valid directive")))
+    NEVER_VERBOSE
+        .iter()
+        .fold(EnvFilter::new(spec), |f, d| f.add_directive(d.parse().expect("a valid directive")))
 }
 
 /// Logs go to stderr (stdout is the commands' own output), coloured only on a terminal.

@@ -45,7 +45,11 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Middleware: identifies the caller (reading the body, which signed requests cover) and
 /// hands the request on with the [`Caller`] attached.
-pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let target = match parts.uri.path_and_query() {
         Some(path) => format!("{} {path}", parts.method),
@@ -70,7 +74,9 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         .map_err(|_| ApiError::too_large(MAX_BODY))?;
     let caller = match by_token {
         Some(caller) => caller,
-        None => identify(&state, &parts.headers, &body, &target, parts.method == axum::http::Method::POST).await?,
+        None => {
+            identify(&state, &parts.headers, &body, &target, parts.method == axum::http::Method::POST).await?
+        }
     };
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(caller);
@@ -82,7 +88,8 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
 fn refused_before_the_body(refused: ApiError, headers: &HeaderMap) -> Response {
     use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
     let mut response = axum::response::IntoResponse::into_response(refused);
-    let has_body = headers.contains_key(TRANSFER_ENCODING) || header(headers, CONTENT_LENGTH.as_str()).is_some_and(|n| n != "0");
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || header(headers, CONTENT_LENGTH.as_str()).is_some_and(|n| n != "0");
     if has_body {
         response.headers_mut().insert(CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
@@ -93,7 +100,13 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes, target: &str, submits: bool) -> Result<Caller, ApiError> {
+async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    target: &str,
+    submits: bool,
+) -> Result<Caller, ApiError> {
     if let Some(key) = header(headers, "x-logtrust-apikey") {
         return signed(state, headers, key, body, target, submits).await;
     }
@@ -103,7 +116,13 @@ async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes, target: &
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>, or Devo's x-logtrust-apikey / -timestamp / -sign headers"))?;
-    if let Some(t) = state.config.auth.tokens.iter().find(|t| constant_time_eq(t.token.expose().as_bytes(), token.as_bytes())) {
+    if let Some(t) = state
+        .config
+        .auth
+        .tokens
+        .iter()
+        .find(|t| constant_time_eq(t.token.expose().as_bytes(), token.as_bytes()))
+    {
         return Ok(Caller { domain: t.domain.clone(), owner: format!("token@{}", t.domain) });
     }
     match state.credentials.find_credential(CredentialKind::Token, &token_lookup(token)).await? {
@@ -112,14 +131,29 @@ async fn identify(state: &AppState, headers: &HeaderMap, body: &Bytes, target: &
     }
 }
 
-async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, target: &str, submits: bool) -> Result<Caller, ApiError> {
-    let (Some(timestamp), Some(sign)) = (header(headers, "x-logtrust-timestamp"), header(headers, "x-logtrust-sign")) else {
-        return Err(ApiError::unauthorized("a signed request needs x-logtrust-timestamp (ms) and x-logtrust-sign"));
+async fn signed(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: &str,
+    body: &Bytes,
+    target: &str,
+    submits: bool,
+) -> Result<Caller, ApiError> {
+    let (Some(timestamp), Some(sign)) =
+        (header(headers, "x-logtrust-timestamp"), header(headers, "x-logtrust-sign"))
+    else {
+        return Err(ApiError::unauthorized(
+            "a signed request needs x-logtrust-timestamp (ms) and x-logtrust-sign",
+        ));
     };
-    let ts: i64 = timestamp.parse().map_err(|_| ApiError::unauthorized("x-logtrust-timestamp must be epoch milliseconds"))?;
+    let ts: i64 = timestamp
+        .parse()
+        .map_err(|_| ApiError::unauthorized("x-logtrust-timestamp must be epoch milliseconds"))?;
     let skew = state.config.auth.max_clock_skew;
     if ts < 100_000_000_000 {
-        return Err(ApiError::unauthorized("x-logtrust-timestamp must be epoch milliseconds; this looks like seconds"));
+        return Err(ApiError::unauthorized(
+            "x-logtrust-timestamp must be epoch milliseconds; this looks like seconds",
+        ));
     }
     if (crate::job::now_ms() - ts).unsigned_abs() > skew.as_millis() as u64 {
         return Err(ApiError::unauthorized(&format!(
@@ -145,13 +179,21 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
         }
     };
     if !signature_matches(&secret, key, body, timestamp, sign) {
-        return Err(ApiError::unauthorized("x-logtrust-sign does not match: sign apikey + body + timestamp with the key's secret (HMAC-SHA256, hex)"));
+        return Err(ApiError::unauthorized(
+            "x-logtrust-sign does not match: sign apikey + body + timestamp with the key's secret (HMAC-SHA256, hex)",
+        ));
     }
     // Lower case, as it was matched: `AB…` and `ab…` are one signature.
     let sign = sign.to_ascii_lowercase();
     let sign = sign.as_str();
     let whole_second = ts % 1000 == 0;
-    match state.signatures.bind(sign, target, whole_second, ts + skew.as_millis() as i64, crate::job::now_ms()) {
+    match state.signatures.bind(
+        sign,
+        target,
+        whole_second,
+        ts + skew.as_millis() as i64,
+        crate::job::now_ms(),
+    ) {
         Ok(()) => {}
         Err(Refused::BoundElsewhere) => {
             return Err(ApiError::unauthorized(
@@ -160,7 +202,10 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
             ));
         }
         Err(Refused::Full { retry_after_ms }) => {
-            tracing::warn!(remembered = state.signatures.len(), "signed request refused: too many signatures in the clock-skew window");
+            tracing::warn!(
+                remembered = state.signatures.len(),
+                "signed request refused: too many signatures in the clock-skew window"
+            );
             return Err(ApiError::too_many(
                 429,
                 "too many signed requests in the clock-skew window (auth.max_clock_skew); try again shortly",
@@ -171,7 +216,12 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
     // Kept in the store, so that a request captured on its way to one server is refused by
     // every server sharing it, and after a restart. A stale timestamp is refused anyway, so
     // a signature need not be kept past twice the window.
-    if submits && !state.credentials.first_use_of_signature(sign, crate::job::now_ms() + 2 * skew.as_millis() as i64).await? {
+    if submits
+        && !state
+            .credentials
+            .first_use_of_signature(sign, crate::job::now_ms() + 2 * skew.as_millis() as i64)
+            .await?
+    {
         return Err(ApiError::unauthorized("this signed request was already used: sign each request anew"));
     }
     Ok(caller)
@@ -179,7 +229,8 @@ async fn signed(state: &AppState, headers: &HeaderMap, key: &str, body: &Bytes, 
 
 /// Devo's signature: hex HMAC-SHA256(secret, apikey + body + timestamp).
 pub fn sign(secret: &str, key: &str, body: &[u8], timestamp: &str) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(key.as_bytes());
     mac.update(body);
     mac.update(timestamp.as_bytes());
@@ -187,7 +238,10 @@ pub fn sign(secret: &str, key: &str, body: &[u8], timestamp: &str) -> String {
 }
 
 fn signature_matches(secret: &Secret, key: &str, body: &[u8], timestamp: &str, presented: &str) -> bool {
-    constant_time_eq(sign(secret.expose(), key, body, timestamp).as_bytes(), presented.to_ascii_lowercase().as_bytes())
+    constant_time_eq(
+        sign(secret.expose(), key, body, timestamp).as_bytes(),
+        presented.to_ascii_lowercase().as_bytes(),
+    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

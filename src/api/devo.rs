@@ -15,7 +15,11 @@ use crate::store::{JobFilter, Outcome};
 use crate::upload::endpoint::check_endpoint;
 
 /// `POST /search/query`: validates the request, queues the job, answers with its id.
-pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let (spec, secrets) = parse_submit(&body, &state.config.limits)?;
     if let Some(endpoint) = &spec.destination.endpoint {
         check_endpoint(endpoint, &state.config.s3.allowed())
@@ -115,9 +119,17 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `GET /search/job/{id}`.
-pub async fn job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let uuid = parse_id(&id)?;
-    let job = state.store.get(Some(&caller.domain), uuid).await?.ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
+    let job = state
+        .store
+        .get(Some(&caller.domain), uuid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": job_view(&job)})))
 }
 
@@ -129,7 +141,10 @@ pub async fn jobs(
 ) -> Result<Json<Value>, ApiError> {
     let status = match q.get("status") {
         Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request(400, format!("status must be one of {}", JobStatus::ALL.map(|s| s.as_str()).join(", ")))
+            ApiError::bad_request(
+                400,
+                format!("status must be one of {}", JobStatus::ALL.map(|s| s.as_str()).join(", ")),
+            )
         })?),
         None => None,
     };
@@ -145,7 +160,10 @@ pub async fn jobs(
         limit: match q.get("limit") {
             None => None,
             Some(l) => Some(l.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
-                ApiError::bad_request(400, "limit must be a whole number of jobs from 1 to 10000 (default 1000)")
+                ApiError::bad_request(
+                    400,
+                    "limit must be a whole number of jobs from 1 to 10000 (default 1000)",
+                )
             })?),
         },
     };
@@ -166,7 +184,12 @@ pub async fn jobs_by_path(
     jobs(State(state), caller, Query(q)).await
 }
 
-async fn steer(state: &AppState, caller: &Caller, id: &str, command: Command) -> Result<Json<Value>, ApiError> {
+async fn steer(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    command: Command,
+) -> Result<Json<Value>, ApiError> {
     let uuid = parse_id(id)?;
     let outcome = state
         .store
@@ -186,24 +209,43 @@ async fn steer(state: &AppState, caller: &Caller, id: &str, command: Command) ->
             }
         }
         Outcome::Refused(why) => {
-            return Err(ApiError::conflict(format!("cannot {} job {id}: {why}", command.as_str().to_lowercase())));
+            return Err(ApiError::conflict(format!(
+                "cannot {} job {id}: {why}",
+                command.as_str().to_lowercase()
+            )));
         }
     }
-    let job = state.store.get(Some(&caller.domain), uuid).await?.ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
+    let job = state
+        .store
+        .get(Some(&caller.domain), uuid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": job_view(&job)})))
 }
 
 /// `GET /search/job/stop/{id}`: the open part is closed and uploaded, the job ends `STOPPED`.
-pub async fn stop(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     steer(&state, &caller, &id, Command::Stop).await
 }
 
 /// `GET /search/job/start/{id}`: a stopped job continues where it stopped.
-pub async fn start(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     steer(&state, &caller, &id, Command::Start).await
 }
 
 /// `GET /search/job/remove/{id}`: in-flight uploads are aborted, credentials forgotten.
-pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     steer(&state, &caller, &id, Command::Remove).await
 }

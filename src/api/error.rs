@@ -40,7 +40,13 @@ impl ApiError {
     /// The body did not arrive in time; the rest of it is never read.
     pub fn body_too_slow(limit: std::time::Duration) -> Self {
         let limit = humantime_serde::re::humantime::format_duration(limit);
-        Self::new(StatusCode::REQUEST_TIMEOUT, 408, format!("the request body did not arrive within {limit} (server.body_read_timeout); send it at once"))
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            408,
+            format!(
+                "the request body did not arrive within {limit} (server.body_read_timeout); send it at once"
+            ),
+        )
     }
     /// Busy, not wrong: the same request may succeed after `retry_after` seconds.
     pub fn too_many(code: u16, msg: impl Into<String>, retry_after: u64) -> Self {
@@ -56,7 +62,11 @@ pub async fn no_such_path(uri: axum::http::Uri) -> ApiError {
 /// Known paths called with the wrong method.
 pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     let right = if uri.path() == "/search/query" { "POST" } else { "GET" };
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, 405, format!("{} does not take {method}; use {right}", uri.path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        405,
+        format!("{} does not take {method}; use {right}", uri.path()),
+    )
 }
 
 impl From<RequestError> for ApiError {
@@ -81,7 +91,9 @@ impl IntoResponse for ApiError {
         if matches!(self.http, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
             // The rest of the body is never read: this connection cannot carry another
             // request, and a pooling client must be told so.
-            response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
         }
         response
     }

@@ -25,7 +25,11 @@ struct State {
 
 impl Activity {
     pub fn new() -> Self {
-        Activity(Arc::new(State { opened: Instant::now(), last_ms: AtomicU64::new(0), read_any: false.into() }))
+        Activity(Arc::new(State {
+            opened: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            read_any: false.into(),
+        }))
     }
 
     /// Counts as activity: the idle time starts again from now.
@@ -72,7 +76,11 @@ impl<S> Tracked<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -91,7 +99,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         polled
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();

@@ -28,7 +28,8 @@ use crate::config::ServerConfig;
 /// holds leaves the extra ones half-open on the client's side, unseen by the server and by its
 /// timeouts, until the kernel's retries give up.
 pub fn bind(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket =
+        if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     socket.listen(4096)
@@ -68,7 +69,13 @@ pub async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refused.warn(|n| tracing::warn!(max = limits.max_connections, times = n, "connection refused: server.max_connections are open"));
+            refused.warn(|n| {
+                tracing::warn!(
+                    max = limits.max_connections,
+                    times = n,
+                    "connection refused: server.max_connections are open"
+                )
+            });
             drop(stream);
             continue;
         };
@@ -85,11 +92,14 @@ pub async fn serve(
         tokio::spawn(async move {
             match tls {
                 None => connection.serve(stream).await,
-                Some(acceptor) => match tokio::time::timeout(connection.header_read_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => connection.serve(stream).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake not done within server.header_read_timeout"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(connection.header_read_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake not done within server.header_read_timeout"),
+                    }
+                }
             }
             drop(slot);
         });
@@ -98,7 +108,10 @@ pub async fn serve(
     // Every connection holds a slot until it ends: all slots back means all connections closed.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(deadline, slots.acquire_many(all)).await.is_err() {
-        tracing::warn!(open = limits.max_connections - slots.available_permits(), "connections still open at the shutdown deadline are closed");
+        tracing::warn!(
+            open = limits.max_connections - slots.available_permits(),
+            "connections still open at the shutdown deadline are closed"
+        );
         force.cancel();
     }
     Ok(())

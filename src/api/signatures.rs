@@ -61,7 +61,14 @@ impl SignatureBindings {
     /// Binds `signature` to `target` (method and path) on its first use, until `stale_at_ms`;
     /// a later use is allowed with the same target only (or, for a `whole_second` signature,
     /// with any target within [`SHARED_SECOND`] of the first use).
-    pub fn bind(&self, signature: &str, target: &str, whole_second: bool, stale_at_ms: i64, now_ms: i64) -> Result<(), Refused> {
+    pub fn bind(
+        &self,
+        signature: &str,
+        target: &str,
+        whole_second: bool,
+        stale_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), Refused> {
         let mut b = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         b.forget_stale(now_ms);
         if let Some((bound, shared_until)) = b.target.get(signature) {
@@ -121,9 +128,20 @@ mod tests {
         let b = SignatureBindings::new(10);
         let shared = SHARED_SECOND.as_millis() as i64;
         b.bind("s1", "GET /search/job/1", true, 300_000, 0).unwrap();
-        assert_eq!(b.bind("s1", "GET /search/jobs", true, 300_000, shared), Ok(()), "the SDK's next call in its second");
-        assert_eq!(b.bind("s1", "GET /search/job/remove/1", true, 300_000, shared + 1), Err(Refused::BoundElsewhere));
-        assert_eq!(b.bind("s1", "GET /search/job/1", true, 300_000, shared + 1), Ok(()), "the first path still");
+        assert_eq!(
+            b.bind("s1", "GET /search/jobs", true, 300_000, shared),
+            Ok(()),
+            "the SDK's next call in its second"
+        );
+        assert_eq!(
+            b.bind("s1", "GET /search/job/remove/1", true, 300_000, shared + 1),
+            Err(Refused::BoundElsewhere)
+        );
+        assert_eq!(
+            b.bind("s1", "GET /search/job/1", true, 300_000, shared + 1),
+            Ok(()),
+            "the first path still"
+        );
     }
 
     #[test]

@@ -129,7 +129,8 @@ impl<W: Write> ParallelDeflate<W> {
         // The next block is primed with the 32 KiB before it, across a short block too.
         let dictionary = std::mem::take(&mut self.window);
         let keep = WINDOW.saturating_sub(input.len()).min(dictionary.len());
-        self.window = [&dictionary[dictionary.len() - keep..], &input[input.len().saturating_sub(WINDOW)..]].concat();
+        self.window =
+            [&dictionary[dictionary.len() - keep..], &input[input.len().saturating_sub(WINDOW)..]].concat();
         let (seq, level, tx) = (self.next_seq, self.level, self.tx.clone());
         self.next_seq += 1;
         self.in_flight_input += input.len();
@@ -250,7 +251,10 @@ mod tests {
     }
 
     fn csv(rows: usize) -> Vec<u8> {
-        (0..rows).map(|i| format!("{i},GET,/shop/item/{},200,{}\n", i % 977, i * 7 % 10_000)).collect::<String>().into_bytes()
+        (0..rows)
+            .map(|i| format!("{i},GET,/shop/item/{},200,{}\n", i % 977, i * 7 % 10_000))
+            .collect::<String>()
+            .into_bytes()
     }
 
     #[test]

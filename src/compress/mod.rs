@@ -48,7 +48,8 @@ pub enum Compression {
 }
 
 impl Compression {
-    pub const ALL: [Compression; 4] = [Compression::Plain, Compression::Gzip, Compression::Zstd, Compression::Zip];
+    pub const ALL: [Compression; 4] =
+        [Compression::Plain, Compression::Gzip, Compression::Zstd, Compression::Zip];
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.name().eq_ignore_ascii_case(s))

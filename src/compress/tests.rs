@@ -20,7 +20,10 @@ impl Write for Shared {
 }
 
 fn lines(n: usize) -> Vec<u8> {
-    (0..n).map(|i| format!("{i},GET,/shop/item/{},{},{}\n", i * 7919 % 1000, 200 + i % 3, i * 31 % 100_000)).collect::<String>().into_bytes()
+    (0..n)
+        .map(|i| format!("{i},GET,/shop/item/{},{},{}\n", i * 7919 % 1000, 200 + i % 3, i * 31 % 100_000))
+        .collect::<String>()
+        .into_bytes()
 }
 
 #[test]
@@ -37,13 +40,19 @@ fn the_bound_holds_before_and_after_settling_and_at_the_end() {
             for (n, piece) in input.chunks(50_000).enumerate() {
                 c.write(piece).unwrap();
                 let loose = c.stored_bound();
-                assert!(loose >= out.0.lock().unwrap().len() as u64, "{compression:?}: the bound counts what is out");
+                assert!(
+                    loose >= out.0.lock().unwrap().len() as u64,
+                    "{compression:?}: the bound counts what is out"
+                );
                 if n % 5 == 4 {
                     c.settle().unwrap();
                     let settled = c.stored_bound();
                     let written = out.0.lock().unwrap().len() as u64;
                     assert!(settled <= loose, "{compression:?}: settling only tightens");
-                    assert!(settled >= written && settled <= written + 64, "{compression:?}: settled {settled} vs {written} out");
+                    assert!(
+                        settled >= written && settled <= written + 64,
+                        "{compression:?}: settled {settled} vs {written} out"
+                    );
                 }
             }
             let last = c.stored_bound();
@@ -55,7 +64,12 @@ fn the_bound_holds_before_and_after_settling_and_at_the_end() {
                 let mut back = Vec::new();
                 ::zstd::stream::read::Decoder::new(&stored[..]).unwrap().read_to_end(&mut back).unwrap();
                 assert!(back == input, "one zstd frame holding every byte");
-                assert!(stored.len() * 4 < input.len(), "zstd compresses ({} of {})", stored.len(), input.len());
+                assert!(
+                    stored.len() * 4 < input.len(),
+                    "zstd compresses ({} of {})",
+                    stored.len(),
+                    input.len()
+                );
             }
         }
     }

@@ -28,7 +28,8 @@ pub const LEVELS: std::ops::RangeInclusive<i32> = 1..=19;
 impl<W: Write> Zstd<W> {
     pub fn new(out: W, level: i32) -> io::Result<Self> {
         let (out, written) = Counted::new(out);
-        let mut encoder = zstd::stream::write::Encoder::new(out, level.clamp(*LEVELS.start(), *LEVELS.end()))?;
+        let mut encoder =
+            zstd::stream::write::Encoder::new(out, level.clamp(*LEVELS.start(), *LEVELS.end()))?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
         encoder.multithread(workers)?;
         // A checksum, so that a reader can tell a damaged part (as gzip's CRC does).

@@ -7,9 +7,9 @@ use std::io::Write as _;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type,
-    UInt64Type,
+    ArrowPrimitiveType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -89,8 +89,12 @@ fn fast_writer(array: &ArrayRef) -> Option<Fast<'_>> {
         DataType::Timestamp(unit, None) => match unit {
             TimeUnit::Second => timestamps::<TimestampSecondType>(array, |v| v.checked_mul(1000)),
             TimeUnit::Millisecond => timestamps::<TimestampMillisecondType>(array, Some),
-            TimeUnit::Microsecond => timestamps::<TimestampMicrosecondType>(array, |v| Some(v.div_euclid(1000))),
-            TimeUnit::Nanosecond => timestamps::<TimestampNanosecondType>(array, |v| Some(v.div_euclid(1_000_000))),
+            TimeUnit::Microsecond => {
+                timestamps::<TimestampMicrosecondType>(array, |v| Some(v.div_euclid(1000)))
+            }
+            TimeUnit::Nanosecond => {
+                timestamps::<TimestampNanosecondType>(array, |v| Some(v.div_euclid(1_000_000)))
+            }
         },
         _ => return None,
     })
@@ -153,8 +157,8 @@ mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{
-        Int32Array, LargeStringArray, StringArray, StringViewArray, TimestampMicrosecondArray, TimestampMillisecondArray,
-        TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
+        Int32Array, LargeStringArray, StringArray, StringViewArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
     };
     use proptest::prelude::*;
 
@@ -213,9 +217,21 @@ mod tests {
 
     #[test]
     fn timestamps_at_the_edges_of_the_fast_range() {
-        for ms in [0, -1, 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_000, -62_167_219_200_001, 951_782_400_000] {
+        for ms in [
+            0,
+            -1,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_000,
+            -62_167_219_200_001,
+            951_782_400_000,
+        ] {
             let array: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![ms]));
-            assert_eq!(String::from_utf8(fast(&array)).unwrap(), String::from_utf8(general(&array)).unwrap(), "{ms}");
+            assert_eq!(
+                String::from_utf8(fast(&array)).unwrap(),
+                String::from_utf8(general(&array)).unwrap(),
+                "{ms}"
+            );
         }
     }
 }

@@ -13,8 +13,8 @@ use std::io::Write as _;
 
 use base64::Engine as _;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, BooleanArray, FixedSizeBinaryArray, LargeBinaryArray,
-    LargeStringArray, StringArray, StringViewArray,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, BooleanArray, FixedSizeBinaryArray,
+    LargeBinaryArray, LargeStringArray, StringArray, StringViewArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
@@ -80,9 +80,12 @@ impl Encoder for JsonlEncoder {
 /// floats to single, dictionaries to their values, `Date64` to days.
 fn normalize(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     let to = match array.data_type() {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
-            DataType::Int64
-        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => DataType::Int64,
         DataType::Float16 => DataType::Float32,
         DataType::Date64 => DataType::Date32,
         DataType::Dictionary(_, values) => values.as_ref().clone(),
@@ -147,9 +150,10 @@ impl<'a> Column<'a> {
                 Values::Timestamp(values, *unit)
             }
             DataType::Date32 => Values::Date(array.as_primitive::<Date32Type>().values()),
-            DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => {
-                Values::Number(ArrayFormatter::try_new(array.as_ref(), &TEXT)?)
-            }
+            DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..) => Values::Number(ArrayFormatter::try_new(array.as_ref(), &TEXT)?),
             _ => Values::Text(ArrayFormatter::try_new(array.as_ref(), &TEXT)?),
         };
         Ok(Self { nulls: array.nulls(), values })
@@ -179,12 +183,15 @@ impl<'a> Column<'a> {
                 out.push(b'"');
                 if !push_date(out, v[row].into()) {
                     // Years past 9999 (or before 0): chrono's expanded form.
-                    let day = chrono::NaiveDate::default().checked_add_signed(chrono::TimeDelta::days(v[row].into()));
+                    let day = chrono::NaiveDate::default()
+                        .checked_add_signed(chrono::TimeDelta::days(v[row].into()));
                     let _ = write!(out, "{}", day.map_or_else(|| v[row].to_string(), |d| d.to_string()));
                 }
                 out.push(b'"');
             }
-            Values::Number(f) => write!(out, "{}", f.value(row)).map_err(|e| ArrowError::ExternalError(Box::new(e)))?,
+            Values::Number(f) => {
+                write!(out, "{}", f.value(row)).map_err(|e| ArrowError::ExternalError(Box::new(e)))?
+            }
             Values::Text(f) => {
                 use std::fmt::Write as _;
                 scratch.clear();

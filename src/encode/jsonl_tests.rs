@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    BinaryArray, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float32Array, Float64Array, Int8Array,
-    Int64Array, NullArray, StringArray, StringViewArray, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
-    TimestampSecondArray, UInt64Array,
+    BinaryArray, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float32Array, Float64Array,
+    Int8Array, Int64Array, NullArray, StringArray, StringViewArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{Field, Int32Type};
 use proptest::prelude::*;
@@ -35,9 +35,18 @@ fn numbers_stay_numbers_and_keys_keep_column_order() {
         ("d", Arc::new(Decimal128Array::from(vec![1230, -5, 0]).with_precision_and_scale(10, 2).unwrap())),
         ("n", Arc::new(NullArray::new(3))),
     ]);
-    assert_eq!(rows[0], "{\"i\":-9223372036854775808,\"u\":18446744073709551615,\"small\":-128,\"f\":0.1,\"f32\":0.1,\"b\":true,\"d\":12.30,\"n\":null}\n");
-    assert_eq!(rows[1], "{\"i\":0,\"u\":1,\"small\":7,\"f\":null,\"f32\":null,\"b\":false,\"d\":-0.05,\"n\":null}\n");
-    assert_eq!(rows[2], "{\"i\":null,\"u\":2,\"small\":127,\"f\":null,\"f32\":1e30,\"b\":null,\"d\":0.00,\"n\":null}\n");
+    assert_eq!(
+        rows[0],
+        "{\"i\":-9223372036854775808,\"u\":18446744073709551615,\"small\":-128,\"f\":0.1,\"f32\":0.1,\"b\":true,\"d\":12.30,\"n\":null}\n"
+    );
+    assert_eq!(
+        rows[1],
+        "{\"i\":0,\"u\":1,\"small\":7,\"f\":null,\"f32\":null,\"b\":false,\"d\":-0.05,\"n\":null}\n"
+    );
+    assert_eq!(
+        rows[2],
+        "{\"i\":null,\"u\":2,\"small\":127,\"f\":null,\"f32\":1e30,\"b\":null,\"d\":0.00,\"n\":null}\n"
+    );
     for row in &rows {
         let v: serde_json::Value = serde_json::from_str(row).unwrap();
         assert!(v.is_object());
@@ -72,11 +81,17 @@ fn times_are_iso_utc_dates_plain_and_binary_base64() {
 fn strings_are_escaped_and_other_types_are_their_text() {
     let dict: DictionaryArray<Int32Type> = vec!["GET", "POST"].into_iter().collect();
     let rows = encode(vec![
-        ("we\"ird\nkey", Arc::new(StringArray::from(vec!["a\"b\\c\nd\u{1}\u{2028}\u{2029}é😀", "plain"])) as ArrayRef),
+        (
+            "we\"ird\nkey",
+            Arc::new(StringArray::from(vec!["a\"b\\c\nd\u{1}\u{2028}\u{2029}é😀", "plain"])) as ArrayRef,
+        ),
         ("view", Arc::new(StringViewArray::from(vec!["tab\there", "x"]))),
         ("method", Arc::new(dict)),
     ]);
-    assert_eq!(rows[0], "{\"we\\\"ird\\nkey\":\"a\\\"b\\\\c\\nd\\u0001\\u2028\\u2029é😀\",\"view\":\"tab\\there\",\"method\":\"GET\"}\n");
+    assert_eq!(
+        rows[0],
+        "{\"we\\\"ird\\nkey\":\"a\\\"b\\\\c\\nd\\u0001\\u2028\\u2029é😀\",\"view\":\"tab\\there\",\"method\":\"GET\"}\n"
+    );
     assert_eq!(rows[1], "{\"we\\\"ird\\nkey\":\"plain\",\"view\":\"x\",\"method\":\"POST\"}\n");
 }
 

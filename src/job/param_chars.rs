@@ -23,7 +23,10 @@ pub(super) fn check(params: &Map<String, Value>) -> Result<(), RequestError> {
             let code = if key == "file.password" { codes::PASSWORD_NEEDS_ZIP } else { codes::BAD_AWS_PARAM };
             return Err(RequestError {
                 code,
-                msg: format!("destination.params.{key} is {} bytes long, and at most {most} are accepted; check what was sent there", raw.len()),
+                msg: format!(
+                    "destination.params.{key} is {} bytes long, and at most {most} are accepted; check what was sent there",
+                    raw.len()
+                ),
             });
         }
         let value = if key == "file.password" { raw.as_str() } else { raw.trim() };
@@ -38,7 +41,9 @@ pub(super) fn check(params: &Map<String, Value>) -> Result<(), RequestError> {
             let code = if key == "file.password" { codes::PASSWORD_NEEDS_ZIP } else { codes::BAD_AWS_PARAM };
             return Err(RequestError {
                 code,
-                msg: format!("destination.params.{key} has {what} at character {at}: {why}; send the value without it"),
+                msg: format!(
+                    "destination.params.{key} has {what} at character {at}: {why}; send the value without it"
+                ),
             });
         }
     }
@@ -61,9 +66,15 @@ fn longest(key: &str) -> Option<usize> {
 
 fn where_text_goes(key: &str) -> &'static str {
     match key {
-        "aws.prefix" => "it becomes part of every object key, where S3 and its listings cannot keep control characters",
-        "aws.endpoint" => "a URL holds no control characters (and some would be silently dropped, changing the address)",
-        _ => "the password must be typed when the file is opened, which cannot be done with control characters",
+        "aws.prefix" => {
+            "it becomes part of every object key, where S3 and its listings cannot keep control characters"
+        }
+        "aws.endpoint" => {
+            "a URL holds no control characters (and some would be silently dropped, changing the address)"
+        }
+        _ => {
+            "the password must be typed when the file is opened, which cannot be done with control characters"
+        }
     }
 }
 
@@ -97,10 +108,20 @@ mod tests {
 
     #[test]
     fn values_longer_than_aws_takes_are_refused_without_echo() {
-        for (key, most) in [("aws.accesskey", 128), ("aws.secretkey", 128), ("aws.sessiontoken", 8192), ("aws.kmskeyid", 2048), ("file.password", 512)] {
+        for (key, most) in [
+            ("aws.accesskey", 128),
+            ("aws.secretkey", 128),
+            ("aws.sessiontoken", 8192),
+            ("aws.kmskeyid", 2048),
+            ("file.password", 512),
+        ] {
             assert!(one(key, &"A".repeat(most)).is_ok(), "{key}");
             let err = one(key, &"QZX".repeat(400_000)).unwrap_err();
-            assert!(err.msg.contains(key) && err.msg.contains("at most") && !err.msg.contains("QZX"), "{}", err.msg);
+            assert!(
+                err.msg.contains(key) && err.msg.contains("at most") && !err.msg.contains("QZX"),
+                "{}",
+                err.msg
+            );
         }
     }
 
@@ -108,10 +129,20 @@ mod tests {
     fn header_values_are_visible_ascii() {
         for key in HEADER_PARAMS {
             assert_eq!(one(key, "AKIA/abc+def=_-:"), Ok(()), "{key}");
-            for (bad, says) in [("AKIA\r\nX", "line break"), ("AK\0IA", "NUL"), ("AK\tIA", "tab"), ("AKIAé", "non-ASCII"), ("AK IA", "space")] {
+            for (bad, says) in [
+                ("AKIA\r\nX", "line break"),
+                ("AK\0IA", "NUL"),
+                ("AK\tIA", "tab"),
+                ("AKIAé", "non-ASCII"),
+                ("AK IA", "space"),
+            ] {
                 let e = one(key, bad).unwrap_err();
                 assert_eq!(e.code, codes::BAD_AWS_PARAM, "{key}");
-                assert!(e.msg.contains(key) && e.msg.contains(says) && !e.msg.contains("AK"), "{key}: {}", e.msg);
+                assert!(
+                    e.msg.contains(key) && e.msg.contains(says) && !e.msg.contains("AK"),
+                    "{key}: {}",
+                    e.msg
+                );
             }
         }
     }
@@ -122,7 +153,11 @@ mod tests {
         assert_eq!(one("file.password", "pässwörd with spaces"), Ok(()));
         assert_eq!(one("file.password", "secret\n").unwrap_err().code, codes::PASSWORD_NEEDS_ZIP);
         let e = one("aws.endpoint", "http://127.0.0.1\t:4566").unwrap_err();
-        assert!(e.code == codes::BAD_AWS_PARAM && e.msg.contains("tab") && e.msg.contains("character 17"), "{}", e.msg);
+        assert!(
+            e.code == codes::BAD_AWS_PARAM && e.msg.contains("tab") && e.msg.contains("character 17"),
+            "{}",
+            e.msg
+        );
         // Surrounding whitespace is trimmed, as the parser trims it, but for the password.
         assert_eq!(one("aws.accesskey", " AKIA\n"), Ok(()));
     }

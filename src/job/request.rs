@@ -80,9 +80,8 @@ const KNOWN_PARAMS: &[&str] = &[
 
 /// Turns a request body into a job spec and its secrets, or says what is wrong.
 pub fn parse_submit(body: &[u8], limits: &Limits) -> Result<(JobSpec, JobSecrets), RequestError> {
-    let req: SubmitRequest = serde_json::from_slice(body).or_else(|e| {
-        err(BAD_BODY, format!("the body must be a JSON object with a \"query\" field: {e}"))
-    })?;
+    let req: SubmitRequest = serde_json::from_slice(body)
+        .or_else(|e| err(BAD_BODY, format!("the body must be a JSON object with a \"query\" field: {e}")))?;
     let query = match req.query {
         Some(Value::String(q)) => strip_pragmas(&q),
         Some(_) => return err(BAD_QUERY, "\"query\" must be a string"),
@@ -127,7 +126,10 @@ pub fn strip_pragmas(query: &str) -> String {
 /// Epoch seconds, epoch milliseconds (anything above 10^11) or ISO-8601; `null` = absent.
 fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, RequestError> {
     let bad = || {
-        err(BAD_TIME, format!("\"{field}\" must be epoch seconds, epoch milliseconds or an ISO-8601 date-time"))
+        err(
+            BAD_TIME,
+            format!("\"{field}\" must be epoch seconds, epoch milliseconds or an ISO-8601 date-time"),
+        )
     };
     let number = |n: f64| -> Result<Option<i64>, RequestError> {
         if !n.is_finite() || !(0.0..=1e15).contains(&n) {
@@ -151,7 +153,9 @@ fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, RequestError> {
                     return Ok(Some(t.timestamp_millis()));
                 }
             }
-            for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+            for fmt in
+                ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+            {
                 if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s.trim(), fmt) {
                     return Ok(Some(t.and_utc().timestamp_millis()));
                 }
@@ -167,7 +171,9 @@ fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, RequestError> {
 
 fn as_u64(v: &Value) -> Option<u64> {
     match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e18).map(|f| f as u64)),
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e18).map(|f| f as u64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -195,11 +201,17 @@ fn as_bool(v: &Value) -> Option<bool> {
     }
 }
 
-fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destination, JobSecrets), RequestError> {
+fn parse_destination(
+    d: &Map<String, Value>,
+    limits: &Limits,
+) -> Result<(Destination, JobSecrets), RequestError> {
     match d.get("type") {
         Some(Value::String(t)) if t.eq_ignore_ascii_case("s3") => {}
         Some(Value::String(t)) => {
-            return err(BAD_DESTINATION, format!("destination type \"{}\" is not supported; use \"s3\"", shown(t)));
+            return err(
+                BAD_DESTINATION,
+                format!("destination type \"{}\" is not supported; use \"s3\"", shown(t)),
+            );
         }
         _ => return err(BAD_DESTINATION, "destination.type is missing; use \"s3\""),
     }
@@ -210,7 +222,14 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
         Some(_) => return err(BAD_DESTINATION, "destination.params must be an object"),
     };
     if let Some(unknown) = params.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
-        return err(UNKNOWN_PARAM, format!("destination.params has an unknown parameter \"{}\"; known: {}", shown(unknown), KNOWN_PARAMS.join(", ")));
+        return err(
+            UNKNOWN_PARAM,
+            format!(
+                "destination.params has an unknown parameter \"{}\"; known: {}",
+                shown(unknown),
+                KNOWN_PARAMS.join(", ")
+            ),
+        );
     }
     super::param_chars::check(params)?;
     let text = |key: &str| -> Result<Option<String>, RequestError> {
@@ -227,10 +246,16 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     let secret_key = text("aws.secretkey")?;
     let session_token = text("aws.sessiontoken")?;
     if bucket.is_some() && (region.is_none() || access_key.is_none() || secret_key.is_none()) {
-        return err(BUCKET_NEEDS_CREDENTIALS, "a request that names aws.bucket must also give aws.region, aws.accesskey and aws.secretkey");
+        return err(
+            BUCKET_NEEDS_CREDENTIALS,
+            "a request that names aws.bucket must also give aws.region, aws.accesskey and aws.secretkey",
+        );
     }
     if bucket.is_none() && (access_key.is_some() || secret_key.is_some()) {
-        return err(BUCKET_NEEDS_CREDENTIALS, "aws.accesskey and aws.secretkey need aws.bucket (and aws.region)");
+        return err(
+            BUCKET_NEEDS_CREDENTIALS,
+            "aws.accesskey and aws.secretkey need aws.bucket (and aws.region)",
+        );
     }
     if access_key.is_some() != secret_key.is_some() {
         return err(BUCKET_NEEDS_CREDENTIALS, "aws.accesskey and aws.secretkey go together");
@@ -238,7 +263,13 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     if let Some(b) = &bucket
         && !valid_bucket_name(b)
     {
-        return err(BAD_AWS_PARAM, format!("aws.bucket \"{}\" is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)", shown(b)));
+        return err(
+            BAD_AWS_PARAM,
+            format!(
+                "aws.bucket \"{}\" is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)",
+                shown(b)
+            ),
+        );
     }
     let endpoint = text("aws.endpoint")?;
     if let Some(e) = &endpoint
@@ -257,7 +288,9 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     }
     let path_style = match params.get("aws.pathstyle") {
         None | Some(Value::Null) => false,
-        Some(v) => as_bool(v).map_or_else(|| err(BAD_AWS_PARAM, "aws.pathstyle must be true or false"), Ok)?,
+        Some(v) => {
+            as_bool(v).map_or_else(|| err(BAD_AWS_PARAM, "aws.pathstyle must be true or false"), Ok)?
+        }
     };
     let prefix = text("aws.prefix")?.unwrap_or_default();
     if prefix.starts_with('/') || prefix.len() > 512 {
@@ -277,7 +310,12 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     let file_format = match params.get("file.format") {
         None | Some(Value::Null) => Encoding::Csv,
         Some(Value::String(s)) => Encoding::parse(s).map_or_else(
-            || err(BAD_FILE_FORMAT, format!("file.format \"{}\" is not supported; use {}", shown(s), encodings())),
+            || {
+                err(
+                    BAD_FILE_FORMAT,
+                    format!("file.format \"{}\" is not supported; use {}", shown(s), encodings()),
+                )
+            },
             Ok,
         )?,
         Some(_) => return err(BAD_FILE_FORMAT, format!("file.format must be one of {}", encodings())),
@@ -289,11 +327,16 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
         Some(_) => return err(PASSWORD_NEEDS_ZIP, "file.password must be a string"),
     };
     if file_password.is_some() && format != Format::Zip {
-        return err(PASSWORD_NEEDS_ZIP, format!("file.password works only with format zip, not {}", format.name()));
+        return err(
+            PASSWORD_NEEDS_ZIP,
+            format!("file.password works only with format zip, not {}", format.name()),
+        );
     }
     let multiple_file = match params.get("multiplefile") {
         None | Some(Value::Null) => true,
-        Some(v) => as_bool(v).map_or_else(|| err(SINGLE_FILE_FORMAT, "multiplefile must be true or false"), Ok)?,
+        Some(v) => {
+            as_bool(v).map_or_else(|| err(SINGLE_FILE_FORMAT, "multiplefile must be true or false"), Ok)?
+        }
     };
     if !multiple_file && format == Format::Zip {
         return err(SINGLE_FILE_FORMAT, "multiplefile=false works only with format gzip, zstd or plain");
@@ -301,17 +344,25 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     let size = params.get("retention.size").filter(|v| !v.is_null());
     let time = params.get("retention.time").filter(|v| !v.is_null());
     if !multiple_file && (size.is_some() || time.is_some()) {
-        return err(RETENTION_NEEDS_MULTIPLE, "retention.size and retention.time work only with multiplefile=true");
+        return err(
+            RETENTION_NEEDS_MULTIPLE,
+            "retention.size and retention.time work only with multiplefile=true",
+        );
     }
     let retention_bytes = if multiple_file {
         let mb = match size {
             None => limits.retention_size_mb_default,
-            Some(v) => as_f64(v).map_or_else(|| err(BAD_RETENTION_SIZE, "retention.size must be a number of MB"), Ok)?,
+            Some(v) => as_f64(v)
+                .map_or_else(|| err(BAD_RETENTION_SIZE, "retention.size must be a number of MB"), Ok)?,
         };
         if mb < limits.retention_size_mb_min || mb > limits.retention_size_mb_max {
-            return err(BAD_RETENTION_SIZE, format!(
-                "retention.size must be between {} and {} (MB)", limits.retention_size_mb_min, limits.retention_size_mb_max
-            ));
+            return err(
+                BAD_RETENTION_SIZE,
+                format!(
+                    "retention.size must be between {} and {} (MB)",
+                    limits.retention_size_mb_min, limits.retention_size_mb_max
+                ),
+            );
         }
         Some((mb * 1_000_000.0).round() as u64)
     } else {
@@ -320,40 +371,53 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     let retention_time = match time {
         None => None,
         Some(v) => {
-            let secs = as_u64(v).map_or_else(|| err(BAD_RETENTION_TIME, "retention.time must be whole seconds"), Ok)?;
+            let secs = as_u64(v)
+                .map_or_else(|| err(BAD_RETENTION_TIME, "retention.time must be whole seconds"), Ok)?;
             if secs < limits.retention_time_secs_min || secs > limits.retention_time_secs_max {
-                return err(BAD_RETENTION_TIME, format!(
-                    "retention.time must be between {} and {} seconds", limits.retention_time_secs_min, limits.retention_time_secs_max
-                ));
+                return err(
+                    BAD_RETENTION_TIME,
+                    format!(
+                        "retention.time must be between {} and {} seconds",
+                        limits.retention_time_secs_min, limits.retention_time_secs_max
+                    ),
+                );
             }
             Some(Duration::from_secs(secs))
         }
     };
-    let notification_emails = match text("notification.email").map_err(|e| RequestError { code: BAD_EMAIL, ..e })? {
-        None => vec![],
-        Some(list) => list
-            .split([',', ';'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|a| {
-                a.parse::<lettre::Address>()
-                    .map(|_| a.to_string())
-                    .or_else(|_| err(BAD_EMAIL, format!("notification.email: \"{}\" is not a valid address", shown(a))))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let notification_emails =
+        match text("notification.email").map_err(|e| RequestError { code: BAD_EMAIL, ..e })? {
+            None => vec![],
+            Some(list) => list
+                .split([',', ';'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|a| {
+                    a.parse::<lettre::Address>().map(|_| a.to_string()).or_else(|_| {
+                        err(BAD_EMAIL, format!("notification.email: \"{}\" is not a valid address", shown(a)))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
 
     if let Some(r) = &region
         && !(r.len() <= 64 && r.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'))
     {
-        return err(BAD_AWS_PARAM, format!("aws.region \"{}\" is not a region name (like eu-west-1)", shown(r)));
+        return err(
+            BAD_AWS_PARAM,
+            format!("aws.region \"{}\" is not a region name (like eu-west-1)", shown(r)),
+        );
     }
-    let (sse, kms_key_id, storage_class) = (text("aws.sse")?, text("aws.kmskeyid")?, text("aws.storageclass")?);
+    let (sse, kms_key_id, storage_class) =
+        (text("aws.sse")?, text("aws.kmskeyid")?, text("aws.storageclass")?);
     // Checked here, not left to S3: a job must not be queued only to fail at its first upload.
     if let Some(v) = &sse
         && !SSE_ALGORITHMS.contains(&v.as_str())
     {
-        return err(BAD_AWS_PARAM, format!("aws.sse \"{}\" is not supported; use {}", shown(v), SSE_ALGORITHMS.join(", ")));
+        return err(
+            BAD_AWS_PARAM,
+            format!("aws.sse \"{}\" is not supported; use {}", shown(v), SSE_ALGORITHMS.join(", ")),
+        );
     }
     if kms_key_id.is_some() && !sse.as_deref().is_some_and(|v| v.starts_with("aws:kms")) {
         return err(BAD_AWS_PARAM, "aws.kmskeyid needs aws.sse set to aws:kms or aws:kms:dsse");
@@ -362,7 +426,14 @@ fn parse_destination(d: &Map<String, Value>, limits: &Limits) -> Result<(Destina
     if let Some(v) = &storage_class
         && !storage_classes.contains(&v.as_str())
     {
-        return err(BAD_AWS_PARAM, format!("aws.storageclass \"{}\" is not a storage class; use one of {}", shown(v), storage_classes.join(", ")));
+        return err(
+            BAD_AWS_PARAM,
+            format!(
+                "aws.storageclass \"{}\" is not a storage class; use one of {}",
+                shown(v),
+                storage_classes.join(", ")
+            ),
+        );
     }
 
     let destination = Destination {

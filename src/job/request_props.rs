@@ -8,8 +8,20 @@ use super::codes::*;
 use super::*;
 
 const KNOWN_CODES: [u16; 16] = [
-    BAD_BODY, BAD_QUERY, BAD_TIME, BAD_LIMIT, BAD_DESTINATION, BUCKET_NEEDS_CREDENTIALS, BAD_AWS_PARAM, BAD_FORMAT,
-    PASSWORD_NEEDS_ZIP, SINGLE_FILE_FORMAT, BAD_RETENTION_SIZE, BAD_RETENTION_TIME, RETENTION_NEEDS_MULTIPLE, BAD_EMAIL,
+    BAD_BODY,
+    BAD_QUERY,
+    BAD_TIME,
+    BAD_LIMIT,
+    BAD_DESTINATION,
+    BUCKET_NEEDS_CREDENTIALS,
+    BAD_AWS_PARAM,
+    BAD_FORMAT,
+    PASSWORD_NEEDS_ZIP,
+    SINGLE_FILE_FORMAT,
+    BAD_RETENTION_SIZE,
+    BAD_RETENTION_TIME,
+    RETENTION_NEEDS_MULTIPLE,
+    BAD_EMAIL,
     UNKNOWN_PARAM,
     BAD_FILE_FORMAT,
 ];
@@ -22,15 +34,23 @@ fn any_value() -> impl Strategy<Value = Value> {
         any::<f64>().prop_filter("JSON has no NaN or infinity", |f| f.is_finite()).prop_map(Value::from),
         "\\PC{0,40}".prop_map(Value::from),
         prop_oneof![
-            Just("gzip"), Just("zip"), Just("plain"), Just("s3"), Just("true"), Just("2026-01-01T00:00:00Z"),
-            Just("SELECT * FROM demo.ecommerce.data"), Just("a@example.com, b@example.com"), Just("http://127.0.0.1:4566"),
+            Just("gzip"),
+            Just("zip"),
+            Just("plain"),
+            Just("s3"),
+            Just("true"),
+            Just("2026-01-01T00:00:00Z"),
+            Just("SELECT * FROM demo.ecommerce.data"),
+            Just("a@example.com, b@example.com"),
+            Just("http://127.0.0.1:4566"),
         ]
         .prop_map(Value::from),
     ];
     leaf.prop_recursive(3, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z.]{1,16}", inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-z.]{1,16}", inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -47,7 +67,12 @@ fn mutated_request() -> impl Strategy<Value = Value> {
         .prop_map(|(tops, params, keep_credentials)| {
             let mut p = Map::new();
             if keep_credentials {
-                for (k, v) in [("aws.bucket", "b"), ("aws.region", "eu-west-1"), ("aws.accesskey", "AK"), ("aws.secretkey", "SK")] {
+                for (k, v) in [
+                    ("aws.bucket", "b"),
+                    ("aws.region", "eu-west-1"),
+                    ("aws.accesskey", "AK"),
+                    ("aws.secretkey", "SK"),
+                ] {
                     p.insert(k.into(), v.into());
                 }
             }
@@ -78,7 +103,9 @@ fn check(body: &[u8]) -> Result<(), TestCaseError> {
             let d = &spec.destination;
             if let Some(bytes) = d.retention_bytes {
                 let mb = bytes as f64 / 1e6;
-                prop_assert!(mb >= limits.retention_size_mb_min - 1e-9 && mb <= limits.retention_size_mb_max + 1e-9);
+                prop_assert!(
+                    mb >= limits.retention_size_mb_min - 1e-9 && mb <= limits.retention_size_mb_max + 1e-9
+                );
             }
             prop_assert!(d.multiple_file || d.format != Format::Zip);
         }

@@ -39,7 +39,8 @@ fn accepts_unknown_top_level_fields_and_strips_pragmas() {
     let mut body = with_params(full());
     body["mode"] = json!({"type": "csv"});
     body["keepAlive"] = json!(true);
-    body["query"] = json!("from demo.ecommerce.data select * pragma comment.id:\"x\\\"y\" pragma comment.user:\"me\"");
+    body["query"] =
+        json!("from demo.ecommerce.data select * pragma comment.id:\"x\\\"y\" pragma comment.user:\"me\"");
     let (spec, _) = parse(body).unwrap();
     assert_eq!(spec.query, "from demo.ecommerce.data select *");
 }
@@ -118,11 +119,18 @@ fn file_format_and_zstd_rules() {
     let mut p = full();
     let (spec, _) = parse(with_params(p.clone())).unwrap();
     assert_eq!(spec.destination.file_format, Encoding::Csv, "csv unless asked");
-    for (file_format, format, want) in [("jsonl", "zstd", Encoding::Jsonl), ("JSONL", "gzip", Encoding::Jsonl), ("csv", "zstd", Encoding::Csv)] {
+    for (file_format, format, want) in [
+        ("jsonl", "zstd", Encoding::Jsonl),
+        ("JSONL", "gzip", Encoding::Jsonl),
+        ("csv", "zstd", Encoding::Csv),
+    ] {
         p["file.format"] = json!(file_format);
         p["format"] = json!(format);
         let (spec, _) = parse(with_params(p.clone())).unwrap();
-        assert_eq!((spec.destination.file_format, spec.destination.format), (want, Format::parse(format).unwrap()));
+        assert_eq!(
+            (spec.destination.file_format, spec.destination.format),
+            (want, Format::parse(format).unwrap())
+        );
     }
     for bad in [json!("parquetz"), json!("ndjson"), json!(""), json!(true)] {
         p["file.format"] = bad.clone();
@@ -219,10 +227,20 @@ fn credentials_that_cannot_travel_in_a_header_are_refused_without_their_value() 
 #[test]
 fn a_huge_refused_value_is_quoted_only_in_part() {
     let huge = "x".repeat(1 << 20);
-    for (key, base) in [("aws.region", full()), ("format", json!({})), ("aws.storageclass", json!({})), ("notification.email", json!({}))] {
+    for (key, base) in [
+        ("aws.region", full()),
+        ("format", json!({})),
+        ("aws.storageclass", json!({})),
+        ("notification.email", json!({})),
+    ] {
         let mut params = base;
         params[key] = json!(huge);
         let e = parse(with_params(params)).unwrap_err();
-        assert!(e.msg.len() < 400 && e.msg.contains("bytes)"), "{key}: {} bytes: {}", e.msg.len(), &e.msg[..e.msg.len().min(200)]);
+        assert!(
+            e.msg.len() < 400 && e.msg.contains("bytes)"),
+            "{key}: {} bytes: {}",
+            e.msg.len(),
+            &e.msg[..e.msg.len().min(200)]
+        );
     }
 }

@@ -93,13 +93,15 @@ pub fn plan(command: Command, status: JobStatus, pending: Option<Command>) -> Re
         (Command::Remove, _) => Ok(Effect::Become(Removed)),
         (Command::Stop, Stopped) => Err("the job is already STOPPED".into()),
         (Command::Start, Created | Running) => Err(format!("the job is already {status}")),
-        (Command::Start, Removed) => Err("a REMOVED job cannot be started again; submit the query again".into()),
+        (Command::Start, Removed) => {
+            Err("a REMOVED job cannot be started again; submit the query again".into())
+        }
         (Command::Stop, Completed | Failed | Removed) => {
             Err(format!("the job has already ended ({status}); there is nothing to stop"))
         }
-        (Command::Start, Completed | Failed) => {
-            Err(format!("the job has ended ({status}); only a STOPPED job can be started again: submit the query again"))
-        }
+        (Command::Start, Completed | Failed) => Err(format!(
+            "the job has ended ({status}); only a STOPPED job can be started again: submit the query again"
+        )),
     }
 }
 
@@ -135,8 +137,18 @@ mod tests {
         for s in [Created, Completed, Stopped, Failed] {
             assert_eq!(ok(Remove, s), Effect::Become(Removed));
         }
-        for (c, s) in [(Stop, Stopped), (Stop, Completed), (Stop, Failed), (Stop, Removed), (Start, Created),
-                       (Start, Running), (Start, Completed), (Start, Failed), (Start, Removed), (Remove, Removed)] {
+        for (c, s) in [
+            (Stop, Stopped),
+            (Stop, Completed),
+            (Stop, Failed),
+            (Stop, Removed),
+            (Start, Created),
+            (Start, Running),
+            (Start, Completed),
+            (Start, Failed),
+            (Start, Removed),
+            (Remove, Removed),
+        ] {
             let why = plan(c, s, None).unwrap_err();
             assert!(why.contains(s.as_str()), "{c:?} on {s}: {why}");
         }

@@ -84,10 +84,11 @@ pub fn job_view(job: &Job) -> JobView {
 /// a CTE's name is not taken for one), or, for text it cannot parse (Devo's LINQ,
 /// `from a.b.c select …`), the name after the first `from`.
 pub fn table_of(query: &str) -> Option<String> {
-    use std::ops::ControlFlow;
     use datafusion::sql::sqlparser::{ast, dialect::GenericDialect, parser::Parser};
+    use std::ops::ControlFlow;
     let dotted = |name: &ast::ObjectName| -> String {
-        let parts: Vec<String> = name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect();
+        let parts: Vec<String> =
+            name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect();
         parts.join(".")
     };
     if let Ok(statements) = Parser::parse_sql(&GenericDialect {}, query) {
@@ -114,8 +115,9 @@ pub fn table_of(query: &str) -> Option<String> {
         });
         return first;
     }
-    static FROM: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r#"(?i)\bfrom\s+([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)"#).expect("valid regex"));
+    static FROM: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"(?i)\bfrom\s+([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)"#).expect("valid regex")
+    });
     FROM.captures(query).map(|c| c[1].to_string())
 }
 
@@ -125,12 +127,18 @@ mod tests {
 
     #[test]
     fn finds_the_table() {
-        assert_eq!(table_of("SELECT * FROM demo.ecommerce.data WHERE x=1").as_deref(), Some("demo.ecommerce.data"));
+        assert_eq!(
+            table_of("SELECT * FROM demo.ecommerce.data WHERE x=1").as_deref(),
+            Some("demo.ecommerce.data")
+        );
         assert_eq!(table_of("from demo.ecommerce.data select *").as_deref(), Some("demo.ecommerce.data"));
         assert_eq!(table_of("SELECT 1"), None);
         let extract = "SELECT EXTRACT(YEAR FROM eventdate) FROM demo.ecommerce.data";
         assert_eq!(table_of(extract).as_deref(), Some("demo.ecommerce.data"));
-        assert_eq!(table_of(r#"SELECT * FROM "demo"."ecommerce"."data""#).as_deref(), Some("demo.ecommerce.data"));
+        assert_eq!(
+            table_of(r#"SELECT * FROM "demo"."ecommerce"."data""#).as_deref(),
+            Some("demo.ecommerce.data")
+        );
         let nested = "SELECT (SELECT max(x) FROM lookup) AS m, * FROM demo.ecommerce.data";
         assert_eq!(table_of(nested).as_deref(), Some("demo.ecommerce.data"));
         let cte = "WITH t AS (SELECT * FROM demo.ecommerce.data) SELECT * FROM t";

@@ -24,15 +24,17 @@ pub struct JobSummary {
 
 pub fn compose(s: &JobSummary, from: &str) -> Result<Message, String> {
     let from: Mailbox = from.parse().map_err(|e| format!("sender address {from:?}: {e}"))?;
-    let mut builder = Message::builder()
-        .from(from)
-        .subject(format!("Forwarder job {} {}: {} in {}", s.job_id, s.status, counted(s.rows, "row"), counted(s.parts.len() as u64, "part")));
+    let mut builder = Message::builder().from(from).subject(format!(
+        "Forwarder job {} {}: {} in {}",
+        s.job_id,
+        s.status,
+        counted(s.rows, "row"),
+        counted(s.parts.len() as u64, "part")
+    ));
     for r in &s.recipients {
         builder = builder.to(r.parse().map_err(|e| format!("recipient {r:?}: {e}"))?);
     }
-    builder
-        .multipart(MultiPart::alternative_plain_html(text(s), html(s)))
-        .map_err(|e| e.to_string())
+    builder.multipart(MultiPart::alternative_plain_html(text(s), html(s))).map_err(|e| e.to_string())
 }
 
 /// `1 part`, `3,000 rows`: what a reader expects, not `1 parts` and `3000 rows`.
@@ -138,7 +140,12 @@ fn html(s: &JobSummary) -> String {
         h.push_str("<h3>Files</h3><ul>");
         for p in &s.parts {
             let url = escape(&p.url);
-            let _ = write!(h, "<li><a href=\"{url}\">{url}</a> ({}, {})</li>", human_bytes(p.bytes), counted(p.rows, "row"));
+            let _ = write!(
+                h,
+                "<li><a href=\"{url}\">{url}</a> ({}, {})</li>",
+                human_bytes(p.bytes),
+                counted(p.rows, "row")
+            );
         }
         h.push_str("</ul>");
     }
@@ -176,7 +183,9 @@ mod tests {
     fn text_and_html_carry_everything() {
         let s = summary();
         let t = text(&s);
-        assert!(t.contains("FAILED") && t.contains("http://s3/b/apiv2_j1_001.csv.gz") && t.contains("2.5 MB"));
+        assert!(
+            t.contains("FAILED") && t.contains("http://s3/b/apiv2_j1_001.csv.gz") && t.contains("2.5 MB")
+        );
         assert!(t.contains("1 min 15 s") && t.contains("S3 <boom>"));
         let h = html(&s);
         assert!(h.contains("<a href=\"http://s3/b/apiv2_j1_001.csv.gz\">"));

@@ -29,10 +29,8 @@ pub async fn notify_with_retry(
     attempts: u32,
     first_backoff: Duration,
 ) -> Result<String, NotifyError> {
-    let message = compose(summary, from).map_err(|message| NotifyError {
-        recipients: summary.recipients.join(", "),
-        message,
-    })?;
+    let message = compose(summary, from)
+        .map_err(|message| NotifyError { recipients: summary.recipients.join(", "), message })?;
     (|| notifier.send(&message, &summary.recipients))
         .retry(
             ExponentialBuilder::default()

@@ -25,8 +25,20 @@ pub struct EndReporter {
 }
 
 impl EndReporter {
-    pub fn new(store: Arc<dyn JobStore>, notifier: Arc<dyn Notifier>, metrics: Arc<Metrics>, smtp: &SmtpConfig) -> Self {
-        Self { store, notifier, metrics, from: smtp.from.clone(), attempts: smtp.max_attempts, background: TaskTracker::new() }
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        notifier: Arc<dyn Notifier>,
+        metrics: Arc<Metrics>,
+        smtp: &SmtpConfig,
+    ) -> Self {
+        Self {
+            store,
+            notifier,
+            metrics,
+            from: smtp.from.clone(),
+            attempts: smtp.max_attempts,
+            background: TaskTracker::new(),
+        }
     }
 
     /// [`Self::job_ended`] on a task of its own, in the caller's span, so that an API call
@@ -41,7 +53,10 @@ impl EndReporter {
     pub async fn drain(&self, deadline: Duration) {
         self.background.close();
         if tokio::time::timeout(deadline, self.background.wait()).await.is_err() {
-            tracing::warn!(unsent = self.background.len(), "shutdown deadline reached with notification emails still being sent");
+            tracing::warn!(
+                unsent = self.background.len(),
+                "shutdown deadline reached with notification emails still being sent"
+            );
         }
     }
 

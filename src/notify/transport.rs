@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::NotifyError;
 use crate::config::Config;
@@ -77,7 +77,8 @@ pub fn notifier_from_config(config: &Config) -> Result<Arc<dyn Notifier>, String
             config.smtp.password.as_ref().map(|p| p.expose()),
         )?)),
         None => Ok(Arc::new(
-            OutboxNotifier::new(config.outbox_dir()).map_err(|e| format!("outbox {}: {e}", config.outbox_dir().display()))?,
+            OutboxNotifier::new(config.outbox_dir())
+                .map_err(|e| format!("outbox {}: {e}", config.outbox_dir().display()))?,
         )),
     }
 }

@@ -36,7 +36,15 @@ pub struct PartOptions {
 impl PartOptions {
     /// CSV with `compression` at the default levels (deflate 6, zstd 3), upload chunks of 8 MiB.
     pub fn new(compression: Compression) -> Self {
-        Self { encoding: Encoding::Csv, compression, level: 6, zstd_level: 3, password: None, entry_name: String::new(), chunk_size: 8 << 20 }
+        Self {
+            encoding: Encoding::Csv,
+            compression,
+            level: 6,
+            zstd_level: 3,
+            password: None,
+            entry_name: String::new(),
+            chunk_size: 8 << 20,
+        }
     }
 }
 
@@ -71,7 +79,13 @@ impl PartFile {
             entry_name: options.entry_name.clone(),
         };
         let compressor = compress::compressor(options.compression, &compress_options, sink.clone())?;
-        let mut part = Self { compressor, sink, pending: Vec::with_capacity(PENDING_MAX * 2), rows: 0, encoded_bytes: 0 };
+        let mut part = Self {
+            compressor,
+            sink,
+            pending: Vec::with_capacity(PENDING_MAX * 2),
+            rows: 0,
+            encoded_bytes: 0,
+        };
         part.pending.extend_from_slice(header);
         Ok(part)
     }
@@ -132,7 +146,12 @@ impl PartFile {
         if !rest.is_empty() {
             chunks.push(rest);
         }
-        Ok(FinishedPart { chunks, bytes: self.sink.written(), rows: self.rows, encoded_bytes: self.encoded_bytes })
+        Ok(FinishedPart {
+            chunks,
+            bytes: self.sink.written(),
+            rows: self.rows,
+            encoded_bytes: self.encoded_bytes,
+        })
     }
 }
 
@@ -197,7 +216,10 @@ mod tests {
             match password {
                 None => archive.by_index(0).unwrap().read_to_string(&mut back).unwrap(),
                 Some(p) => {
-                    assert!(archive.by_index(0).is_err(), "an encrypted entry must not open without its password");
+                    assert!(
+                        archive.by_index(0).is_err(),
+                        "an encrypted entry must not open without its password"
+                    );
                     assert!(archive.by_index_decrypt(0, b"wrong").is_err());
                     archive.by_index_decrypt(0, p.as_bytes()).unwrap().read_to_string(&mut back).unwrap()
                 }
@@ -219,7 +241,11 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         // Python's zipfile checks the CRC and both sizes as it reads.
         let read = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.namelist() == ['apiv2_x_001.csv'], z.namelist()\nassert z.testzip() is None\nsys.stdout.buffer.write(z.read('apiv2_x_001.csv'))";
-        let out = std::process::Command::new("python3").args(["-c", read]).arg(&path).output().expect("python3 runs");
+        let out = std::process::Command::new("python3")
+            .args(["-c", read])
+            .arg(&path)
+            .output()
+            .expect("python3 runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(out.stdout == csv.as_bytes(), "Python reads back the CSV");
         // 7-Zip, which scripts/test.sh installs, tests the archive too.

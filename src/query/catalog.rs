@@ -95,7 +95,13 @@ impl Catalog {
             out.push_str("[[tables]]\n");
             out.push_str(&format!("name = {:?}\n", t.name));
             out.push_str(&format!("location = {:?}\n", t.location.display().to_string()));
-            out.push_str(&format!("format = {:?}\n", match t.format { TableFormat::Csv => "csv", TableFormat::Json => "json" }));
+            out.push_str(&format!(
+                "format = {:?}\n",
+                match t.format {
+                    TableFormat::Csv => "csv",
+                    TableFormat::Json => "json",
+                }
+            ));
             if let Some(c) = &t.time_column {
                 out.push_str(&format!("time_column = {c:?}\n"));
             }

@@ -19,7 +19,12 @@ use object_store::ObjectStoreExt;
 /// The schema of the CSV files at `location` (one file, or the `.csv` files of a directory or
 /// prefix), from their first `max_records` records; `None` when there is no file to read
 /// (DataFusion then says what is missing).
-pub async fn infer(ctx: &SessionContext, location: &str, one_file: bool, max_records: usize) -> Result<Option<Schema>, DataFusionError> {
+pub async fn infer(
+    ctx: &SessionContext,
+    location: &str,
+    one_file: bool,
+    max_records: usize,
+) -> Result<Option<Schema>, DataFusionError> {
     let state = ctx.state();
     let url = ListingTableUrl::parse(location)?;
     let store = state.runtime_env().object_store(&url)?;
@@ -32,11 +37,18 @@ pub async fn infer(ctx: &SessionContext, location: &str, one_file: bool, max_rec
     let mut schemas = Vec::new();
     let mut left = max_records;
     for file in files {
-        let bytes = store.get(&file.location).await?.into_stream().map_err(|e| DataFusionError::ObjectStore(Box::new(e)));
-        let (schema, read) = format
-            .infer_schema_from_stream(&state, left, record_chunks(bytes))
-            .await
-            .map_err(|e| DataFusionError::Context(format!("Error when processing CSV file {}", file.location), Box::new(e)))?;
+        let bytes = store
+            .get(&file.location)
+            .await?
+            .into_stream()
+            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)));
+        let (schema, read) =
+            format.infer_schema_from_stream(&state, left, record_chunks(bytes)).await.map_err(|e| {
+                DataFusionError::Context(
+                    format!("Error when processing CSV file {}", file.location),
+                    Box::new(e),
+                )
+            })?;
         schemas.push(schema);
         left = left.saturating_sub(read);
         if left == 0 {
@@ -52,25 +64,28 @@ fn record_chunks<S>(bytes: S) -> impl Stream<Item = Result<Bytes, DataFusionErro
 where
     S: Stream<Item = Result<Bytes, DataFusionError>> + Unpin,
 {
-    futures::stream::unfold((bytes, RecordSplitter::default(), false), |(mut bytes, mut split, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            match bytes.next().await {
-                Some(Ok(more)) => {
-                    if let Some(chunk) = split.push(&more) {
-                        return Some((Ok(chunk), (bytes, split, false)));
+    futures::stream::unfold(
+        (bytes, RecordSplitter::default(), false),
+        |(mut bytes, mut split, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match bytes.next().await {
+                    Some(Ok(more)) => {
+                        if let Some(chunk) = split.push(&more) {
+                            return Some((Ok(chunk), (bytes, split, false)));
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(e), (bytes, split, true))),
+                    None => {
+                        let rest = split.finish();
+                        return (!rest.is_empty()).then_some((Ok(rest), (bytes, split, true)));
                     }
                 }
-                Some(Err(e)) => return Some((Err(e), (bytes, split, true))),
-                None => {
-                    let rest = split.finish();
-                    return (!rest.is_empty()).then_some((Ok(rest), (bytes, split, true)));
-                }
             }
-        }
-    })
+        },
+    )
 }
 
 /// Finds record ends in a byte stream as RFC 4180 quotes: a `"` opens or closes a quoted
@@ -124,7 +139,12 @@ mod tests {
     /// The chunks of `text` fed in pieces of `size` bytes.
     fn chunks(text: &str, size: usize) -> Vec<String> {
         let mut split = RecordSplitter::default();
-        let mut out: Vec<String> = text.as_bytes().chunks(size).filter_map(|piece| split.push(piece)).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+        let mut out: Vec<String> = text
+            .as_bytes()
+            .chunks(size)
+            .filter_map(|piece| split.push(piece))
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
         out.push(String::from_utf8(split.finish().to_vec()).unwrap());
         out
     }
@@ -140,7 +160,10 @@ mod tests {
             }
             // Every record starts with its id: a chunk starting otherwise starts inside one.
             let starts: Vec<char> = got.iter().skip(1).filter_map(|c| c.chars().next()).collect();
-            assert!(starts.iter().all(|c| c.is_ascii_digit()), "pieces of {size}: chunks start inside a record: {got:?}");
+            assert!(
+                starts.iter().all(|c| c.is_ascii_digit()),
+                "pieces of {size}: chunks start inside a record: {got:?}"
+            );
         }
     }
 }

@@ -48,7 +48,8 @@ const AGENTS: [&str; 4] = [
     "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
     "Googlebot/2.1 (+http://www.google.com/bot.html)",
 ];
-const REFERRERS: [&str; 4] = ["http://www.google.com", "http://www.bing.com", "http://www.demo-shop.com", "-"];
+const REFERRERS: [&str; 4] =
+    ["http://www.google.com", "http://www.bing.com", "http://www.demo-shop.com", "-"];
 
 /// SplitMix64: tiny, fast and the same on every platform and release, which is what
 /// "deterministic" needs here.
@@ -74,9 +75,22 @@ pub fn push_row(out: &mut Vec<u8>, i: u64, start_ms: i64, step_ms: i64) {
     let ip = rng.next();
     let fields: [String; 11] = [
         ts.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-        format!("{}.{}.{}.{}", 1 + (ip & 0xDF) % 223, (ip >> 8) & 0xFF, (ip >> 16) & 0xFF, 1 + ((ip >> 24) & 0xFD)),
+        format!(
+            "{}.{}.{}.{}",
+            1 + (ip & 0xDF) % 223,
+            (ip >> 8) & 0xFF,
+            (ip >> 16) & 0xFF,
+            1 + ((ip >> 24) & 0xFD)
+        ),
         rng.pick(&METHODS).to_string(),
-        format!("{}&JSESSIONID=SD{}SL{}FF{}ADFF{}", rng.pick(&PATHS), rng.next() % 10, rng.next() % 10, rng.next() % 100, rng.next() % 10_000),
+        format!(
+            "{}&JSESSIONID=SD{}SL{}FF{}ADFF{}",
+            rng.pick(&PATHS),
+            rng.next() % 10,
+            rng.next() % 10,
+            rng.next() % 100,
+            rng.next() % 10_000
+        ),
         "HTTP 1.1".to_string(),
         rng.pick(&STATUSES).to_string(),
         (100 + rng.next() % 4000).to_string(),

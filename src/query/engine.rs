@@ -9,15 +9,17 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaPr
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{Expr, lit};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SQLOptions, SessionConfig, SessionContext, ident};
+use datafusion::logical_expr::{Expr, lit};
+use datafusion::prelude::{
+    CsvReadOptions, JsonReadOptions, SQLOptions, SessionConfig, SessionContext, ident,
+};
 
 use datafusion::sql::parser::Statement as DfStatement;
 
 use super::catalog::{Catalog, EpochUnit, TableFormat, split_name};
-use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 use super::object_stores::TableStores;
+use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 
 /// The rows of one record batch.
 pub(super) const BATCH_ROWS: usize = 8192;
@@ -101,10 +103,13 @@ fn object_store_text(e: &object_store::Error) -> String {
     let settings = "check the table's location and the worker's [s3] settings";
     match e {
         object_store::Error::NotFound { path, .. } => format!("reading a table: {path} not found{code}"),
-        object_store::Error::PermissionDenied { path, .. } | object_store::Error::Unauthenticated { path, .. } => {
+        object_store::Error::PermissionDenied { path, .. }
+        | object_store::Error::Unauthenticated { path, .. } => {
             format!("reading a table: access to {path} refused{code}; {settings}")
         }
-        object_store::Error::Generic { store, .. } => format!("reading a table from {store} failed{code}; {settings}"),
+        object_store::Error::Generic { store, .. } => {
+            format!("reading a table from {store} failed{code}; {settings}")
+        }
         _ => format!("reading a table failed{code}; {settings}"),
     }
 }
@@ -113,7 +118,13 @@ fn object_store_text(e: &object_store::Error) -> String {
 pub trait QueryEngine: Send + Sync + 'static {
     /// Plans `query` over the catalog restricted to `window`, skips the first `skip` rows
     /// (a resumed run) and stops after `limit` rows in all.
-    async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError>;
+    async fn run(
+        &self,
+        query: &str,
+        window: QueryWindow,
+        skip: u64,
+        limit: Option<u64>,
+    ) -> Result<QueryRun, QueryError>;
 
     /// Checks that `query` plans (tables and columns exist, it is a SELECT) without running it.
     async fn check(&self, query: &str) -> Result<QueryShape, QueryError>;
@@ -158,13 +169,18 @@ impl DataFusionEngine {
     /// A session holding the tables `query` names, each windowed to `window`. Only those: a
     /// table is opened (its files listed, its schema read) only by the queries that use it.
     /// Also says whether any of them has a time column.
-    async fn context(&self, window: QueryWindow, statement: &DfStatement) -> Result<(SessionContext, bool), QueryError> {
+    async fn context(
+        &self,
+        window: QueryWindow,
+        statement: &DfStatement,
+    ) -> Result<(SessionContext, bool), QueryError> {
         // One partition keeps the row order of a run stable, so that a resumed run can skip
         // exactly the rows already uploaded. Identifiers stay case-sensitive: Devo field
         // names are camelCase (`statusCode`).
         let mut config = SessionConfig::new().with_target_partitions(1).with_batch_size(BATCH_ROWS);
         config.options_mut().sql_parser.enable_ident_normalization = false;
-        config.options_mut().sql_parser.recursion_limit = datafusion::config::ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)?;
+        config.options_mut().sql_parser.recursion_limit =
+            datafusion::config::ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)?;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(bytes) = self.memory_limit {
             runtime = runtime.with_memory_limit(bytes, 1.0);
@@ -172,13 +188,18 @@ impl DataFusionEngine {
         let mut ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         super::guarded_functions::register(&ctx);
         let pool = ctx.runtime_env().memory_pool.clone();
-        datafusion::execution::FunctionRegistry::register_expr_planner(&mut ctx, Arc::new(super::guarded_concat::GuardedConcatPlanner::new(pool)))?;
+        datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut ctx,
+            Arc::new(super::guarded_concat::GuardedConcatPlanner::new(pool)),
+        )?;
         for (url, store) in &self.stores {
             ctx.register_object_store(url, store.clone());
         }
         let named = named_tables(&ctx, statement);
         let mut windowed = false;
-        for table in self.catalog.tables.iter().filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r))) {
+        for table in
+            self.catalog.tables.iter().filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r)))
+        {
             let location = table.location.to_string_lossy().to_string();
             // A directory is read for its `.csv` / `.json` files; a file named on its own is read
             // whatever it is called (`events.ndjson`, `export.txt`). An `s3://` location is one
@@ -193,11 +214,14 @@ impl DataFusionEngine {
                 TableFormat::Csv => {
                     // Values may hold newlines (RFC 4180): read each file whole, in order, never
                     // from a byte offset that may fall inside quotes.
-                    let mut opts = CsvReadOptions::new().newlines_in_values(true).schema_infer_max_records(CSV_INFER_RECORDS);
+                    let mut opts = CsvReadOptions::new()
+                        .newlines_in_values(true)
+                        .schema_infer_max_records(CSV_INFER_RECORDS);
                     if one_file {
                         opts = opts.file_extension("");
                     }
-                    let schema = super::csv_schema::infer(&ctx, &location, one_file, CSV_INFER_RECORDS).await?;
+                    let schema =
+                        super::csv_schema::infer(&ctx, &location, one_file, CSV_INFER_RECORDS).await?;
                     if let Some(schema) = &schema {
                         opts = opts.schema(schema);
                     }
@@ -216,7 +240,12 @@ impl DataFusionEngine {
                 let data_type = df
                     .schema()
                     .field_with_unqualified_name(time)
-                    .map_err(|_| QueryError::Execution(format!("catalog: table {} has no time column {time}", table.name)))?
+                    .map_err(|_| {
+                        QueryError::Execution(format!(
+                            "catalog: table {} has no time column {time}",
+                            table.name
+                        ))
+                    })?
                     .data_type()
                     .clone();
                 let (column, data_type) = comparable_time(ident(time), data_type, table.time_unit);
@@ -234,19 +263,29 @@ impl DataFusionEngine {
     }
 
     /// Plans the parsed `statement` (DDL, DML and statements refused).
-    async fn plan(&self, ctx: &SessionContext, statement: DfStatement) -> Result<datafusion::dataframe::DataFrame, QueryError> {
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    async fn plan(
+        &self,
+        ctx: &SessionContext,
+        statement: DfStatement,
+    ) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+        let options =
+            SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let planned = async {
             // The catalog's tables are views in memory: resolving them never waits on I/O, so
             // the planning future completes on the big stack without a runtime to drive it.
             let state = ctx.state();
-            let plan = with_planning_stack(|| futures::executor::block_on(state.statement_to_plan(statement)))?;
+            let plan =
+                with_planning_stack(|| futures::executor::block_on(state.statement_to_plan(statement)))?;
             options.verify_plan(&plan)?;
             ctx.execute_logical_plan(plan).await
         };
         planned.await.map_err(|e| match e.find_root() {
-            DataFusionError::Execution(m) | DataFusionError::Plan(m) => QueryError::Invalid(self.name_the_tables(m.clone())),
-            DataFusionError::SchemaError(..) => QueryError::Invalid(without_settings_hint(e.find_root().to_string())),
+            DataFusionError::Execution(m) | DataFusionError::Plan(m) => {
+                QueryError::Invalid(self.name_the_tables(m.clone()))
+            }
+            DataFusionError::SchemaError(..) => {
+                QueryError::Invalid(without_settings_hint(e.find_root().to_string()))
+            }
             _ => e.into(),
         })
     }
@@ -254,7 +293,8 @@ impl DataFusionEngine {
     /// DataFusion names a missing table by its internal path (`datafusion.public.nope`): say
     /// which tables there are instead.
     fn name_the_tables(&self, message: String) -> String {
-        let Some(missing) = message.strip_prefix("table '").and_then(|m| m.strip_suffix("' not found")) else {
+        let Some(missing) = message.strip_prefix("table '").and_then(|m| m.strip_suffix("' not found"))
+        else {
             return message;
         };
         let name = missing.strip_prefix("datafusion.public.").unwrap_or(missing);
@@ -267,7 +307,9 @@ impl DataFusionEngine {
 /// cannot change: say what holds here instead.
 fn without_settings_hint(message: String) -> String {
     match message.find(" You can use double quotes") {
-        Some(cut) => format!("{} Column names are case-sensitive (as in Devo: statusCode).", message[..cut].trim_end()),
+        Some(cut) => {
+            format!("{} Column names are case-sensitive (as in Devo: statusCode).", message[..cut].trim_end())
+        }
         None => message,
     }
 }
@@ -293,7 +335,9 @@ fn comparable_time(column: Expr, data_type: DataType, unit: EpochUnit) -> (Expr,
 /// A literal comparable with the time column: timestamps in ms, integers as epoch ms.
 fn time_literal(data_type: &DataType, ms: i64) -> Expr {
     match data_type {
-        DataType::Timestamp(TimeUnit::Second, tz) => lit(ScalarValue::TimestampSecond(Some(ms.div_euclid(1000)), tz.clone())),
+        DataType::Timestamp(TimeUnit::Second, tz) => {
+            lit(ScalarValue::TimestampSecond(Some(ms.div_euclid(1000)), tz.clone()))
+        }
         DataType::Timestamp(_, tz) => lit(ScalarValue::TimestampMillisecond(Some(ms), tz.clone())),
         DataType::Date32 | DataType::Date64 => lit(ScalarValue::Date64(Some(ms))),
         _ => lit(ms),
@@ -327,7 +371,11 @@ fn resolved(ctx: &SessionContext, name: &str) -> Option<(String, String, String)
     ))
 }
 
-fn register(ctx: &SessionContext, name: &str, view: Arc<dyn datafusion::catalog::TableProvider>) -> Result<(), QueryError> {
+fn register(
+    ctx: &SessionContext,
+    name: &str,
+    view: Arc<dyn datafusion::catalog::TableProvider>,
+) -> Result<(), QueryError> {
     let bad = |e: super::catalog::CatalogError| QueryError::Execution(e.to_string());
     let (catalog_name, schema_name, table) = split_name(name).map_err(bad)?;
     let state = ctx.state();
@@ -356,7 +404,13 @@ fn register(ctx: &SessionContext, name: &str, view: Arc<dyn datafusion::catalog:
 
 #[async_trait]
 impl QueryEngine for DataFusionEngine {
-    async fn run(&self, query: &str, window: QueryWindow, skip: u64, limit: Option<u64>) -> Result<QueryRun, QueryError> {
+    async fn run(
+        &self,
+        query: &str,
+        window: QueryWindow,
+        skip: u64,
+        limit: Option<u64>,
+    ) -> Result<QueryRun, QueryError> {
         let statement = super::parse::only_one_select(query)?;
         let (ctx, _) = self.context(window, &statement).await?;
         let mut df = self.plan(&ctx, statement).await?;
@@ -365,7 +419,8 @@ impl QueryEngine for DataFusionEngine {
             df = df.limit(skip as usize, fetch)?;
         }
         let time_column = df.schema().fields().iter().enumerate().find_map(|(index, f)| {
-            let table = self.catalog.tables.iter().find(|t| t.time_column.as_deref() == Some(f.name().as_str()))?;
+            let table =
+                self.catalog.tables.iter().find(|t| t.time_column.as_deref() == Some(f.name().as_str()))?;
             Some(TimeColumn { index, millis_per_unit: table.time_unit.millis() })
         });
         // As `DataFrame::execute_stream`, with the optimizer on the big stack as well.
@@ -413,7 +468,12 @@ mod tests {
 
     /// The `v` values a query over one file sees in the window 00:30–03:00 of 2026-01-01, and
     /// the time column's place and scale in the output.
-    async fn windowed(file: &str, lines: &[String], format: TableFormat, time_unit: EpochUnit) -> (Vec<i64>, Option<TimeColumn>) {
+    async fn windowed(
+        file: &str,
+        lines: &[String],
+        format: TableFormat,
+        time_unit: EpochUnit,
+    ) -> (Vec<i64>, Option<TimeColumn>) {
         use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::Int64Type;
         let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
@@ -433,7 +493,8 @@ mod tests {
         let run = engine.run("SELECT v, t FROM ev", window, 0, None).await.unwrap();
         let time_column = run.time_column;
         let batches: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(run.stream).await.unwrap();
-        let seen = batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+        let seen =
+            batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
         (seen, time_column)
     }
 
@@ -464,11 +525,16 @@ mod tests {
                     <AWSAccessKeyId>AKIAEXAMPLEKEYID</AWSAccessKeyId></Error>";
         let store = object_store::Error::Generic { store: "S3", source: body.into() };
         let wrapped = DataFusionError::ArrowError(
-            Box::new(datafusion::arrow::error::ArrowError::ExternalError(Box::new(DataFusionError::ObjectStore(Box::new(store))))),
+            Box::new(datafusion::arrow::error::ArrowError::ExternalError(Box::new(
+                DataFusionError::ObjectStore(Box::new(store)),
+            ))),
             None,
         );
         let text = error_text(&wrapped);
-        assert_eq!(text, "reading a table from S3 failed (S3 ExpiredToken); check the table's location and the worker's [s3] settings");
+        assert_eq!(
+            text,
+            "reading a table from S3 failed (S3 ExpiredToken); check the table's location and the worker's [s3] settings"
+        );
         let QueryError::Execution(text) = QueryError::from(wrapped) else { panic!("an execution error") };
         assert!(!text.contains("FwoGZXIv") && !text.contains("AKIAEXAMPLE"), "{text}");
     }
@@ -480,7 +546,16 @@ mod tests {
         let engine = DataFusionEngine::new(Catalog::load(&catalog).unwrap());
         let err = engine.check("SELECT * FROM nope").await.unwrap_err().to_string();
         assert_eq!(err, "query refused: there is no table nope; the catalog has demo.ecommerce.data");
-        let err = engine.check("SELECT * FROM demo.ecommerce.data WHERE statuscode > 1").await.unwrap_err().to_string();
-        assert!(err.contains("statuscode") && err.contains("case-sensitive") && !err.contains("enable_ident_normalization"), "{err}");
+        let err = engine
+            .check("SELECT * FROM demo.ecommerce.data WHERE statuscode > 1")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("statuscode")
+                && err.contains("case-sensitive")
+                && !err.contains("enable_ident_normalization"),
+            "{err}"
+        );
     }
 }

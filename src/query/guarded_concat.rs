@@ -19,7 +19,8 @@ use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::logical_expr::binary::string_coercion;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable as _, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ExprSchemable as _, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 
@@ -89,8 +90,9 @@ impl ScalarUDFImpl for StringConcat {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         match arg_types {
-            [left, right] => common_text_type(left, right)
-                .ok_or_else(|| datafusion::common::plan_datafusion_err!("|| joins two texts, not {left} and {right}")),
+            [left, right] => common_text_type(left, right).ok_or_else(|| {
+                datafusion::common::plan_datafusion_err!("|| joins two texts, not {left} and {right}")
+            }),
             _ => datafusion::common::plan_err!("|| takes two values"),
         }
     }
@@ -111,7 +113,11 @@ impl ScalarUDFImpl for StringConcat {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let [left, right] = [&arrays[0], &arrays[1]].map(|a| cast(a, &output));
         let joined = concat_elements_dyn(&left?, &right?)?;
-        Ok(if scalars { ColumnarValue::Scalar(ScalarValue::try_from_array(&joined, 0)?) } else { ColumnarValue::Array(joined) })
+        Ok(if scalars {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&joined, 0)?)
+        } else {
+            ColumnarValue::Array(joined)
+        })
     }
 }
 
@@ -125,10 +131,17 @@ mod tests {
     use super::*;
 
     fn context(budget: usize) -> SessionContext {
-        let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(GreedyMemoryPool::new(budget))).build_arc().unwrap();
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(budget)))
+            .build_arc()
+            .unwrap();
         let mut ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
         let pool = ctx.runtime_env().memory_pool.clone();
-        datafusion::execution::FunctionRegistry::register_expr_planner(&mut ctx, Arc::new(GuardedConcatPlanner::new(pool))).unwrap();
+        datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut ctx,
+            Arc::new(GuardedConcatPlanner::new(pool)),
+        )
+        .unwrap();
         ctx
     }
 
@@ -157,6 +170,9 @@ mod tests {
         // Each row 100 KB; `s || s` over 8 rows would build 1.6 MB, over the 1 MiB budget.
         let sql = "SELECT s || s || s || s FROM (SELECT repeat(CAST(value AS VARCHAR), 100000) AS s FROM generate_series(1, 8))";
         let Err(err) = rows(&ctx, sql).await else { panic!("the concatenation was built past the budget") };
-        assert!(matches!(err.find_root(), datafusion::error::DataFusionError::ResourcesExhausted(_)), "{err}");
+        assert!(
+            matches!(err.find_root(), datafusion::error::DataFusionError::ResourcesExhausted(_)),
+            "{err}"
+        );
     }
 }

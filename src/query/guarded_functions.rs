@@ -16,8 +16,8 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::{cast, kernels::length::length};
 use datafusion::arrow::datatypes::{DataType, FieldRef, Int64Type, IntervalMonthDayNanoType, TimeUnit};
 use datafusion::common::Result;
-use datafusion::error::DataFusionError;
 use datafusion::common::human_readable_size;
+use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -121,8 +121,12 @@ impl ScalarUDFImpl for Guarded {
 pub(super) fn reserve_output(pool: &Arc<dyn MemoryPool>, name: &str, bytes: u128, rows: usize) -> Result<()> {
     let reservation = MemoryConsumer::new(format!("{name}()")).register(pool);
     reservation.try_grow(usize::try_from(bytes).unwrap_or(usize::MAX)).map_err(|e| {
-        let size = u64::try_from(bytes).map_or_else(|_| format!("{bytes} bytes"), |b| human_readable_size(b as usize));
-        DataFusionError::ResourcesExhausted(format!("{name}() would build up to {size} of values for {rows} rows at once ({})", e.find_root()))
+        let size = u64::try_from(bytes)
+            .map_or_else(|_| format!("{bytes} bytes"), |b| human_readable_size(b as usize));
+        DataFusionError::ResourcesExhausted(format!(
+            "{name}() would build up to {size} of values for {rows} rows at once ({})",
+            e.find_root()
+        ))
     })?;
     Ok(())
 }
@@ -130,7 +134,10 @@ pub(super) fn reserve_output(pool: &Arc<dyn MemoryPool>, name: &str, bytes: u128
 /// Refuses a plan holding a constant so large that repeating it over one batch (as a
 /// projection does) takes more than the query's memory budget: no pool sees that copy.
 /// Such constants mostly come from folding (`repeat('x', 1000000) AS s` over a table).
-pub fn constants_fit(plan: &datafusion::logical_expr::LogicalPlan, budget: usize) -> Result<(), super::QueryError> {
+pub fn constants_fit(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    budget: usize,
+) -> Result<(), super::QueryError> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let mut largest = 0;
     plan.apply_with_subqueries(|node| {
@@ -160,7 +167,9 @@ pub fn constants_fit(plan: &datafusion::logical_expr::LogicalPlan, budget: usize
 /// Sums `row_bound` over the rows of one call.
 pub(super) fn sum_rows(args: &ScalarFunctionArgs, row_bound: impl Fn(&Row) -> u128) -> u128 {
     let columns: Vec<Sizes> = args.args.iter().map(Sizes::of).collect();
-    (0..args.number_rows.max(1)).map(|index| row_bound(&Row { args: &columns, index })).fold(0, u128::saturating_add)
+    (0..args.number_rows.max(1))
+        .map(|index| row_bound(&Row { args: &columns, index }))
+        .fold(0, u128::saturating_add)
 }
 
 /// One row's arguments, as sizes and counts.
@@ -189,7 +198,9 @@ impl Row<'_> {
             _ => (value(0), value(1), value(2)),
         };
         match (start, stop, step) {
-            (Some(start), Some(stop), Some(step)) => (stop.abs_diff(start) as u128) / (step.unsigned_abs().max(1) as u128) + 1,
+            (Some(start), Some(stop), Some(step)) => {
+                (stop.abs_diff(start) as u128) / (step.unsigned_abs().max(1) as u128) + 1
+            }
             _ => 0,
         }
     }
@@ -229,9 +240,12 @@ impl Sizes {
 /// values; an even share of the array's memory otherwise.
 fn value_bytes(array: &ArrayRef) -> Vec<u128> {
     let lengths = match array.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-            length(array).ok().and_then(|l| cast(&l, &DataType::Int64).ok())
-        }
+        DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView => length(array).ok().and_then(|l| cast(&l, &DataType::Int64).ok()),
         _ => None,
     };
     match lengths {
@@ -257,7 +271,9 @@ fn integers(array: &ArrayRef) -> Option<Vec<Option<i128>>> {
             Some(values.as_primitive::<Int64Type>().iter().map(|v| v.map(i128::from)).collect())
         }
         DataType::Interval(_) => {
-            let values = cast(array, &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)).ok()?;
+            let values =
+                cast(array, &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano))
+                    .ok()?;
             // A month is at least 28 days: the shortest step gives the most values.
             let shortest = |v: <IntervalMonthDayNanoType as datafusion::arrow::datatypes::ArrowPrimitiveType>::Native| {
                 i128::from(v.months) * 28 * DAY_NS + i128::from(v.days) * DAY_NS + i128::from(v.nanoseconds)
@@ -326,9 +342,16 @@ mod tests {
     #[tokio::test]
     async fn constants_a_batch_cannot_repeat_within_the_budget_are_refused() {
         // Folded into a 100 KB constant, which a batch of 8192 rows would repeat (800 MB).
-        let over_rows = |n: u32| format!("SELECT length(concat(s, v)) FROM (SELECT repeat('x', {n}) AS s, v FROM (VALUES (1), (2)) AS t(v))");
+        let over_rows = |n: u32| {
+            format!(
+                "SELECT length(concat(s, v)) FROM (SELECT repeat('x', {n}) AS s, v FROM (VALUES (1), (2)) AS t(v))"
+            )
+        };
         let err = value(&over_rows(100_000)).await.unwrap_err();
-        assert!(err.starts_with("the query needs more memory than one query may use") && err.contains("constant"), "{err}");
+        assert!(
+            err.starts_with("the query needs more memory than one query may use") && err.contains("constant"),
+            "{err}"
+        );
         assert_eq!(value(&over_rows(1000)).await.as_deref(), Ok("1001"));
     }
 }

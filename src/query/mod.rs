@@ -11,5 +11,8 @@ mod object_stores;
 mod parse;
 
 pub use catalog::{Catalog, EpochUnit, TableEntry, TableFormat};
-pub use engine::{error_text as query_error_text, DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn};
+pub use engine::{
+    DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn,
+    error_text as query_error_text,
+};
 pub use object_stores::{TableStores, for_catalog as table_stores};

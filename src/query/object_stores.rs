@@ -22,14 +22,17 @@ pub fn s3_bucket(location: &str) -> Option<&str> {
 }
 
 pub fn for_catalog(catalog: &Catalog, s3: &S3Defaults) -> Result<TableStores, String> {
-    let buckets: BTreeSet<&str> = catalog.tables.iter().filter_map(|t| t.location.to_str().and_then(s3_bucket)).collect();
+    let buckets: BTreeSet<&str> =
+        catalog.tables.iter().filter_map(|t| t.location.to_str().and_then(s3_bucket)).collect();
     buckets
         .into_iter()
         .map(|bucket| {
             // Keys from the configuration go alone (an AWS_SESSION_TOKEN of the environment
             // belongs to other keys); without them, the environment says everything.
             let mut builder = match (&s3.access_key, &s3.secret_key) {
-                (Some(key), Some(secret)) => AmazonS3Builder::new().with_access_key_id(key).with_secret_access_key(secret.expose()),
+                (Some(key), Some(secret)) => {
+                    AmazonS3Builder::new().with_access_key_id(key).with_secret_access_key(secret.expose())
+                }
                 _ => AmazonS3Builder::from_env(),
             }
             .with_bucket_name(bucket);
@@ -40,7 +43,8 @@ pub fn for_catalog(catalog: &Catalog, s3: &S3Defaults) -> Result<TableStores, St
                 builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
             }
             let store = builder.build().map_err(|e| format!("catalog: the S3 bucket {bucket}: {e}"))?;
-            let url = Url::parse(&format!("s3://{bucket}")).map_err(|e| format!("catalog: the S3 bucket {bucket}: {e}"))?;
+            let url = Url::parse(&format!("s3://{bucket}"))
+                .map_err(|e| format!("catalog: the S3 bucket {bucket}: {e}"))?;
             Ok((url, Arc::new(store) as Arc<dyn ObjectStore>))
         })
         .collect()

@@ -64,7 +64,9 @@ pub fn parse(query: &str) -> Result<VecDeque<DfStatement>, QueryError> {
         .build()
         .and_then(|mut parser| parser.parse_statements());
     parsed.map_err(|e| match e.find_root() {
-        DataFusionError::SQL(parser, _) if matches!(**parser, ParserError::RecursionLimitExceeded) => too_deep_for_parser(),
+        DataFusionError::SQL(parser, _) if matches!(**parser, ParserError::RecursionLimitExceeded) => {
+            too_deep_for_parser()
+        }
         DataFusionError::SQL(parser, _) => does_not_parse(query, &parser.to_string()),
         other => does_not_parse(query, &other.to_string()),
     })
@@ -74,7 +76,11 @@ pub fn parse(query: &str) -> Result<VecDeque<DfStatement>, QueryError> {
 fn does_not_parse(query: &str, why: &str) -> QueryError {
     // Devo's own language (`from t where … select …`) is what Devo clients know best.
     let linq = query.trim_start().get(..5).is_some_and(|w| w.eq_ignore_ascii_case("from "));
-    let hint = if linq { " (this looks like Devo's LINQ; Forwarder runs SQL: SELECT … FROM … WHERE …)" } else { "" };
+    let hint = if linq {
+        " (this looks like Devo's LINQ; Forwarder runs SQL: SELECT … FROM … WHERE …)"
+    } else {
+        ""
+    };
     QueryError::Invalid(format!("the query does not parse: {why}{hint}"))
 }
 
@@ -102,7 +108,10 @@ pub fn only_one_select(query: &str) -> Result<DfStatement, QueryError> {
         other => {
             let text = other.to_string();
             let kind: Vec<&str> = text.split_whitespace().take(2).collect();
-            Err(QueryError::Invalid(format!("only SELECT queries run here, not {}", kind.join(" ").to_uppercase())))
+            Err(QueryError::Invalid(format!(
+                "only SELECT queries run here, not {}",
+                kind.join(" ").to_uppercase()
+            )))
         }
     }
 }
@@ -205,12 +214,18 @@ pub fn depth_bound(tokens: &[Token]) -> usize {
 mod tests {
     #[test]
     fn queries_over_too_many_tables_or_blocks_are_refused() {
-        let derived = |n: usize| (0..n).map(|i| format!("(SELECT 1 AS a{i}) t{i}")).collect::<Vec<_>>().join(", ");
+        let derived =
+            |n: usize| (0..n).map(|i| format!("(SELECT 1 AS a{i}) t{i}")).collect::<Vec<_>>().join(", ");
         assert!(only_one_select(&format!("SELECT 1 FROM {}", derived(50))).is_ok());
         let err = only_one_select(&format!("SELECT 1 FROM {}", derived(1000))).unwrap_err().to_string();
         assert!(err.contains("too deeply nested") && err.contains("more than 100 tables"), "{err}");
-        let ctes = (1..300).map(|i| format!("t{i} AS (SELECT a + 1 AS a FROM t{})", i - 1)).collect::<Vec<_>>().join(", ");
-        let err = only_one_select(&format!("WITH t0 AS (SELECT 1 AS a), {ctes} SELECT a FROM t299")).unwrap_err().to_string();
+        let ctes = (1..300)
+            .map(|i| format!("t{i} AS (SELECT a + 1 AS a FROM t{})", i - 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let err = only_one_select(&format!("WITH t0 AS (SELECT 1 AS a), {ctes} SELECT a FROM t299"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("more than"), "{err}");
     }
 
@@ -222,7 +237,11 @@ mod tests {
 
     #[test]
     fn only_one_select_runs() {
-        for ok in ["SELECT 1", "select * from demo.ecommerce.data where statusCode >= 500", "WITH t AS (SELECT 1 AS a) SELECT a FROM t"] {
+        for ok in [
+            "SELECT 1",
+            "select * from demo.ecommerce.data where statusCode >= 500",
+            "WITH t AS (SELECT 1 AS a) SELECT a FROM t",
+        ] {
             assert!(only_one_select(ok).is_ok(), "{ok}");
         }
         for (bad, says) in [

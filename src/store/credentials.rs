@@ -22,19 +22,8 @@ fn kind_str(kind: CredentialKind) -> &'static str {
 type Row = (String, String, String, Option<Vec<u8>>, i64, Option<i64>);
 
 fn credential((id, kind, domain, sealed, created_at, revoked_at): Row) -> Credential {
-    let kind = if kind == "apikey" {
-        CredentialKind::ApiKey
-    } else {
-        CredentialKind::Token
-    };
-    Credential {
-        id,
-        kind,
-        domain,
-        sealed,
-        created_at_ms: created_at,
-        revoked: revoked_at.is_some(),
-    }
+    let kind = if kind == "apikey" { CredentialKind::ApiKey } else { CredentialKind::Token };
+    Credential { id, kind, domain, sealed, created_at_ms: created_at, revoked: revoked_at.is_some() }
 }
 
 /// The same statements serve both stores (`$n` parameters work in SQLite too).

@@ -8,10 +8,7 @@ use super::StoreError;
 use crate::job::{Job, JobStatus, PartRecord, Progress, ResumePoint};
 
 pub(super) fn corrupt(id: &str, detail: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        id: id.to_string(),
-        detail: detail.to_string(),
-    }
+    StoreError::Corrupt { id: id.to_string(), detail: detail.to_string() }
 }
 
 pub(super) fn job_from_row<'r, R>(row: &'r R) -> Result<Job, StoreError>
@@ -31,8 +28,7 @@ where
         domain: row.try_get("domain")?,
         owner: row.try_get("owner")?,
         friendly_name: row.try_get("friendly_name")?,
-        status: JobStatus::parse(&status)
-            .ok_or_else(|| corrupt(&id, format!("status {status}")))?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt(&id, format!("status {status}")))?,
         spec: serde_json::from_str(&spec).map_err(|e| corrupt(&id, e))?,
         sealed_secrets: row.try_get("sealed_secrets")?,
         created_at_ms: row.try_get("created_at")?,

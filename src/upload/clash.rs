@@ -65,7 +65,10 @@ impl S3Uploader {
             match self.inspect(key, error, ours()).await? {
                 Found::Ours => return Ok(()),
                 Found::EarlierRun(etag) => {
-                    tracing::warn!(key, "replacing a part an earlier run of this job wrote but never recorded");
+                    tracing::warn!(
+                        key,
+                        "replacing a part an earlier run of this job wrote but never recorded"
+                    );
                     condition = WriteIf::Is(etag);
                 }
             }
@@ -76,11 +79,19 @@ impl S3Uploader {
     /// (as the error) unless the object is ours or an earlier run's.
     async fn inspect(&self, key: &str, error: UploadError, ours: Fingerprint) -> Result<Found, UploadError> {
         // 409: an earlier attempt is still being carried out; give it time to land.
-        let waits: &[u64] = if error.code.as_deref() == Some("ConditionalRequestConflict") { &[1, 2, 4, 8] } else { &[0] };
+        let waits: &[u64] =
+            if error.code.as_deref() == Some("ConditionalRequestConflict") { &[1, 2, 4, 8] } else { &[0] };
         let mut head = None;
         for secs in waits {
             tokio::time::sleep(Duration::from_secs(*secs)).await;
-            let answer = self.client.head_object().bucket(&self.bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await;
+            let answer = self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await;
             let found = answer.is_ok();
             head = Some(answer);
             if found {

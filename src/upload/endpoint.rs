@@ -81,7 +81,9 @@ fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     }
     match s {
         [0x0064, 0xff9b, 0, 0, 0, 0, ..] => Some(tail),
-        [0x2002, hi, lo, ..] => Some(std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)),
+        [0x2002, hi, lo, ..] => {
+            Some(std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8))
+        }
         _ => None,
     }
 }
@@ -94,14 +96,21 @@ pub async fn check_endpoint(endpoint: &str, allowed: &[Allowed]) -> Result<(), S
     if !url.username().is_empty() || url.password().is_some() {
         return Err("aws.endpoint must not hold a user name or password; send them as aws.accesskey and aws.secretkey".into());
     }
-    let host = url.host_str().ok_or("aws.endpoint has no host")?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let host = url
+        .host_str()
+        .ok_or("aws.endpoint has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     if allowed.iter().any(|a| matches!(a, Allowed::Host(h) if *h == host)) {
         return Ok(());
     }
     let port = url.port_or_known_default().unwrap_or(443);
     let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => resolve(&host, port).await.map_err(|e| format!("aws.endpoint host {host} does not resolve: {e}"))?,
+        Err(_) => resolve(&host, port)
+            .await
+            .map_err(|e| format!("aws.endpoint host {host} does not resolve: {e}"))?,
     };
     if addresses.is_empty() {
         return Err(format!("aws.endpoint host {host} does not resolve"));
@@ -118,7 +127,10 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<IpAddr>> {
     match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await {
         Ok(found) => Ok(found?.map(|a| a.ip()).collect()),
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {RESOLVE_TIMEOUT:?}"))),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {RESOLVE_TIMEOUT:?}"),
+        )),
     }
 }
 
@@ -169,14 +181,36 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_recognised() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
-                   "::1", "::", "fd00::1", "fe80::1", "::ffff:169.254.169.254", "::ffff:127.0.0.1",
-                   // IPv4 hosts inside IPv6: compatible, NAT64, 6to4; Teredo, site-local.
-                   "::10.0.0.5", "64:ff9b::a00:5", "64:ff9b::169.254.169.254", "64:ff9b:1::1", "2002:a00:5::1",
-                   "2002:7f00:1::", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "fec0::1", "2001:db8::1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+            "::ffff:127.0.0.1",
+            // IPv4 hosts inside IPv6: compatible, NAT64, 6to4; Teredo, site-local.
+            "::10.0.0.5",
+            "64:ff9b::a00:5",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::1",
+            "2002:a00:5::1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "2001:db8::1",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["52.95.110.1", "8.8.8.8", "2600:1f18::1", "172.32.0.1", "64:ff9b::808:808", "2002:808:808::1"] {
+        for ip in
+            ["52.95.110.1", "8.8.8.8", "2600:1f18::1", "172.32.0.1", "64:ff9b::808:808", "2002:808:808::1"]
+        {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -185,9 +219,13 @@ mod tests {
     async fn internal_endpoints_need_the_operators_leave() {
         let err = check_endpoint("http://169.254.169.254/latest", &[]).await.unwrap_err();
         assert!(err.contains("169.254.169.254") && err.contains("s3.allowed_endpoints"), "{err}");
-        assert!(check_endpoint("http://localhost:4566", &[]).await.is_err(), "names are checked on the resolved address");
+        assert!(
+            check_endpoint("http://localhost:4566", &[]).await.is_err(),
+            "names are checked on the resolved address"
+        );
         assert!(check_endpoint("http://[::1]:4566", &[]).await.is_err());
-        let allowed = [Allowed::parse("127.0.0.0/8"), Allowed::parse("::1"), Allowed::parse("minio.internal")];
+        let allowed =
+            [Allowed::parse("127.0.0.0/8"), Allowed::parse("::1"), Allowed::parse("minio.internal")];
         assert!(check_endpoint("http://127.0.0.1:4566", &allowed).await.is_ok());
         assert!(check_endpoint("http://localhost:4566", &allowed).await.is_ok());
         assert!(check_endpoint("https://minio.internal:9000", &allowed).await.is_ok());

@@ -80,7 +80,8 @@ mod tests {
         let f = Fingerprint::of_parts(&parts);
         let md5s = [Md5::digest(b"first").to_vec(), Md5::digest(b"second").to_vec()].concat();
         assert!(f.matches(Some(&format!("\"{}-2\"", hex::encode(Md5::digest(&md5s)))), None));
-        let crcs = [crc32fast::hash(b"first").to_be_bytes(), crc32fast::hash(b"second").to_be_bytes()].concat();
+        let crcs =
+            [crc32fast::hash(b"first").to_be_bytes(), crc32fast::hash(b"second").to_be_bytes()].concat();
         assert!(f.matches(None, Some(&format!("{}-2", B64.encode(crc32fast::hash(&crcs).to_be_bytes())))));
         // Another writer's object under the same key.
         let other = Fingerprint::of_parts(&[part(1, b"first"), part(2, b"other")]);

@@ -60,7 +60,8 @@ impl ObjectUpload {
         let number = self.next_number;
         self.next_number += 1;
         self.bytes += chunk.len() as u64;
-        let (uploader, key, id) = (self.uploader.clone(), self.object.key.clone(), self.upload_id.clone().unwrap_or_default());
+        let (uploader, key, id) =
+            (self.uploader.clone(), self.object.key.clone(), self.upload_id.clone().unwrap_or_default());
         self.in_flight.spawn(async move {
             let _permit = permit;
             uploader.upload_part(&key, &id, number, chunk).await
@@ -128,7 +129,9 @@ impl ObjectUpload {
                 match self.uploader.abort_all_under(key, requested_at).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(%key, uploads = n, "aborted multipart uploads left behind"),
-                    Err(e) => tracing::warn!(%key, error = %e, "could not look for multipart uploads left behind"),
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "could not look for multipart uploads left behind")
+                    }
                 }
             }
         }
@@ -136,7 +139,12 @@ impl ObjectUpload {
 }
 
 fn joined<T>(res: Result<T, tokio::task::JoinError>, key: &str) -> Result<T, UploadError> {
-    res.map_err(|e| UploadError { operation: "UploadPart", key: key.to_string(), code: None, message: e.to_string() })
+    res.map_err(|e| UploadError {
+        operation: "UploadPart",
+        key: key.to_string(),
+        code: None,
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -167,21 +175,39 @@ mod tests {
         async fn create_multipart(&self, _: &ObjectMeta) -> Result<String, UploadError> {
             Ok("upload".into())
         }
-        async fn upload_part(&self, _: &str, _: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError> {
+        async fn upload_part(
+            &self,
+            _: &str,
+            _: &str,
+            number: i32,
+            data: Bytes,
+        ) -> Result<UploadedPart, UploadError> {
             if !(1..=10_000).contains(&number) {
                 return Err(refused("UploadPart", format!("part number {number} is outside 1..=10000")));
             }
             self.parts.lock().unwrap().insert(number, data);
             Ok(UploadedPart { number, etag: format!("\"{number}\""), checksum_crc32: None })
         }
-        async fn complete_multipart(&self, _: &str, _: &str, listed: Vec<UploadedPart>) -> Result<(), UploadError> {
+        async fn complete_multipart(
+            &self,
+            _: &str,
+            _: &str,
+            listed: Vec<UploadedPart>,
+        ) -> Result<(), UploadError> {
             let parts = std::mem::take(&mut *self.parts.lock().unwrap());
             let numbers: Vec<i32> = listed.iter().map(|p| p.number).collect();
-            assert_eq!(numbers, parts.keys().copied().collect::<Vec<_>>(), "every uploaded part is listed, in order");
+            assert_eq!(
+                numbers,
+                parts.keys().copied().collect::<Vec<_>>(),
+                "every uploaded part is listed, in order"
+            );
             let mut object = Vec::new();
             for (i, data) in parts.values().enumerate() {
                 if i + 1 < parts.len() && data.len() < self.min_part {
-                    return Err(refused("CompleteMultipartUpload", format!("part {} is {} bytes", i + 1, data.len())));
+                    return Err(refused(
+                        "CompleteMultipartUpload",
+                        format!("part {} is {} bytes", i + 1, data.len()),
+                    ));
                 }
                 object.extend_from_slice(data);
             }
@@ -208,7 +234,8 @@ mod tests {
     #[tokio::test]
     async fn an_object_of_30000_times_the_part_size_stays_within_10000_parts() {
         const PART: usize = 1024;
-        let bucket = Arc::new(StrictBucket { min_part: PART, parts: Mutex::default(), object: Mutex::default() });
+        let bucket =
+            Arc::new(StrictBucket { min_part: PART, parts: Mutex::default(), object: Mutex::default() });
         let meta = ObjectMeta { key: "apiv2_x.csv".into(), content_type: "text/csv" };
         let mut upload = ObjectUpload::new(bucket.clone(), meta, 4);
         let options = PartOptions { chunk_size: PART, ..PartOptions::new(Format::Plain) };
@@ -233,6 +260,9 @@ mod tests {
         let size = upload.finish(last).await.unwrap();
         assert!(parts_used < 10_000, "{parts_used} parts");
         assert_eq!(size, expected.len() as u64);
-        assert!(bucket.object.lock().unwrap().as_deref() == Some(&expected[..]), "the object is exactly the CSV");
+        assert!(
+            bucket.object.lock().unwrap().as_deref() == Some(&expected[..]),
+            "the object is exactly the CSV"
+        );
     }
 }

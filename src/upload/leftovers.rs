@@ -61,7 +61,11 @@ impl Intercept for Attempts {
 impl S3Uploader {
     /// Aborts the open uploads under `prefix` that `select` picks; returns how many. One that
     /// cannot be aborted does not keep the others open (the last failure is returned).
-    pub(super) async fn abort_open(&self, prefix: &str, select: impl Fn(&OpenUpload) -> bool) -> Result<usize, UploadError> {
+    pub(super) async fn abort_open(
+        &self,
+        prefix: &str,
+        select: impl Fn(&OpenUpload) -> bool,
+    ) -> Result<usize, UploadError> {
         let (mut aborted, mut failure) = (0, None);
         for upload in self.open_uploads(prefix).await?.iter().filter(|u| select(u)) {
             match crate::upload::Uploader::abort_multipart(self, &upload.key, &upload.id).await {
@@ -89,13 +93,21 @@ impl S3Uploader {
             if look > 0 {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
-            let (from, until) =
-                (epoch_secs(requested_at) - CLOCK_MARGIN_SECS, epoch_secs(SystemTime::now()) + CLOCK_MARGIN_SECS);
-            let ours = |u: &OpenUpload| u.key == key && u.id != kept && u.initiated.is_none_or(|t| (from..=until).contains(&t));
+            let (from, until) = (
+                epoch_secs(requested_at) - CLOCK_MARGIN_SECS,
+                epoch_secs(SystemTime::now()) + CLOCK_MARGIN_SECS,
+            );
+            let ours = |u: &OpenUpload| {
+                u.key == key && u.id != kept && u.initiated.is_none_or(|t| (from..=until).contains(&t))
+            };
             match self.abort_open(key, ours).await {
                 Ok(0) => {}
                 Ok(n) => {
-                    tracing::info!(key, uploads = n, "aborted the multipart uploads of create attempts whose answers were lost");
+                    tracing::info!(
+                        key,
+                        uploads = n,
+                        "aborted the multipart uploads of create attempts whose answers were lost"
+                    );
                     return;
                 }
                 Err(e) => {

@@ -29,14 +29,25 @@ impl Uploader for Metered {
         r
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        data: Bytes,
+    ) -> Result<UploadedPart, UploadError> {
         let t = Instant::now();
         let r = self.inner.upload_part(key, upload_id, number, data).await;
         self.metrics.s3_call("UploadPart", t, &r);
         r
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError> {
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+    ) -> Result<(), UploadError> {
         let t = Instant::now();
         let r = self.inner.complete_multipart(key, upload_id, parts).await;
         self.metrics.s3_call("CompleteMultipartUpload", t, &r);
@@ -50,7 +61,11 @@ impl Uploader for Metered {
         r
     }
 
-    async fn abort_all_under(&self, prefix: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
+    async fn abort_all_under(
+        &self,
+        prefix: &str,
+        requested_at: std::time::SystemTime,
+    ) -> Result<usize, UploadError> {
         let t = Instant::now();
         let r = self.inner.abort_all_under(prefix, requested_at).await;
         self.metrics.s3_call("ListMultipartUploads", t, &r);

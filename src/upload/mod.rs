@@ -33,7 +33,13 @@ impl UploadError {
     /// What the job's owner can do about a permanent error, for the codes whose fix is theirs.
     fn hint(&self) -> &'static str {
         match self.code.as_deref() {
-            Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "NotSignedUp" | "InvalidToken" | "ExpiredToken") => {
+            Some(
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "NotSignedUp"
+                | "InvalidToken"
+                | "ExpiredToken",
+            ) => {
                 " (the S3 endpoint refused the credentials: check aws.accesskey, aws.secretkey and aws.sessiontoken)"
             }
             Some("AccessDenied" | "AllAccessDisabled") => {
@@ -67,8 +73,19 @@ pub trait Uploader: Send + Sync + 'static {
     /// Starts a multipart upload and returns its id; an upload that an earlier attempt of the
     /// same call created (its answer lost) is aborted, so that only the returned one is open.
     async fn create_multipart(&self, object: &ObjectMeta) -> Result<String, UploadError>;
-    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError>;
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError>;
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        data: Bytes,
+    ) -> Result<UploadedPart, UploadError>;
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+    ) -> Result<(), UploadError>;
     /// Aborts a multipart upload; one already gone (`NoSuchUpload`) counts as aborted.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError>;
     /// Aborts the multipart uploads still open for keys starting with `prefix` (a whole key,
@@ -76,7 +93,11 @@ pub trait Uploader: Send + Sync + 'static {
     /// for clocks), whatever their ids: one whose creation was cut off before its id came
     /// back, one a late part kept alive, or one a worker that died left. A later upload (a
     /// worker that took the job over) is left alone. Returns how many were aborted.
-    async fn abort_all_under(&self, prefix: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError>;
+    async fn abort_all_under(
+        &self,
+        prefix: &str,
+        requested_at: std::time::SystemTime,
+    ) -> Result<usize, UploadError>;
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError>;
     /// The URL of an object, as listed in the job's `extra.paths`.
     fn url(&self, key: &str) -> String;

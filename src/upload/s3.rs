@@ -57,7 +57,9 @@ fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
     }
     Ok(match Entries::deserialize(d)? {
         Entries::List(list) => list,
-        Entries::Text(text) => text.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect(),
+        Entries::Text(text) => {
+            text.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect()
+        }
     })
 }
 
@@ -103,8 +105,10 @@ impl S3Uploader {
         let bucket = dest.bucket.clone().or_else(|| defaults.bucket.clone()).ok_or(
             "the request names no aws.bucket and the worker has no default bucket (s3.bucket in the configuration)",
         )?;
-        let region = dest.region.clone().or_else(|| defaults.region.clone()).unwrap_or_else(|| "us-east-1".into());
-        let endpoint = dest.endpoint.clone().or_else(|| uses_defaults.then(|| defaults.endpoint.clone()).flatten());
+        let region =
+            dest.region.clone().or_else(|| defaults.region.clone()).unwrap_or_else(|| "us-east-1".into());
+        let endpoint =
+            dest.endpoint.clone().or_else(|| uses_defaults.then(|| defaults.endpoint.clone()).flatten());
         let path_style = dest.path_style || (uses_defaults && defaults.path_style);
 
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -131,9 +135,17 @@ impl S3Uploader {
         }
         if let (Some(ak), Some(sk)) = (&secrets.access_key, &secrets.secret_key) {
             let token = secrets.session_token.as_ref().map(|t| t.expose().to_string());
-            loader = loader.credentials_provider(Credentials::new(ak.expose(), sk.expose(), token, None, "request"));
-        } else if let (true, Some(ak), Some(sk)) = (uses_defaults, &defaults.access_key, &defaults.secret_key) {
-            loader = loader.credentials_provider(Credentials::new(ak, sk.expose(), None, None, "configuration"));
+            loader = loader.credentials_provider(Credentials::new(
+                ak.expose(),
+                sk.expose(),
+                token,
+                None,
+                "request",
+            ));
+        } else if let (true, Some(ak), Some(sk)) = (uses_defaults, &defaults.access_key, &defaults.secret_key)
+        {
+            loader =
+                loader.credentials_provider(Credentials::new(ak, sk.expose(), None, None, "configuration"));
         }
         let sdk = loader.load().await;
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style);
@@ -150,8 +162,13 @@ impl S3Uploader {
             None if bucket.contains('.') => format!("https://s3.{region}.amazonaws.com/{bucket}"),
             None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         };
-        let known = [&secrets.access_key, &secrets.secret_key, &secrets.session_token, &secrets.file_password];
-        let configured = defaults.access_key.as_deref().into_iter().chain(defaults.secret_key.as_ref().map(Secret::expose));
+        let known =
+            [&secrets.access_key, &secrets.secret_key, &secrets.session_token, &secrets.file_password];
+        let configured = defaults
+            .access_key
+            .as_deref()
+            .into_iter()
+            .chain(defaults.secret_key.as_ref().map(Secret::expose));
         let scrub = Scrubber::new(known.into_iter().flatten().map(Secret::expose).chain(configured));
         Ok(Self {
             client: Client::from_conf(conf.build()),
@@ -185,7 +202,10 @@ impl S3Uploader {
         let (code, message) = match &err {
             SdkError::ServiceError(se) => {
                 let e = se.err();
-                (Scrubber::error_code(e.code()), e.message().map(str::to_string).unwrap_or_else(|| e.to_string()))
+                (
+                    Scrubber::error_code(e.code()),
+                    e.message().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                )
             }
             other => {
                 let what = match other {
@@ -204,7 +224,8 @@ impl S3Uploader {
 /// The last two causes of an error ("dns error: failed to lookup address information"),
 /// which say what went wrong; the outer layers only name the SDK's machinery.
 fn innermost_causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain: Vec<String> = std::iter::successors(Some(err), |e| e.source()).map(|e| e.to_string()).collect();
+    let mut chain: Vec<String> =
+        std::iter::successors(Some(err), |e| e.source()).map(|e| e.to_string()).collect();
     chain.dedup();
     let from = chain.len().saturating_sub(2);
     chain[from..].join(": ")
@@ -225,7 +246,9 @@ macro_rules! new_object {
             .set_server_side_encryption($uploader.sse.clone())
             .set_ssekms_key_id($uploader.kms_key_id.clone())
             .set_storage_class($uploader.storage_class.clone())
-            .set_metadata($uploader.owner.as_ref().map(|job| [(OWNER_METADATA.to_string(), job.clone())].into()))
+            .set_metadata(
+                $uploader.owner.as_ref().map(|job| [(OWNER_METADATA.to_string(), job.clone())].into()),
+            )
     };
 }
 
@@ -265,7 +288,13 @@ impl Uploader for S3Uploader {
         Ok(id)
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<UploadedPart, UploadError> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        data: Bytes,
+    ) -> Result<UploadedPart, UploadError> {
         let out = self
             .client
             .upload_part()
@@ -281,7 +310,12 @@ impl Uploader for S3Uploader {
         Ok(UploadedPart { number, etag: out.e_tag.unwrap_or_default(), checksum_crc32: out.checksum_crc32 })
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<(), UploadError> {
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+    ) -> Result<(), UploadError> {
         let completed: Vec<CompletedPart> = parts
             .iter()
             .map(|p| {
@@ -299,32 +333,52 @@ impl Uploader for S3Uploader {
                 .bucket(&self.bucket)
                 .key(key)
                 .upload_id(upload_id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build());
+                .multipart_upload(
+                    CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build(),
+                );
             when!(request, condition).send()
         };
         // A retry after a lost answer finds the object (412) or no upload any more (404).
         let ambiguous = ["PreconditionFailed", "NoSuchUpload", "ConditionalRequestConflict"];
-        self.write_once("CompleteMultipartUpload", key, &ambiguous, send, || Fingerprint::of_parts(&parts)).await
+        self.write_once("CompleteMultipartUpload", key, &ambiguous, send, || Fingerprint::of_parts(&parts))
+            .await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError> {
-        let answer = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await;
+        let answer = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
         match answer {
             Ok(_) => Ok(()),
             // The retry of an abort whose answer was lost finds the upload gone: it is done.
-            Err(e) if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("NoSuchUpload") => Ok(()),
+            Err(e) if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("NoSuchUpload") => {
+                Ok(())
+            }
             Err(e) => Err(self.failed("AbortMultipartUpload", key, e)),
         }
     }
 
-    async fn abort_all_under(&self, prefix: &str, requested_at: std::time::SystemTime) -> Result<usize, UploadError> {
+    async fn abort_all_under(
+        &self,
+        prefix: &str,
+        requested_at: std::time::SystemTime,
+    ) -> Result<usize, UploadError> {
         let latest = super::leftovers::epoch_secs(requested_at) + super::leftovers::CLOCK_MARGIN_SECS;
-        self.abort_open(prefix, |upload| upload.key.starts_with(prefix) && upload.initiated.is_none_or(|t| t <= latest)).await
+        self.abort_open(prefix, |upload| {
+            upload.key.starts_with(prefix) && upload.initiated.is_none_or(|t| t <= latest)
+        })
+        .await
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
         let send = |condition: WriteIf| {
-            let request = new_object!(self.client.put_object(), self, object).body(ByteStream::from(data.clone()));
+            let request =
+                new_object!(self.client.put_object(), self, object).body(ByteStream::from(data.clone()));
             when!(request, condition).send()
         };
         let ambiguous = ["PreconditionFailed", "ConditionalRequestConflict"];
@@ -350,7 +404,13 @@ mod url_tests {
     #[test]
     fn keys_are_percent_encoded_in_urls() {
         let base = "https://b.s3.eu-west-1.amazonaws.com";
-        assert_eq!(super::object_url(base, "exports/apiv2_x_001.csv.gz"), format!("{base}/exports/apiv2_x_001.csv.gz"));
-        assert_eq!(super::object_url(base, "my exports/#1?/é/a+b.csv"), format!("{base}/my%20exports/%231%3F/%C3%A9/a%2Bb.csv"));
+        assert_eq!(
+            super::object_url(base, "exports/apiv2_x_001.csv.gz"),
+            format!("{base}/exports/apiv2_x_001.csv.gz")
+        );
+        assert_eq!(
+            super::object_url(base, "my exports/#1?/é/a+b.csv"),
+            format!("{base}/my%20exports/%231%3F/%C3%A9/a%2Bb.csv")
+        );
     }
 }

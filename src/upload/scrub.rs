@@ -149,7 +149,9 @@ mod tests {
             "key AKIAIOSFODNN7EXAMPLE, secret wJalrXUtnFEMI/K7MDENG, token {TOKEN}, in a URL ?t={encoded}&x=1, zip zip-password-1"
         );
         let out = s.scrub(&text);
-        for secret in ["AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", TOKEN, &encoded, "zip-password-1", "token+with"] {
+        for secret in
+            ["AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", TOKEN, &encoded, "zip-password-1", "token+with"]
+        {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
         assert!(out.starts_with("key [redacted], secret [redacted], token [redacted]"), "{out}");
@@ -165,11 +167,21 @@ mod tests {
         for secret in ["opaque-token-value", "LKIAQAAAAAAAEXAMPLE", "20260101T000000Z", "abc123def"] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
-        assert!(out.contains("<Code>InvalidToken</Code><Message>bad token</Message><Token-0>[redacted]</Token-0>"), "{out}");
+        assert!(
+            out.contains(
+                "<Code>InvalidToken</Code><Message>bad token</Message><Token-0>[redacted]</Token-0>"
+            ),
+            "{out}"
+        );
 
         let url = "https://b.s3.amazonaws.com/k?X-Amz-Security-Token=opaque%2Ftoken&X-Amz-Credential=LKIA1%2F2026&X-Amz-Signature=f00d";
         let out = s.scrub(url);
-        assert!(out.ends_with("?X-Amz-Security-Token=[redacted]&X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]"), "{out}");
+        assert!(
+            out.ends_with(
+                "?X-Amz-Security-Token=[redacted]&X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]"
+            ),
+            "{out}"
+        );
         let header = "Authorization: AWS4-HMAC-SHA256 Credential=LKIA1/20260101/us-east-1/s3/aws4_request, \
                       SignedHeaders=host;x-amz-security-token, Signature=f00d; x-amz-security-token:opaque";
         let out = s.scrub(header);
@@ -184,7 +196,11 @@ mod tests {
         let s = Scrubber::new(["test", "p4ss"]);
         let message = "The request signature we calculated does not match the signature you provided. Check your key and signing method.";
         assert_eq!(s.scrub(message), message);
-        assert_eq!(s.scrub("latest test: contest"), "latest [redacted]: contest", "short values only as whole words");
+        assert_eq!(
+            s.scrub("latest test: contest"),
+            "latest [redacted]: contest",
+            "short values only as whole words"
+        );
         assert_eq!(Scrubber::error_code(Some("AccessDenied")).as_deref(), Some("AccessDenied"));
         assert_eq!(Scrubber::error_code(Some("Denied <Token-0>x</Token-0>")), None);
         let long = s.error_text(&"x".repeat(5_000));

@@ -73,7 +73,8 @@ pub fn gave_up(runs: u32) -> String {
 /// (`FORWARDER_TEST_PANIC_ON_QUERY`) when its query contains the variable's value, so that
 /// the crash-loop and panic tests need no query that really crashes (those get fixed).
 pub fn test_hooks(query: &str, secrets: &JobSecrets) {
-    let armed = |name: &str| std::env::var(name).is_ok_and(|marker| !marker.is_empty() && query.contains(&marker));
+    let armed =
+        |name: &str| std::env::var(name).is_ok_and(|marker| !marker.is_empty() && query.contains(&marker));
     if armed("FORWARDER_TEST_ABORT_ON_QUERY") {
         eprintln!("FORWARDER_TEST_ABORT_ON_QUERY: aborting the process, as the test asked");
         std::process::abort();
@@ -97,9 +98,13 @@ mod tests {
             secret_key: Some(Secret::new("s3cr3t/key")),
             ..JobSecrets::default()
         };
-        let payload: Box<dyn Any + Send> = Box::new(String::from("bad header AKIAEXAMPLE\r\n with s3cr3t/key"));
+        let payload: Box<dyn Any + Send> =
+            Box::new(String::from("bad header AKIAEXAMPLE\r\n with s3cr3t/key"));
         let text = panicked(payload.as_ref(), &secrets);
-        assert!(text.contains("bad header ***") && !text.contains("AKIA") && !text.contains("s3cr3t"), "{text}");
+        assert!(
+            text.contains("bad header ***") && !text.contains("AKIA") && !text.contains("s3cr3t"),
+            "{text}"
+        );
         let payload: Box<dyn Any + Send> = Box::new("static text");
         assert!(panicked(payload.as_ref(), &secrets).ends_with("static text"));
     }

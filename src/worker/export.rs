@@ -83,7 +83,17 @@ impl Export {
         window: Option<(i64, i64)>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { job_id, worker_id, store, uploader, concurrency, progress, window, metrics, uploads: BTreeMap::new() }
+        Self {
+            job_id,
+            worker_id,
+            store,
+            uploader,
+            concurrency,
+            progress,
+            window,
+            metrics,
+            uploads: BTreeMap::new(),
+        }
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -101,13 +111,16 @@ impl Export {
         // The query decodes the next batches while this one is encoded and compressed, so
         // that both run at once (the query is dropped, and stops, when the pump returns).
         let (tx, mut batches) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
-        let mut query = AbortOnDropHandle::new(tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                if tx.send(item).await.is_err() {
-                    break;
+        let mut query = AbortOnDropHandle::new(tokio::spawn(
+            async move {
+                while let Some(item) = stream.next().await {
+                    if tx.send(item).await.is_err() {
+                        break;
+                    }
                 }
             }
-        }.in_current_span()));
+            .in_current_span(),
+        ));
         loop {
             if let Some(interrupt) = *control.borrow() {
                 return Ok((writer, Ended::Interrupted(interrupt)));
@@ -158,7 +171,11 @@ impl Export {
 
     /// Closes the open part (only if `retention.time` passed, when `only_expired`) and
     /// uploads what remains of it.
-    pub async fn close_part(&mut self, mut writer: PartWriter, only_expired: bool) -> Result<PartWriter, ExportError> {
+    pub async fn close_part(
+        &mut self,
+        mut writer: PartWriter,
+        only_expired: bool,
+    ) -> Result<PartWriter, ExportError> {
         let mut events = Vec::new();
         if only_expired {
             writer.close_if_expired(std::time::Instant::now(), &mut events)?;
@@ -217,7 +234,8 @@ impl Export {
                         if let (Some((from, to)), Some(t)) = (self.window, p.last_datetime_ms)
                             && to > from
                         {
-                            let pct = ((t - from + 1) as f64 / (to - from) as f64 * 100.0).clamp(0.0, 99.0) as u8;
+                            let pct =
+                                ((t - from + 1) as f64 / (to - from) as f64 * 100.0).clamp(0.0, 99.0) as u8;
                             p.percent_complete = p.percent_complete.max(pct);
                         }
                         p.clone()
@@ -240,4 +258,3 @@ impl Export {
         }
     }
 }
-

@@ -47,14 +47,9 @@ pub struct S3UploaderFactory {
 #[async_trait]
 impl UploaderFactory for S3UploaderFactory {
     async fn for_job(&self, job: &Job, secrets: &JobSecrets) -> Result<Arc<dyn Uploader>, String> {
-        let u = S3Uploader::for_destination(
-            &job.spec.destination,
-            secrets,
-            &self.defaults,
-            &self.upload,
-        )
-        .await?
-        .owned_by(job.id.to_string());
+        let u = S3Uploader::for_destination(&job.spec.destination, secrets, &self.defaults, &self.upload)
+            .await?
+            .owned_by(job.id.to_string());
         Ok(Arc::new(Metered::new(Arc::new(u), self.metrics.clone())))
     }
 }
@@ -137,7 +132,9 @@ impl Worker {
             return;
         }
         match self.store.expire_leases(&dead).await {
-            Ok(jobs) => tracing::info!(jobs, workers = ?dead, "taking back the jobs of dead workers on this machine"),
+            Ok(jobs) => {
+                tracing::info!(jobs, workers = ?dead, "taking back the jobs of dead workers on this machine")
+            }
             Err(e) => tracing::warn!(error = %e, "could not expire the leases of dead workers"),
         }
     }
@@ -195,10 +192,7 @@ impl Worker {
         // past it they abort their in-flight uploads (the next start redoes that part).
         self.begin_shutdown();
         let all = self.worker.concurrency as u32;
-        if tokio::time::timeout(self.worker.shutdown_deadline, slots.acquire_many(all))
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.worker.shutdown_deadline, slots.acquire_many(all)).await.is_err() {
             tracing::warn!(deadline = ?self.worker.shutdown_deadline, "shutdown deadline passed: aborting in-flight uploads");
             self.deadline.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
@@ -222,20 +216,13 @@ impl Worker {
         let control_tx = Arc::new(control_tx);
         // Both helpers end with this run, even one that is dropped half-way: a heartbeat that
         // outlived its run would keep the job from ever being taken over.
-        let heartbeat = AbortOnDropHandle::new(self.spawn_heartbeat(
-            job.id,
-            progress.clone(),
-            control_tx.clone(),
-        ));
+        let heartbeat =
+            AbortOnDropHandle::new(self.spawn_heartbeat(job.id, progress.clone(), control_tx.clone()));
         let draining = self.draining.clone();
         let drain_watch = AbortOnDropHandle::new(tokio::spawn(async move {
             draining.cancelled().await;
             // An operator's stop or remove, if one came first, still wins.
-            control_tx.send_if_modified(|c| {
-                c.is_none()
-                    .then(|| *c = Some(Interrupt::Shutdown))
-                    .is_some()
-            });
+            control_tx.send_if_modified(|c| c.is_none().then(|| *c = Some(Interrupt::Shutdown)).is_some());
         }));
         let run = async {
             let secrets = secrets.as_ref().map_err(|e| ExportError::Query(e.clone()))?;
@@ -244,7 +231,8 @@ impl Worker {
         };
         // A panic fails this job, at once and for good; the worker goes on. While the run is
         // polled, the panic hook knows which secrets to take out of a panic's message.
-        let result = match crash::RUNNING_JOB.scope(known.clone(), AssertUnwindSafe(run).catch_unwind()).await {
+        let result = match crash::RUNNING_JOB.scope(known.clone(), AssertUnwindSafe(run).catch_unwind()).await
+        {
             Ok(result) => result,
             Err(panic) => {
                 let error = crash::panicked(panic.as_ref(), &known);
@@ -262,9 +250,7 @@ impl Worker {
                 final_progress.percent_complete = 100;
                 (JobStatus::Completed, None)
             }
-            Ok(Ended::Interrupted(Interrupt::Operator(Command::Remove))) => {
-                (JobStatus::Removed, None)
-            }
+            Ok(Ended::Interrupted(Interrupt::Operator(Command::Remove))) => (JobStatus::Removed, None),
             Ok(Ended::Interrupted(Interrupt::Operator(_))) => (JobStatus::Stopped, None),
             Ok(Ended::Interrupted(Interrupt::Shutdown)) | Err(ExportError::ShutdownDeadline) => {
                 match self.store.release(job.id, &self.id, &final_progress).await {
@@ -278,22 +264,17 @@ impl Worker {
                 }
                 // An operator's stop that was pending when the worker shut down ends the job
                 // STOPPED (release applies it): that ending is told like any other.
-                self.reporter
-                    .job_ended(job.id, JobStatus::Stopped, started.elapsed())
-                    .await;
+                self.reporter.job_ended(job.id, JobStatus::Stopped, started.elapsed()).await;
                 return;
             }
-            Err(ExportError::Store(StoreError::LeaseLost(_))) | Ok(Ended::Interrupted(Interrupt::LeaseLost)) => {
+            Err(ExportError::Store(StoreError::LeaseLost(_)))
+            | Ok(Ended::Interrupted(Interrupt::LeaseLost)) => {
                 tracing::warn!("lease lost: another worker owns the job now");
                 return;
             }
             Err(e) => (JobStatus::Failed, Some(crash::scrub(&e.to_string(), &known))),
         };
-        if let Err(e) = self
-            .store
-            .finish(job.id, &self.id, status, &final_progress, error.as_deref())
-            .await
-        {
+        if let Err(e) = self.store.finish(job.id, &self.id, status, &final_progress, error.as_deref()).await {
             tracing::error!(error = %e, "could not record the end of the job");
             return;
         }
@@ -302,17 +283,20 @@ impl Worker {
             Some(e) => tracing::warn!(%status, error = %e, "job ended"),
             None => tracing::info!(%status, rows = final_progress.events_sent, "job ended"),
         }
-        self.reporter
-            .job_ended(job.id, status, started.elapsed())
-            .await;
+        self.reporter.job_ended(job.id, status, started.elapsed()).await;
     }
 
     /// A job whose last runs each ended the process (or panicked) without progress: failed
     /// instead of run again, its uploads left open aborted, its recipients told.
     async fn give_up(&self, job: Job, runs: u32) {
         let error = crash::gave_up(runs);
-        tracing::error!(runs, "the job ended its worker {runs} times without progress: failing it, not running it again");
-        if let Err(e) = self.store.finish(job.id, &self.id, JobStatus::Failed, &job.progress, Some(&error)).await {
+        tracing::error!(
+            runs,
+            "the job ended its worker {runs} times without progress: failing it, not running it again"
+        );
+        if let Err(e) =
+            self.store.finish(job.id, &self.id, JobStatus::Failed, &job.progress, Some(&error)).await
+        {
             return tracing::error!(error = %e, "could not record the end of the job");
         }
         self.metrics.job_ended(JobStatus::Failed);
@@ -340,7 +324,9 @@ impl Worker {
                     let next_index = job.parts.last().map_or(1, |p| p.index + 1);
                     abort_uploads_left_behind(&job, uploader.as_ref(), next_index).await;
                 }
-                Err(e) => tracing::warn!(error = %crash::scrub(&e, secrets), "could not look for uploads left open"),
+                Err(e) => {
+                    tracing::warn!(error = %crash::scrub(&e, secrets), "could not look for uploads left open")
+                }
             }
         };
         if AssertUnwindSafe(abort).catch_unwind().await.is_err() {
@@ -358,9 +344,7 @@ impl Worker {
         let (worker, lease) = (self.id.clone(), self.worker.lease);
         tokio::spawn(
             async move {
-                let every = (lease / 3)
-                    .max(Duration::from_millis(200))
-                    .min(Duration::from_secs(5));
+                let every = (lease / 3).max(Duration::from_millis(200)).min(Duration::from_secs(5));
                 loop {
                     tokio::time::sleep(every).await;
                     let snapshot = progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -402,11 +386,7 @@ impl Worker {
         progress: Arc<Mutex<Progress>>,
         control: &mut watch::Receiver<Option<Interrupt>>,
     ) -> Result<Ended, ExportError> {
-        let uploader = self
-            .uploaders
-            .for_job(job, secrets)
-            .await
-            .map_err(ExportError::Query)?;
+        let uploader = self.uploaders.for_job(job, secrets).await.map_err(ExportError::Query)?;
         let dest = &job.spec.destination;
         if job.started_at_ms.is_some_and(|first| first < job.updated_at_ms) {
             let next_index = job.parts.last().map_or(1, |p| p.index + 1);
@@ -421,26 +401,14 @@ impl Worker {
             entry_name: String::new(),
             chunk_size: (self.upload.part_size_mib as usize) << 20,
         };
-        let policy = RotationPolicy {
-            max_bytes: dest.retention_bytes,
-            max_age: dest.retention_time,
-        };
+        let policy = RotationPolicy { max_bytes: dest.retention_bytes, max_age: dest.retention_time };
         // Resume after the last checkpoint: part numbers continue, and the query continues
         // from the window and row the last uploaded part ended at.
         let next_index = job.parts.last().map_or(1, |p| p.index + 1);
         let rows_done = job.parts.last().map_or(0, |p| p.rows_before + p.rows);
-        let resume = job.parts.last().map_or(
-            ResumePoint {
-                from_ms: job.spec.from_ms,
-                skip: 0,
-            },
-            |p| p.resume,
-        );
-        let start = Start {
-            next_index,
-            rows_total: rows_done,
-            resume,
-        };
+        let resume =
+            job.parts.last().map_or(ResumePoint { from_ms: job.spec.from_ms, skip: 0 }, |p| p.resume);
+        let start = Start { next_index, rows_total: rows_done, resume };
         {
             // Rows generated but not uploaded by an earlier run are generated again.
             let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -465,10 +433,7 @@ impl Worker {
         let mut skip = resume.skip;
         let mut writer: Option<PartWriter> = None;
         let result = loop {
-            let to_ms = job
-                .spec
-                .to_ms
-                .or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
+            let to_ms = job.spec.to_ms.or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
             // `limit` caps the rows of the whole job, over every window and every resumed run.
             let remaining = job
                 .spec
@@ -477,19 +442,11 @@ impl Worker {
             if remaining == Some(0)
                 && let Some(w) = writer.take()
             {
-                break self
-                    .before_deadline(export.close_part(w, false))
-                    .await
-                    .map(|_| Ended::Exhausted);
+                break self.before_deadline(export.close_part(w, false)).await.map(|_| Ended::Exhausted);
             }
             let run = match self
                 .engine
-                .run(
-                    &job.spec.query,
-                    QueryWindow { from_ms, to_ms },
-                    skip,
-                    remaining.map(|r| r + skip),
-                )
+                .run(&job.spec.query, QueryWindow { from_ms, to_ms }, skip, remaining.map(|r| r + skip))
                 .await
             {
                 Ok(run) => run,
@@ -507,10 +464,7 @@ impl Worker {
                     start,
                 ),
             };
-            match self
-                .before_deadline(export.pump(w, run.stream, control))
-                .await
-            {
+            match self.before_deadline(export.pump(w, run.stream, control)).await {
                 Ok((mut w, Ended::Exhausted)) if job.spec.to_ms.is_none() => {
                     // Continuous: this window is done; the next one starts where it ended.
                     // Keep `retention.time` on time while waiting for it.
@@ -521,8 +475,7 @@ impl Worker {
                         Ok(w) => writer = Some(w),
                         Err(e) => break Err(e),
                     }
-                    let wait =
-                        tokio::time::sleep(self.worker.poll_interval.max(Duration::from_secs(1)));
+                    let wait = tokio::time::sleep(self.worker.poll_interval.max(Duration::from_secs(1)));
                     tokio::select! { () = wait => {}, _ = control.changed() => {} }
                 }
                 Ok((w, Ended::Interrupted(Interrupt::Operator(Command::Remove)))) => {
@@ -534,10 +487,7 @@ impl Worker {
                     break Err(ExportError::Store(StoreError::LeaseLost(job.id)));
                 }
                 Ok((w, ended)) => {
-                    break self
-                        .before_deadline(export.close_part(w, false))
-                        .await
-                        .map(|_| ended);
+                    break self.before_deadline(export.close_part(w, false)).await.map(|_| ended);
                 }
                 Err(e) => break Err(e),
             }
@@ -556,11 +506,7 @@ impl Worker {
 fn gethostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "worker".into())
 }
@@ -576,10 +522,21 @@ async fn abort_uploads_left_behind(job: &Job, uploader: &dyn crate::upload::Uplo
     let now = std::time::SystemTime::now();
     let mut aborted = 0;
     for index in next_index..next_index + 2 {
-        let key = format!("{}{}", job.spec.destination.prefix, crate::job::part_file_name(&job.id, index, job.spec.destination.file_format, job.spec.destination.format));
+        let key = format!(
+            "{}{}",
+            job.spec.destination.prefix,
+            crate::job::part_file_name(
+                &job.id,
+                index,
+                job.spec.destination.file_format,
+                job.spec.destination.format
+            )
+        );
         match uploader.abort_all_under(&key, now).await {
             Ok(n) => aborted += n,
-            Err(e) => tracing::warn!(job = %job.id, error = %e, "could not look for multipart uploads an earlier run left open"),
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "could not look for multipart uploads an earlier run left open")
+            }
         }
     }
     if aborted > 0 {

@@ -84,7 +84,11 @@ impl PartWriter {
     }
 
     pub fn key(&self, index: u32) -> String {
-        format!("{}{}", self.prefix, part_file_name(&self.job_id, index, self.options.encoding, self.options.compression))
+        format!(
+            "{}{}",
+            self.prefix,
+            part_file_name(&self.job_id, index, self.options.encoding, self.options.compression)
+        )
     }
 
     pub fn rows_total(&self) -> u64 {
@@ -121,7 +125,13 @@ impl PartWriter {
         let file = PartFile::new(&options, self.encoder.header())?;
         let content_type = part_content_type(self.options.encoding, self.options.compression);
         events.push(PartEvent::Opened { index, key, content_type });
-        self.open = Some(OpenPart { file, index, opened_at: Instant::now(), rows_before: self.rows_total, max_time_ms: None });
+        self.open = Some(OpenPart {
+            file,
+            index,
+            opened_at: Instant::now(),
+            rows_before: self.rows_total,
+            max_time_ms: None,
+        });
         Ok(())
     }
 
@@ -173,8 +183,10 @@ impl PartWriter {
             // encoder holds back for the part (none for CSV and JSON Lines) counts too.
             let held = self.encoder.buffered();
             if let Some(open) = self.open.as_mut()
-                && self.policy.before_row(open.file.rows(), open.file.stored_bound() + held, row_len) == Rotation::Rotate
-                && self.policy.before_row(open.file.rows(), open.file.settled_size()? + held, row_len) == Rotation::Rotate
+                && self.policy.before_row(open.file.rows(), open.file.stored_bound() + held, row_len)
+                    == Rotation::Rotate
+                && self.policy.before_row(open.file.rows(), open.file.settled_size()? + held, row_len)
+                    == Rotation::Rotate
             {
                 self.close(events)?;
             }
@@ -213,11 +225,21 @@ pub struct Start {
 /// The time column as epoch milliseconds, when it is a timestamp or an integer.
 fn time_values(col: &dyn Array, millis_per_unit: i64) -> Option<Vec<Option<i64>>> {
     match col.data_type() {
-        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+        DataType::Timestamp(..)
+        | DataType::Date32
+        | DataType::Date64
+        | DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View => {
             let ms = cast(col, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok()?;
             Some(ms.as_primitive::<TimestampMillisecondType>().iter().collect())
         }
-        DataType::Int64 => Some(col.as_primitive::<Int64Type>().iter().map(|v| v.map(|v| v.saturating_mul(millis_per_unit))).collect()),
+        DataType::Int64 => Some(
+            col.as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(|v| v.saturating_mul(millis_per_unit)))
+                .collect(),
+        ),
         _ => None,
     }
 }
@@ -272,10 +294,18 @@ mod tests {
             }
         }
         assert_eq!(seen, 2000);
-        let resumes: Vec<_> = events.iter().filter_map(|e| match e { PartEvent::Closed { resume, .. } => Some(resume.skip), _ => None }).collect();
+        let resumes: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                PartEvent::Closed { resume, .. } => Some(resume.skip),
+                _ => None,
+            })
+            .collect();
         assert_eq!(resumes.last(), Some(&2000));
         assert_eq!(indexes, (1..=indexes.len() as u32).collect::<Vec<_>>());
-        assert!(matches!(&events[0], PartEvent::Opened { key, .. } if key == &format!("p/apiv2_{}_001.csv", Uuid::nil())));
+        assert!(
+            matches!(&events[0], PartEvent::Opened { key, .. } if key == &format!("p/apiv2_{}_001.csv", Uuid::nil()))
+        );
     }
 
     #[test]
@@ -287,7 +317,10 @@ mod tests {
         w.close(&mut events).unwrap();
         let Some(PartEvent::Closed { part, .. }) = events.last() else { panic!("closed last") };
         assert_eq!(part.rows, 20_000);
-        assert!(w.encoded.ends.capacity() < 2 * ENCODE_ROWS, "the encoded buffer holds a slice, not the batch");
+        assert!(
+            w.encoded.ends.capacity() < 2 * ENCODE_ROWS,
+            "the encoded buffer holds a slice, not the batch"
+        );
     }
 
     #[test]
@@ -300,8 +333,13 @@ mod tests {
         assert_eq!(w.resume_point(), ResumePoint { from_ms: Some(5_000), skip: 0 });
         w.write_batch(&batch.slice(0, 10), &mut events).unwrap();
         w.close(&mut events).unwrap();
-        let Some(PartEvent::Closed { resume, rows_before, part, .. }) = events.last() else { panic!("closed last") };
-        assert_eq!((*resume, *rows_before, part.rows), (ResumePoint { from_ms: Some(5_000), skip: 10 }, 0, 2010));
+        let Some(PartEvent::Closed { resume, rows_before, part, .. }) = events.last() else {
+            panic!("closed last")
+        };
+        assert_eq!(
+            (*resume, *rows_before, part.rows),
+            (ResumePoint { from_ms: Some(5_000), skip: 10 }, 0, 2010)
+        );
     }
 }
 

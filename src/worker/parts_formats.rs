@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
 use datafusion::arrow::datatypes::{Field, SchemaRef};
 use serde_json::Value;
 
@@ -35,7 +37,18 @@ fn score(i: usize) -> f64 {
 fn note(i: usize) -> Option<String> {
     // Text that compresses like real logs, and every character CSV and JSON must escape.
     let mut x = (i as u64).wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-    let words = ["GET", "/shop/item", "Mozilla/5.0", "\"quoted\"", "a,b", "line\nbreak", "tab\there", "ünïcödé", "\u{2028}", "\\"];
+    let words = [
+        "GET",
+        "/shop/item",
+        "Mozilla/5.0",
+        "\"quoted\"",
+        "a,b",
+        "line\nbreak",
+        "tab\there",
+        "ünïcödé",
+        "\u{2028}",
+        "\\",
+    ];
     let mut s = String::new();
     for _ in 0..(4 + i % 6) {
         x ^= x >> 13;
@@ -85,9 +98,19 @@ struct Written {
 }
 
 /// Writes every batch through the part writer, as the worker does, and gathers each part.
-fn write_parts(encoding: Encoding, compression: Format, password: Option<&str>, max_bytes: u64) -> Vec<Written> {
+fn write_parts(
+    encoding: Encoding,
+    compression: Format,
+    password: Option<&str>,
+    max_bytes: u64,
+) -> Vec<Written> {
     let (schema, batches) = data();
-    let options = PartOptions { encoding, chunk_size: 16 * 1024, password: password.map(Secret::new), ..PartOptions::new(compression) };
+    let options = PartOptions {
+        encoding,
+        chunk_size: 16 * 1024,
+        password: password.map(Secret::new),
+        ..PartOptions::new(compression)
+    };
     let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
     let start = Start { next_index: 1, rows_total: 0, resume: ResumePoint::default() };
     let mut w = PartWriter::new(Uuid::nil(), String::new(), options, policy, &schema, None, start);
@@ -125,7 +148,8 @@ fn decompress(compression: Format, w: &Written, password: Option<&str>) -> Vec<u
     let path = dir.join(&w.key);
     std::fs::write(&path, &w.bytes).unwrap();
     let run = |cmd: &mut Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test.sh installs the tools)"));
+        let out =
+            cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test.sh installs the tools)"));
         assert!(out.status.success(), "{cmd:?} on {}: {}", w.key, String::from_utf8_lossy(&out.stderr));
         out.stdout
     };
@@ -189,9 +213,17 @@ fn check_rules(encoding: Encoding, compression: Format, password: Option<&str>, 
         assert_eq!(w.key, format!("apiv2_{}_{:03}.{ext}", Uuid::nil(), n + 1), "{what}");
         assert_eq!(w.content_type, part_content_type(encoding, compression));
         let size = w.bytes.len() as u64;
-        assert!(size <= max_bytes + longest_row + 1024, "{what}: {} is {size} bytes, limit {max_bytes}", w.key);
+        assert!(
+            size <= max_bytes + longest_row + 1024,
+            "{what}: {} is {size} bytes, limit {max_bytes}",
+            w.key
+        );
         if n + 1 < parts.len() {
-            assert!(size + 100 >= max_bytes, "{what}: {} ended early at {size} bytes, limit {max_bytes}", w.key);
+            assert!(
+                size + 100 >= max_bytes,
+                "{what}: {} ended early at {size} bytes, limit {max_bytes}",
+                w.key
+            );
         }
         assert!(w.part.rows > 0, "{what}: no empty part");
         let plain = decompress(compression, w, password);

@@ -11,13 +11,31 @@ use crate::common::*;
 use crate::export::QUERY;
 
 /// A request signed as Devo's SDK signs it.
-pub(crate) async fn signed(app: &TestApp, method: &str, path: &str, body: &str, key: &str, secret: &str, ts: i64) -> (u16, Value) {
+pub(crate) async fn signed(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: &str,
+    key: &str,
+    secret: &str,
+    ts: i64,
+) -> (u16, Value) {
     let ts = ts.to_string();
     let sign = forwarder::api::sign(secret, key, body.as_bytes(), &ts);
     let http = reqwest::Client::new();
     let url = format!("{}{path}", app.api);
-    let req = if method == "POST" { http.post(url).body(body.to_string()).header("content-type", "application/json") } else { http.get(url) };
-    let r = req.header("x-logtrust-apikey", key).header("x-logtrust-timestamp", &ts).header("x-logtrust-sign", sign).send().await.unwrap();
+    let req = if method == "POST" {
+        http.post(url).body(body.to_string()).header("content-type", "application/json")
+    } else {
+        http.get(url)
+    };
+    let r = req
+        .header("x-logtrust-apikey", key)
+        .header("x-logtrust-timestamp", &ts)
+        .header("x-logtrust-sign", sign)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
@@ -30,7 +48,11 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
         assert_eq!(r.status(), 401, "{path} needs credentials");
     }
     for health in ["/healthz", "/readyz"] {
-        assert_eq!(anonymous.get(format!("{}{health}", app.api)).send().await.unwrap().status(), 200, "{health} is open");
+        assert_eq!(
+            anonymous.get(format!("{}{health}", app.api)).send().await.unwrap().status(),
+            200,
+            "{health} is open"
+        );
     }
 
     // An operator creates an API key for domain acme.
@@ -44,7 +66,8 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
     let (status, answer) = signed(&app, "POST", "/search/query", &body, &key, &secret, now).await;
     assert_eq!(status, 200, "{answer}");
     let acme_job = answer["object"]["id"].as_str().unwrap().to_string();
-    let (status, job) = signed(&app, "GET", &format!("/search/job/{acme_job}"), "", &key, &secret, now + 1).await;
+    let (status, job) =
+        signed(&app, "GET", &format!("/search/job/{acme_job}"), "", &key, &secret, now + 1).await;
     // The owner is the key's id, as `forwarder auth list` shows it.
     let (ok, listed) = auth_cli(&app, &["list"]);
     let owner = job["object"]["owner"].as_str().unwrap();
@@ -55,7 +78,8 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
     let (status, answer) = signed(&app, "POST", "/search/query", &body, &key, &secret, now).await;
     assert_eq!(status, 401, "a replayed submission is refused: {answer}");
     assert!(answer["msg"].as_str().unwrap().contains("already used"), "{answer}");
-    let (status, _) = signed(&app, "GET", &format!("/search/job/{acme_job}"), "", &key, &secret, now + 1).await;
+    let (status, _) =
+        signed(&app, "GET", &format!("/search/job/{acme_job}"), "", &key, &secret, now + 1).await;
     assert_eq!(status, 200, "reads may repeat within the window, as Devo's SDK sends them");
     let (status, answer) = signed(&app, "GET", "/search/jobs", "", &key, &secret, now - 600_000).await;
     assert!(status == 401 && answer["msg"].as_str().unwrap().contains("clock"), "{answer}");
@@ -67,9 +91,16 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
     let unknown = uuid::Uuid::new_v4().to_string();
     let (status_unknown, nothing) = app.get(&format!("/search/job/{unknown}")).await;
     assert_eq!((status, status_unknown), (reqwest::StatusCode::NOT_FOUND, reqwest::StatusCode::NOT_FOUND));
-    assert_eq!(theirs["msg"].as_str().unwrap().replace(&acme_job, "ID"), nothing["msg"].as_str().unwrap().replace(&unknown, "ID"));
+    assert_eq!(
+        theirs["msg"].as_str().unwrap().replace(&acme_job, "ID"),
+        nothing["msg"].as_str().unwrap().replace(&unknown, "ID")
+    );
     for steer in ["stop", "start", "remove"] {
-        assert_eq!(app.get(&format!("/search/job/{steer}/{acme_job}")).await.0, 404, "{steer} of another domain's job");
+        assert_eq!(
+            app.get(&format!("/search/job/{steer}/{acme_job}")).await.0,
+            404,
+            "{steer} of another domain's job"
+        );
     }
     let (_, list) = app.get("/search/jobs").await;
     assert_eq!(list["object"], json!([]), "another domain's jobs are not listed");
@@ -78,9 +109,12 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
     let (ok, token) = auth_cli(&app, &["create-token", "--domain", "acme"]);
     assert!(ok);
     let token = token.trim();
-    let as_acme = |path: String| reqwest::Client::new().get(format!("{}{path}", app.api)).bearer_auth(token).send();
+    let as_acme =
+        |path: String| reqwest::Client::new().get(format!("{}{path}", app.api)).bearer_auth(token).send();
     assert_eq!(as_acme(format!("/search/job/{acme_job}")).await.unwrap().status(), 200);
-    let lower = reqwest::Client::new().get(format!("{}/search/job/{acme_job}", app.api)).header("authorization", format!("bearer {token}"));
+    let lower = reqwest::Client::new()
+        .get(format!("{}/search/job/{acme_job}", app.api))
+        .header("authorization", format!("bearer {token}"));
     assert_eq!(lower.send().await.unwrap().status(), 200, "the scheme is case-insensitive");
     // Revoked by what the operator was given (the token, the API key) as well as by id.
     assert!(auth_cli(&app, &["revoke", token]).0, "revoke by the token");
@@ -91,7 +125,10 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&unknown.stderr);
-    assert!(!unknown.status.success() && said.contains("no live credential") && !said.contains("fwd_not-a-token"), "{said}");
+    assert!(
+        !unknown.status.success() && said.contains("no live credential") && !said.contains("fwd_not-a-token"),
+        "{said}"
+    );
     // Run without the server's configuration, it makes no new, empty store.
     let elsewhere = std::env::temp_dir().join(format!("forwarder-it-nostore-{}", uuid::Uuid::new_v4()));
     let lost = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
@@ -103,7 +140,10 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
     assert!(!elsewhere.exists());
     assert_eq!(as_acme(format!("/search/job/{acme_job}")).await.unwrap().status(), 401);
     let (_, list) = auth_cli(&app, &["list"]);
-    assert!(list.starts_with("ID") && list.lines().filter(|l| l.contains("acme")).all(|l| l.ends_with("REVOKED")), "{list}");
+    assert!(
+        list.starts_with("ID") && list.lines().filter(|l| l.contains("acme")).all(|l| l.ends_with("REVOKED")),
+        "{list}"
+    );
     let (status, _) = signed(&app, "GET", "/search/jobs", "", &key, &secret, forwarder::job::now_ms()).await;
     assert_eq!(status, 401);
 }
@@ -128,7 +168,11 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     // own filter at its most verbose: RUST_LOG=trace.
     let logs = LogBuffer::default();
     let sink = logs.clone();
-    tracing_subscriber::fmt().with_env_filter(forwarder::telemetry::filter("trace")).with_ansi(false).with_writer(move || sink.clone()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(forwarder::telemetry::filter("trace"))
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .init();
 
     // Emails go through an SMTP server that requires AUTH, with a password of our own.
     let smtp_user = format!("forwarder-{}", uuid::Uuid::new_v4().simple());
@@ -156,10 +200,18 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
         .await
         .unwrap();
     assert_eq!(signed.status(), 200);
-    let secrets = [secret_key.as_str(), password.as_str(), session.as_str(), access_key.as_str(), app.token.as_str(), api_secret.as_str(),
-                   smtp_password.as_str()];
+    let secrets = [
+        secret_key.as_str(),
+        password.as_str(),
+        session.as_str(),
+        access_key.as_str(),
+        app.token.as_str(),
+        api_secret.as_str(),
+        smtp_password.as_str(),
+    ];
     let params = |bucket: &str| {
-        let mut p = app.params(json!({"format": "zip", "file.password": password, "aws.sessiontoken": session,
+        let mut p = app
+            .params(json!({"format": "zip", "file.password": password, "aws.sessiontoken": session,
                                       "notification.email": "ops@example.com"}));
         p["aws.secretkey"] = json!(secret_key);
         p["aws.accesskey"] = json!(access_key);
@@ -179,13 +231,19 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     }
     let mut bad = params(&app.bucket);
     bad["format"] = json!("gzip");
-    let (status, refused) = app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": bad}})).await;
+    let (status, refused) = app
+        .submit(json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": bad}}))
+        .await;
     assert_eq!(status, 400);
     responses.push(refused.to_string());
 
     let completed = app.job(&ids[0]).await;
     let failed = app.job(&ids[1]).await;
-    assert_eq!((completed["status"].as_str(), failed["status"].as_str()), (Some("COMPLETED"), Some("FAILED")), "{failed:#}");
+    assert_eq!(
+        (completed["status"].as_str(), failed["status"].as_str()),
+        (Some("COMPLETED"), Some("FAILED")),
+        "{failed:#}"
+    );
     responses.push(completed.to_string());
     responses.push(failed.to_string());
     responses.push(app.get("/search/jobs").await.1.to_string());
@@ -194,7 +252,10 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
         responses.push(email_about(id, "").await);
     }
     let logins = std::fs::read_to_string(env("FORWARDER_TEST_SMTP_LOGINS")).unwrap_or_default();
-    assert!(logins.lines().any(|l| l == format!("{smtp_user} {smtp_password}")), "the emails went out with the SMTP password");
+    assert!(
+        logins.lines().any(|l| l == format!("{smtp_user} {smtp_password}")),
+        "the emails went out with the SMTP password"
+    );
     // The raw database files, WAL included.
     let mut database = Vec::new();
     for entry in std::fs::read_dir(app.dir.join("data")).unwrap().flatten() {
@@ -207,14 +268,30 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
     // Every line a job's run writes names the job.
     for event in ["job started", "part uploaded", "job ended", "notification email sent"] {
         let lines: Vec<&str> = logs.lines().filter(|l| l.contains(event)).collect();
-        assert!(!lines.is_empty() && lines.iter().all(|l| ids.iter().any(|id| l.contains(&format!("job={id}")))), "{event}: {lines:#?}");
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| ids.iter().any(|id| l.contains(&format!("job={id}")))),
+            "{event}: {lines:#?}"
+        );
     }
     for secret in secrets {
         for r in &responses {
             assert!(!r.contains(secret), "a response or email holds a secret: {r}");
         }
-        assert!(!logs.contains(secret), "the log holds {secret}: {}", logs.lines().find(|l| l.contains(secret)).map(|l| { let i = l.find(secret).unwrap(); &l[i.saturating_sub(300)..(i + 60).min(l.len())] }).unwrap_or_default());
-        assert!(!database.windows(secret.len()).any(|w| w == secret.as_bytes()), "the database holds a secret in plain text");
+        assert!(
+            !logs.contains(secret),
+            "the log holds {secret}: {}",
+            logs.lines()
+                .find(|l| l.contains(secret))
+                .map(|l| {
+                    let i = l.find(secret).unwrap();
+                    &l[i.saturating_sub(300)..(i + 60).min(l.len())]
+                })
+                .unwrap_or_default()
+        );
+        assert!(
+            !database.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the database holds a secret in plain text"
+        );
     }
     // Removing a job forgets its sealed credentials.
     assert_eq!(app.get(&format!("/search/job/remove/{}", ids[1])).await.0, 200);
@@ -237,7 +314,8 @@ async fn a_signed_read_cannot_be_replayed_on_another_path() {
     // The same headers (same key, timestamp and signature: the body is empty in both) on
     // the calls that steer the job.
     for steer in ["remove", "stop", "start"] {
-        let (status, answer) = signed(&app, "GET", &format!("/search/job/{steer}/{id}"), "", &key, &secret, now).await;
+        let (status, answer) =
+            signed(&app, "GET", &format!("/search/job/{steer}/{id}"), "", &key, &secret, now).await;
         assert_eq!(status, 401, "{steer}: {answer}");
         assert!(answer["msg"].as_str().unwrap().contains("another method or path"), "{answer}");
     }
@@ -262,12 +340,18 @@ async fn a_signed_read_cannot_be_replayed_on_another_path() {
     // may serve another path just after its first use (the SDK's next call), not later.
     let second = forwarder::job::now_ms() / 1000 * 1000;
     assert_eq!(signed(&app, "GET", &read, "", &key, &secret, second).await.0, 200);
-    assert_eq!(signed(&app, "GET", "/search/jobs", "", &key, &secret, second).await.0, 200, "the SDK's next call");
+    assert_eq!(
+        signed(&app, "GET", "/search/jobs", "", &key, &secret, second).await.0,
+        200,
+        "the SDK's next call"
+    );
     tokio::time::sleep(forwarder::api::SHARED_SECOND + std::time::Duration::from_millis(200)).await;
-    let (status, answer) = signed(&app, "GET", &format!("/search/job/remove/{id}"), "", &key, &secret, second).await;
+    let (status, answer) =
+        signed(&app, "GET", &format!("/search/job/remove/{id}"), "", &key, &secret, second).await;
     assert_eq!(status, 401, "a whole-second signature replayed later: {answer}");
     assert_eq!(app.job(&id).await["status"], "CREATED", "the job is untouched");
 
-    let (status, answer) = signed(&app, "GET", &format!("/search/job/stop/{id}"), "", &key, &secret, now + 2).await;
+    let (status, answer) =
+        signed(&app, "GET", &format!("/search/job/stop/{id}"), "", &key, &secret, now + 2).await;
     assert_eq!((status, answer["object"]["status"].as_str()), (200, Some("STOPPED")), "{answer}");
 }

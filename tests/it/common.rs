@@ -51,10 +51,7 @@ pub async fn fresh_postgres_database() -> String {
     let admin = env("FORWARDER_TEST_POSTGRES_URL");
     let name = format!("forwarder_it_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
     let (server, _) = admin.rsplit_once('/').unwrap();
     format!("{server}/{name}")
@@ -78,10 +75,7 @@ pub async fn spawn_app(rows: u64) -> TestApp {
 }
 
 pub async fn spawn_app_with(rows: u64, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("warn,forwarder=info")
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,forwarder=info").try_init();
     let dir = std::env::temp_dir().join(format!("forwarder-it-{}", uuid::Uuid::new_v4()));
     let catalog = demo::create(&dir.join("demo"), rows).unwrap();
     let s3 = s3_client();
@@ -91,11 +85,8 @@ pub async fn spawn_app_with(rows: u64, tweak: impl FnOnce(&mut Config)) -> TestA
 }
 
 fn test_config(dir: &std::path::Path, catalog: &std::path::Path) -> Config {
-    let mut config = Config {
-        data_dir: dir.join("data"),
-        catalog: Some(catalog.to_path_buf()),
-        ..Config::default()
-    };
+    let mut config =
+        Config { data_dir: dir.join("data"), catalog: Some(catalog.to_path_buf()), ..Config::default() };
     config.worker.enabled = false;
     config.worker.lease = Duration::from_secs(5);
     config.worker.poll_interval = Duration::from_millis(200);
@@ -123,48 +114,23 @@ async fn start_app(
     let app = App::build(config).await.unwrap();
     let (worker, store) = (app.worker.clone(), app.state.store.clone());
     // The token the server created on its first start, as a new user would use it.
-    let token = std::fs::read_to_string(token_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = std::fs::read_to_string(token_file).unwrap().trim().to_string();
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
     let listener = forwarder::api::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(listener, shutdown.clone()));
-    TestApp {
-        api,
-        http,
-        token,
-        worker,
-        store,
-        s3: s3_client(),
-        bucket,
-        dir,
-        catalog,
-        rows,
-        shutdown,
-    }
+    TestApp { api, http, token, worker, store, s3: s3_client(), bucket, dir, catalog, rows, shutdown }
 }
 
 impl TestApp {
     /// Stops this server and starts another on the same data directory, table and bucket.
     pub async fn restart(self) -> TestApp {
         self.shutdown.cancel();
-        let (dir, catalog, rows, bucket) = (
-            self.dir.clone(),
-            self.catalog.clone(),
-            self.rows,
-            self.bucket.clone(),
-        );
+        let (dir, catalog, rows, bucket) =
+            (self.dir.clone(), self.catalog.clone(), self.rows, self.bucket.clone());
         drop(self);
         start_app(dir, catalog, rows, bucket, |_| {}).await
     }
@@ -176,14 +142,7 @@ impl TestApp {
         let dir = std::env::temp_dir().join(format!("forwarder-it-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(dir.join("data")).unwrap();
         std::fs::write(dir.join("data").join("initial-token"), &self.token).unwrap();
-        start_app(
-            dir,
-            self.catalog.clone(),
-            self.rows,
-            self.bucket.clone(),
-            tweak,
-        )
-        .await
+        start_app(dir, self.catalog.clone(), self.rows, self.bucket.clone(), tweak).await
     }
 
     /// Waits until the job has uploaded at least `parts` parts; returns its view then.
@@ -203,15 +162,7 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> prometheus_parse::Scrape {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.api))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.http.get(format!("{}/metrics", self.api)).send().await.unwrap().text().await.unwrap();
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
     }
     /// Destination params for this app's bucket on LocalStack, plus `extra`.
@@ -221,20 +172,12 @@ impl TestApp {
             "aws.accesskey": "test", "aws.secretkey": "test-secret-key-123",
             "aws.endpoint": env("FORWARDER_TEST_S3_ENDPOINT"), "aws.pathstyle": true,
         });
-        p.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         p
     }
 
     pub async fn submit(&self, body: Value) -> (reqwest::StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}/search/query", self.api))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.post(format!("{}/search/query", self.api)).json(&body).send().await.unwrap();
         (r.status(), r.json().await.unwrap())
     }
 
@@ -256,30 +199,15 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (reqwest::StatusCode, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.api))
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.get(format!("{}{path}", self.api)).send().await.unwrap();
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn keys(&self) -> Vec<String> {
-        let mut pages = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .into_paginator()
-            .send();
+        let mut pages = self.s3.list_objects_v2().bucket(&self.bucket).into_paginator().send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
-            keys.extend(
-                page.unwrap()
-                    .contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
+            keys.extend(page.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_string)));
         }
         // In part order: indexes grow past 999 by getting longer (`999`, `1000`).
         keys.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
@@ -287,26 +215,13 @@ impl TestApp {
     }
 
     pub async fn object(&self, key: &str) -> (Vec<u8>, Option<String>) {
-        let out = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
+        let out = self.s3.get_object().bucket(&self.bucket).key(key).send().await.unwrap();
         let ct = out.content_type().map(str::to_string);
         (out.body.collect().await.unwrap().into_bytes().to_vec(), ct)
     }
 
     pub async fn open_multipart_uploads(&self) -> usize {
-        let out = self
-            .s3
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .unwrap();
+        let out = self.s3.list_multipart_uploads().bucket(&self.bucket).send().await.unwrap();
         out.uploads().len()
     }
 
@@ -314,18 +229,8 @@ impl TestApp {
     pub async fn direct_rows(&self, query: &str) -> Vec<Vec<String>> {
         let engine = DataFusionEngine::new(Catalog::load(&self.catalog).unwrap());
         let (from, to) = demo::time_range(self.rows);
-        let mut run = engine
-            .run(
-                query,
-                QueryWindow {
-                    from_ms: Some(from),
-                    to_ms: Some(to),
-                },
-                0,
-                None,
-            )
-            .await
-            .unwrap();
+        let mut run =
+            engine.run(query, QueryWindow { from_ms: Some(from), to_ms: Some(to) }, 0, None).await.unwrap();
         let mut csv = forwarder::encode::csv::header(&run.stream.schema());
         while let Some(batch) = run.stream.next().await {
             let batch = batch.unwrap();
@@ -347,9 +252,7 @@ pub fn parse_csv(bytes: &[u8]) -> Vec<Vec<String>> {
 
 pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .unwrap();
+    flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
     out
 }
 
@@ -384,23 +287,19 @@ pub async fn email_about(job_id: &str, needle: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!(
-        "no email about job {job_id} with {needle:?} arrived in {}",
-        dir.display()
-    );
+    panic!("no email about job {job_id} with {needle:?} arrived in {}", dir.display());
 }
 
 /// Undoes quoted-printable soft line breaks and `=3D`, so that URLs can be searched for.
 pub fn unfold_qp(text: &str) -> String {
-    text.replace("=\r\n", "")
-        .replace("=\n", "")
-        .replace("=3D", "=")
+    text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
 }
 
 /// Runs `forwarder auth …` on the app's data directory.
 /// The API key and secret `forwarder auth create-key` printed.
 pub fn api_key_from(printed: &str) -> (String, String) {
-    let field = |name: &str| printed.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
+    let field =
+        |name: &str| printed.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_string();
     (field("apikey"), field("apisecret"))
 }
 
@@ -416,8 +315,5 @@ pub fn auth_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
         "forwarder auth {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
 }

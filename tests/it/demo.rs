@@ -31,7 +31,9 @@ async fn the_demo_exports_the_demo_table_and_keeps_serving_with_keep() {
         }
         panic!("the demo ended before serving on:\n{printed}");
     };
-    tokio::time::timeout(Duration::from_secs(120), wait_for_serving).await.expect("the demo finishes its export");
+    tokio::time::timeout(Duration::from_secs(120), wait_for_serving)
+        .await
+        .expect("the demo finishes its export");
     assert!(printed.contains("\"status\": \"COMPLETED\""), "{printed}");
     assert!(printed.contains("Notification email"), "{printed}");
     assert!(!printed.contains(forwarder::demo::SECRET_KEY), "the request is printed with its secret masked");
@@ -45,7 +47,9 @@ async fn the_demo_exports_the_demo_table_and_keeps_serving_with_keep() {
             continue;
         }
         let mut csv = String::new();
-        flate2::read::MultiGzDecoder::new(std::fs::File::open(&part).unwrap()).read_to_string(&mut csv).unwrap();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&part).unwrap())
+            .read_to_string(&mut csv)
+            .unwrap();
         let mut records = csv::Reader::from_reader(csv.as_bytes());
         assert!(records.headers().unwrap().iter().any(|h| h == "eventdate"), "{name} starts with the header");
         data_rows += records.records().count();

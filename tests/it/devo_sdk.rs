@@ -15,7 +15,13 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
         // An end-entity certificate (CA:FALSE): rustls, as browsers, refuses a CA certificate
         // as a server's own.
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -42,7 +48,11 @@ async fn devo_sdk_submits_follows_and_steers_jobs_over_https() {
             .args(&args[1..])
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
 
     let (from, to) = forwarder::query::demo::time_range(app.rows);
@@ -56,7 +66,10 @@ async fn devo_sdk_submits_follows_and_steers_jobs_over_https() {
     assert!(ok, "{err}");
     let job: Value = serde_json::from_str(&job).unwrap();
     assert_eq!(job["object"]["status"], "COMPLETED", "{job:#}");
-    assert!(job["object"]["owner"].as_str().unwrap().starts_with("apikey_"), "the key's id, as `auth list` shows it: {job:#}");
+    assert!(
+        job["object"]["owner"].as_str().unwrap().starts_with("apikey_"),
+        "the key's id, as `auth list` shows it: {job:#}"
+    );
     assert_eq!(job["object"]["eventsSent"], 2_000);
     assert_eq!(job["object"]["extra"]["paths"].as_array().unwrap().len(), app.keys().await.len());
     let (ok, jobs, _) = sdk(&["jobs"]);
@@ -82,12 +95,18 @@ async fn devo_sdk_submits_follows_and_steers_jobs_over_https() {
             .env_remove("FORWARDER_CA")
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let (ok, out) = cli(&["--ca", &ca]);
     assert!(ok && out.contains("REMOVED"), "{out}");
     let (ok, out) = cli(&[]);
-    assert!(!ok && out.contains("certificate") && out.contains("--ca"), "an untrusted certificate is refused: {out}");
+    assert!(
+        !ok && out.contains("certificate") && out.contains("--ca"),
+        "an untrusted certificate is refused: {out}"
+    );
 
     // Plain http is not served on an https listener.
     let plain = reqwest::Client::new().get(format!("{}/healthz", app.api)).send().await;

@@ -9,7 +9,10 @@ use crate::common::*;
 async fn an_empty_result_completes_with_no_part() {
     let app = spawn_app(1_000).await;
     let id = app
-        .submit_export("SELECT * FROM demo.ecommerce.data WHERE statusCode < 0", json!({"format": "gzip", "notification.email": "ops@example.com"}))
+        .submit_export(
+            "SELECT * FROM demo.ecommerce.data WHERE statusCode < 0",
+            json!({"format": "gzip", "notification.email": "ops@example.com"}),
+        )
         .await;
     app.worker.try_run_next_job().await.unwrap().unwrap();
     let job = app.job(&id).await;
@@ -24,9 +27,21 @@ async fn an_empty_result_completes_with_no_part() {
 /// Values a CSV writer gets wrong, and one row far over the 10,000-byte part limit.
 fn hostile_values() -> Vec<String> {
     let mut v: Vec<String> = [
-        "plain", "comma, inside", "quote \" inside", "\"starts with a quote", "ends with a quote\"",
-        "new\nline", "crlf\r\nline", "unicode: ünïcödé 日本語 🚀", "", "  leading and trailing  ",
-        "tab\there", "semi;colon", "back\\slash", "'single'", "=1+1",
+        "plain",
+        "comma, inside",
+        "quote \" inside",
+        "\"starts with a quote",
+        "ends with a quote\"",
+        "new\nline",
+        "crlf\r\nline",
+        "unicode: ünïcödé 日本語 🚀",
+        "",
+        "  leading and trailing  ",
+        "tab\there",
+        "semi;colon",
+        "back\\slash",
+        "'single'",
+        "=1+1",
     ]
     .map(String::from)
     .to_vec();
@@ -42,9 +57,13 @@ async fn hostile_values_round_trip_and_a_huge_row_gets_a_part_of_its_own() {
         // A second table, in NDJSON, beside the demo one.
         let catalog = config.catalog.clone().unwrap();
         let file = catalog.parent().unwrap().join("hostile.json");
-        let lines: Vec<String> = values.iter().enumerate().map(|(i, t)| json!({"id": i as i64, "text": t}).to_string()).collect();
+        let lines: Vec<String> =
+            values.iter().enumerate().map(|(i, t)| json!({"id": i as i64, "text": t}).to_string()).collect();
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        let entry = format!("\n[[tables]]\nname = \"t.hostile\"\nlocation = {:?}\nformat = \"json\"\n", file.display().to_string());
+        let entry = format!(
+            "\n[[tables]]\nname = \"t.hostile\"\nlocation = {:?}\nformat = \"json\"\n",
+            file.display().to_string()
+        );
         std::fs::write(&catalog, std::fs::read_to_string(&catalog).unwrap() + &entry).unwrap();
     })
     .await;
@@ -75,7 +94,10 @@ async fn hostile_values_round_trip_and_a_huge_row_gets_a_part_of_its_own() {
                     .lines()
                     .map(|line| {
                         let v: Value = serde_json::from_str(line).unwrap();
-                        vec![v["id"].as_i64().expect("id is a number").to_string(), v["text"].as_str().unwrap().to_string()]
+                        vec![
+                            v["id"].as_i64().expect("id is a number").to_string(),
+                            v["text"].as_str().unwrap().to_string(),
+                        ]
                     })
                     .collect()
             };
@@ -85,7 +107,8 @@ async fn hostile_values_round_trip_and_a_huge_row_gets_a_part_of_its_own() {
             }
             rows.extend(records);
         }
-        let want: Vec<Vec<String>> = values.iter().enumerate().map(|(i, t)| vec![i.to_string(), t.clone()]).collect();
+        let want: Vec<Vec<String>> =
+            values.iter().enumerate().map(|(i, t)| vec![i.to_string(), t.clone()]).collect();
         assert!(rows == want, "{format}: every value comes back exactly, in order");
         assert!(parts.len() >= 3, "{format}: rows before, the huge row, rows after: {parts:?}");
     }
@@ -95,7 +118,9 @@ async fn hostile_values_round_trip_and_a_huge_row_gets_a_part_of_its_own() {
 async fn a_query_over_its_memory_limit_fails_the_job_not_the_worker() {
     let app = spawn_app_with(60_000, |c| c.worker.query_memory_mb = 1).await;
     // One group holding every uri: nothing to spill, so it must stop at the limit.
-    let id = app.submit_export("SELECT array_agg(uri) AS uris FROM demo.ecommerce.data", json!({"format": "gzip"})).await;
+    let id = app
+        .submit_export("SELECT array_agg(uri) AS uris FROM demo.ecommerce.data", json!({"format": "gzip"}))
+        .await;
     app.worker.try_run_next_job().await.unwrap().unwrap();
     let job = app.job(&id).await;
     assert_eq!(job["status"], "FAILED", "{job:#}");
@@ -118,7 +143,8 @@ async fn a_single_object_carries_encryption_and_storage_class() {
     let job = crate::export::check_completed_export(&app, &id, "csv", None, None).await;
     assert_eq!(job["extra"]["parts"].as_array().unwrap().len(), 1, "one object: {job:#}");
     assert!(job["extra"]["parts"][0]["bytes"].as_u64().unwrap() > 5 << 20, "more than one upload part");
-    let head = app.s3.head_object().bucket(&app.bucket).key(format!("apiv2_{id}_001.csv")).send().await.unwrap();
+    let head =
+        app.s3.head_object().bucket(&app.bucket).key(format!("apiv2_{id}_001.csv")).send().await.unwrap();
     assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"));
     assert_eq!(head.storage_class().map(|s| s.as_str()), Some("STANDARD_IA"));
 }

@@ -10,7 +10,13 @@ pub const QUERY: &str = "SELECT * FROM demo.ecommerce.data WHERE statusCode >= 2
 const MIB: u64 = 1 << 20;
 
 /// Everything a user would check after an export: the job, the objects, the rows, the email.
-pub async fn check_completed_export(app: &TestApp, id: &str, ext: &str, max_bytes: Option<u64>, password: Option<&str>) -> Value {
+pub async fn check_completed_export(
+    app: &TestApp,
+    id: &str,
+    ext: &str,
+    max_bytes: Option<u64>,
+    password: Option<&str>,
+) -> Value {
     let job = app.job(id).await;
     assert_eq!(job["status"], "COMPLETED", "{job:#}");
     let direct = app.direct_rows(QUERY).await;
@@ -21,7 +27,8 @@ pub async fn check_completed_export(app: &TestApp, id: &str, ext: &str, max_byte
     assert_eq!(job["extra"]["percentComplete"], 100);
 
     let keys = app.keys().await;
-    let paths: Vec<String> = job["extra"]["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    let paths: Vec<String> =
+        job["extra"]["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
     assert_eq!(paths.len(), keys.len(), "every object is listed in extra.paths");
     let mut got: Vec<Vec<String>> = Vec::new();
     for (i, key) in keys.iter().enumerate() {
@@ -72,7 +79,12 @@ pub async fn check_completed_export(app: &TestApp, id: &str, ext: &str, max_byte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_export_rotates_by_size_and_arrives_whole() {
     let app = spawn_app(30_000).await;
-    let id = app.submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.5, "notification.email": "ops@example.com"})).await;
+    let id = app
+        .submit_export(
+            QUERY,
+            json!({"format": "gzip", "retention.size": 0.5, "notification.email": "ops@example.com"}),
+        )
+        .await;
     assert_eq!(app.job(&id).await["status"], "CREATED");
     assert_eq!(app.worker.try_run_next_job().await.unwrap().unwrap().to_string(), id);
     let job = check_completed_export(&app, &id, "csv.gz", Some(500_000), None).await;
@@ -88,8 +100,11 @@ async fn gzip_export_rotates_by_size_and_arrives_whole() {
 async fn zip_export_with_password_opens_only_with_it() {
     let app = spawn_app(20_000).await;
     let id = app
-        .submit_export(QUERY, json!({"format": "zip", "file.password": "z1p-pa55", "retention.size": 1,
-                                     "notification.email": "ops@example.com"}))
+        .submit_export(
+            QUERY,
+            json!({"format": "zip", "file.password": "z1p-pa55", "retention.size": 1,
+                                     "notification.email": "ops@example.com"}),
+        )
         .await;
     app.worker.try_run_next_job().await.unwrap().unwrap();
     check_completed_export(&app, &id, "csv.zip", Some(1_000_000), Some("z1p-pa55")).await;
@@ -116,7 +131,9 @@ async fn zip_export_with_password_opens_only_with_it() {
     assert!(!seven("wrong").status.success(), "7-Zip refuses a wrong password");
     let script = "import pyzipper,sys\nz=pyzipper.AESZipFile(sys.argv[1])\nz.setpassword(sys.argv[2].encode())\nsys.stdout.buffer.write(z.read(z.namelist()[0]))";
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/localstack/.venv/bin/python");
-    let py = |password: &str| std::process::Command::new(python).args(["-c", script]).arg(&file).arg(password).output().unwrap();
+    let py = |password: &str| {
+        std::process::Command::new(python).args(["-c", script]).arg(&file).arg(password).output().unwrap()
+    };
     let out = py("z1p-pa55");
     assert!(out.status.success(), "pyzipper opens it: {}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout == expected, "pyzipper reads the same CSV");
@@ -131,7 +148,12 @@ async fn bytes_of(app: &TestApp, key: &str) -> Vec<u8> {
 async fn plain_export_uses_multipart_for_large_parts() {
     // ~6 MB of CSV in one part: more than one 5 MiB upload part.
     let app = spawn_app(20_000).await;
-    let id = app.submit_export(QUERY, json!({"format": "plain", "retention.size": 50, "notification.email": "ops@example.com"})).await;
+    let id = app
+        .submit_export(
+            QUERY,
+            json!({"format": "plain", "retention.size": 50, "notification.email": "ops@example.com"}),
+        )
+        .await;
     app.worker.try_run_next_job().await.unwrap().unwrap();
     let job = check_completed_export(&app, &id, "csv", Some(50_000_000), None).await;
     assert_eq!(job["extra"]["parts"].as_array().unwrap().len(), 1);
@@ -189,7 +211,14 @@ async fn continuous_job_rotates_by_time_and_stops_on_request() {
 
     // New rows arrive in the table: they reach the bucket in a new part.
     let now = forwarder::job::now_ms();
-    forwarder::query::demo::write_csv(&app.catalog.parent().unwrap().join("data/ecommerce-001.csv"), 2_000, 300, now, 1).unwrap();
+    forwarder::query::demo::write_csv(
+        &app.catalog.parent().unwrap().join("data/ecommerce-001.csv"),
+        2_000,
+        300,
+        now,
+        1,
+    )
+    .unwrap();
     for _ in 0..150 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if app.job(&id).await["eventsSent"] == 2_300 {
@@ -223,7 +252,14 @@ async fn continuous_job_rotates_by_time_and_stops_on_request() {
     // Rows that arrive while it is stopped are exported once it is started again, after the
     // rows already sent and in parts numbered after theirs.
     let parts_before = job["extra"]["parts"].as_array().unwrap().len();
-    forwarder::query::demo::write_csv(&app.catalog.parent().unwrap().join("data/ecommerce-002.csv"), 2_300, 200, forwarder::job::now_ms(), 1).unwrap();
+    forwarder::query::demo::write_csv(
+        &app.catalog.parent().unwrap().join("data/ecommerce-002.csv"),
+        2_300,
+        200,
+        forwarder::job::now_ms(),
+        1,
+    )
+    .unwrap();
     let (status, _) = app.get(&format!("/search/job/start/{id}")).await;
     assert_eq!(status, 200);
     let worker = app.worker.clone();
@@ -238,7 +274,11 @@ async fn continuous_job_rotates_by_time_and_stops_on_request() {
     assert_eq!(status, 200);
     tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap().unwrap();
     let job = app.job(&id).await;
-    assert_eq!((job["status"].as_str(), job["eventsSent"].as_u64()), (Some("STOPPED"), Some(2_500)), "{job:#}");
+    assert_eq!(
+        (job["status"].as_str(), job["eventsSent"].as_u64()),
+        (Some("STOPPED"), Some(2_500)),
+        "{job:#}"
+    );
     let keys = app.keys().await;
     assert!(keys.len() > parts_before);
     assert_eq!(keys.last().unwrap(), &format!("apiv2_{id}_{:03}.csv.gz", keys.len()), "indexes continue");
@@ -259,7 +299,11 @@ async fn missing_bucket_fails_the_job_with_a_readable_error() {
     let (from, to) = forwarder::query::demo::time_range(app.rows);
     let mut params = app.params(json!({"format": "gzip", "notification.email": "ops@example.com"}));
     params["aws.bucket"] = json!("no-such-bucket-forwarder-it");
-    let (_, body) = app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": params}})).await;
+    let (_, body) = app
+        .submit(
+            json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": params}}),
+        )
+        .await;
     let id = body["object"]["id"].as_str().unwrap().to_string();
     app.worker.try_run_next_job().await.unwrap();
     let job = app.job(&id).await;
@@ -283,12 +327,16 @@ async fn an_unreachable_endpoint_fails_the_job_with_a_readable_error() {
     let app = spawn_app_with(1_000, |c| c.upload.max_attempts = 2).await;
     // A port nothing listens on: the connection is refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let id = app.submit_export(QUERY, json!({"format": "gzip", "aws.endpoint": format!("http://{closed}")})).await;
+    let id =
+        app.submit_export(QUERY, json!({"format": "gzip", "aws.endpoint": format!("http://{closed}")})).await;
     app.worker.try_run_next_job().await.unwrap();
     let job = app.job(&id).await;
     assert_eq!(job["status"], "FAILED");
     let error = job["error"][0].as_str().unwrap();
-    assert!(error.contains("could not reach the S3 endpoint") && error.to_lowercase().contains("refused"), "{error}");
+    assert!(
+        error.contains("could not reach the S3 endpoint") && error.to_lowercase().contains("refused"),
+        "{error}"
+    );
     assert!(!error.contains("DispatchFailure") && !error.contains("{"), "no debug dump: {error}");
 }
 
@@ -347,10 +395,16 @@ async fn bad_requests_get_400_and_queue_nothing() {
     let cases = [
         (json!({"query": "SELECT 1", "destination": {"type": "s3", "params": {"aws.bucket": "abc"}}}), 205),
         (json!({"query": "SELECT 1", "destination": {"type": "s3", "params": {"format": "rar"}}}), 210),
-        (json!({"query": "SELECT 1", "destination": {"type": "s3", "params": {"format": "gzip", "file.password": "x"}}}), 211),
+        (
+            json!({"query": "SELECT 1", "destination": {"type": "s3", "params": {"format": "gzip", "file.password": "x"}}}),
+            211,
+        ),
         (json!({"query": "SELEC nonsense", "destination": {"type": "s3", "params": {}}}), 101),
         (json!({"query": "SELECT * FROM nowhere.table", "destination": {"type": "s3", "params": {}}}), 101),
-        (json!({"query": "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "destination": {"type": "s3"}}), 101),
+        (
+            json!({"query": "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "destination": {"type": "s3"}}),
+            101,
+        ),
         (json!({"query": "SELECT 1"}), 200),
     ];
     for (body, code) in cases {
@@ -360,10 +414,15 @@ async fn bad_requests_get_400_and_queue_nothing() {
         assert!(!answer["msg"].as_str().unwrap().is_empty());
     }
     // Continuous (no `to`) over no time column: every window would resend the same rows.
-    let (status, answer) = app.submit(json!({"query": "SELECT 1 AS one", "from": 1767225600, "destination": {"type": "s3"}})).await;
+    let (status, answer) = app
+        .submit(json!({"query": "SELECT 1 AS one", "from": 1767225600, "destination": {"type": "s3"}}))
+        .await;
     assert_eq!((status.as_u16(), answer["status"].as_u64()), (400, Some(101)), "{answer}");
     let msg = answer["msg"].as_str().unwrap();
-    assert!(msg.contains("continuous") && msg.contains("demo.ecommerce.data") && msg.contains("Give `to`"), "{msg}");
+    assert!(
+        msg.contains("continuous") && msg.contains("demo.ecommerce.data") && msg.contains("Give `to`"),
+        "{msg}"
+    );
     let (_, list) = app.get("/search/jobs").await;
     assert_eq!(list["object"].as_array().unwrap().len(), 0, "nothing was queued");
     let (status, _) = app.get(&format!("/search/job/{}", uuid::Uuid::new_v4())).await;
@@ -377,20 +436,36 @@ async fn jobs_survive_a_restart_and_list_by_status() {
     app.worker.try_run_next_job().await.unwrap();
     let before = app.job(&id).await;
     // A second server on the same data directory sees the same job.
-    let mut config = forwarder::config::Config { data_dir: app.dir.join("data"), catalog: Some(app.catalog.clone()), ..Default::default() };
+    let mut config = forwarder::config::Config {
+        data_dir: app.dir.join("data"),
+        catalog: Some(app.catalog.clone()),
+        ..Default::default()
+    };
     config.worker.enabled = false;
     let again = forwarder::app::App::build(config).await.unwrap();
     let job = again.state.store.get(None, id.parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!(forwarder::job::job_view(&job).extra.paths, serde_json::from_value::<Vec<String>>(before["extra"]["paths"].clone()).unwrap());
+    assert_eq!(
+        forwarder::job::job_view(&job).extra.paths,
+        serde_json::from_value::<Vec<String>>(before["extra"]["paths"].clone()).unwrap()
+    );
     let (_, list) = app.get("/search/jobs?status=COMPLETED").await;
     assert_eq!(list["object"][0]["id"], id.as_str());
     let (_, list) = app.get("/search/jobs?status=RUNNING").await;
     assert_eq!(list["object"].as_array().unwrap().len(), 0);
     // Devo's SDK filters by type and name in the path.
     let name = before["friendlyName"].as_str().unwrap();
-    for (path, found) in [("/search/jobs/s3".to_string(), 1), (format!("/search/jobs/s3/{name}"), 1), ("/search/jobs/s3/nope".into(), 0), ("/search/jobs/kafka".into(), 0)] {
+    for (path, found) in [
+        ("/search/jobs/s3".to_string(), 1),
+        (format!("/search/jobs/s3/{name}"), 1),
+        ("/search/jobs/s3/nope".into(), 0),
+        ("/search/jobs/kafka".into(), 0),
+    ] {
         let (status, list) = app.get(&path).await;
-        assert_eq!((status.as_u16(), list["object"].as_array().map(Vec::len)), (200, Some(found)), "{path}: {list}");
+        assert_eq!(
+            (status.as_u16(), list["object"].as_array().map(Vec::len)),
+            (200, Some(found)),
+            "{path}: {list}"
+        );
     }
 }
 
@@ -407,8 +482,11 @@ async fn wrong_credentials_fail_the_job_with_a_readable_error_and_leave_nothing_
         let (app, endpoint) = (&app, endpoint.clone());
         async move {
             let id = app
-                .submit_export(QUERY, json!({"format": "plain", "aws.endpoint": endpoint, "aws.bucket": BUCKET,
-                                            "aws.accesskey": access, "aws.secretkey": secret}))
+                .submit_export(
+                    QUERY,
+                    json!({"format": "plain", "aws.endpoint": endpoint, "aws.bucket": BUCKET,
+                                            "aws.accesskey": access, "aws.secretkey": secret}),
+                )
                 .await;
             app.worker.try_run_next_job().await.unwrap();
             (id.clone(), app.job(&id).await)
@@ -417,16 +495,24 @@ async fn wrong_credentials_fail_the_job_with_a_readable_error_and_leave_nothing_
 
     let (good, job) = run(ACCESS_KEY, SECRET_KEY).await;
     assert_eq!(job["status"], "COMPLETED", "the right keys work: {job:#}");
-    for (access, secret, code) in [(ACCESS_KEY, "not-the-secret-key", "SignatureDoesNotMatch"), ("AKIAUNKNOWN", SECRET_KEY, "NotSignedUp")] {
+    for (access, secret, code) in [
+        (ACCESS_KEY, "not-the-secret-key", "SignatureDoesNotMatch"),
+        ("AKIAUNKNOWN", SECRET_KEY, "NotSignedUp"),
+    ] {
         let (_, job) = run(access, secret).await;
         assert_eq!(job["status"], "FAILED", "{job:#}");
         let error = job["error"][0].as_str().unwrap();
         assert!(error.contains(code) && error.contains("check aws.accesskey, aws.secretkey"), "{error}");
-        assert!(!job.to_string().contains("not-the-secret-key") && !job.to_string().contains(SECRET_KEY), "{job:#}");
+        assert!(
+            !job.to_string().contains("not-the-secret-key") && !job.to_string().contains(SECRET_KEY),
+            "{job:#}"
+        );
     }
     // Only the good job's object is in the bucket: no part file, no upload left open.
-    let files: Vec<String> =
-        std::fs::read_dir(root.join(BUCKET)).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let files: Vec<String> = std::fs::read_dir(root.join(BUCKET))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(files, vec![format!("apiv2_{good}_001.csv")], "{files:?}");
     // s3s-fs keeps an open upload's state and parts beside the buckets as `.upload*` files.
     let leftovers: Vec<String> = std::fs::read_dir(&root)
@@ -464,7 +550,12 @@ async fn a_table_in_an_s3_bucket_exports_like_a_local_one() {
         c.s3.secret_key = Some(forwarder::secret::Secret::new("test"));
     })
     .await;
-    let id = app.submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.2, "notification.email": "ops@example.com"})).await;
+    let id = app
+        .submit_export(
+            QUERY,
+            json!({"format": "gzip", "retention.size": 0.2, "notification.email": "ops@example.com"}),
+        )
+        .await;
     app.worker.try_run_next_job().await.unwrap();
     // Compared with the same query over the local copy of the file.
     check_completed_export(&app, &id, "csv.gz", Some(200_000), None).await;

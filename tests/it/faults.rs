@@ -8,8 +8,8 @@
 //! for chosen calls ([`AnswerLoss`]), and an endpoint that echoes the credentials it was sent.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -132,16 +132,28 @@ pub struct Faults {
 
 /// The key of a call that finishes an object: a completion or a whole-object put.
 fn finishing_key<B>(req: &Request<B>) -> Option<String> {
-    matches!(S3Call::of(req), S3Call::CompleteMultipartUpload | S3Call::PutObject).then(|| req.uri().path().to_string())
+    matches!(S3Call::of(req), S3Call::CompleteMultipartUpload | S3Call::PutObject)
+        .then(|| req.uri().path().to_string())
 }
 
 fn s3_error(status: u16, code: &str) -> Response<Full<Bytes>> {
-    let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>");
-    Response::builder().status(status).header("content-type", "application/xml").body(Full::new(Bytes::from(xml))).unwrap()
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/xml")
+        .body(Full::new(Bytes::from(xml)))
+        .unwrap()
 }
 
 /// One request, as [`Mode`] says.
-async fn handle(req: Request<Incoming>, upstream: String, mode: Arc<Mode>, http: reqwest::Client) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn handle(
+    req: Request<Incoming>,
+    upstream: String,
+    mode: Arc<Mode>,
+    http: reqwest::Client,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     match &*mode {
         Mode::Transient(faults) => transient(req, &upstream, faults, &http).await,
         Mode::LoseAnswers(loss) => {
@@ -157,21 +169,41 @@ async fn handle(req: Request<Incoming>, upstream: String, mode: Arc<Mode>, http:
 /// A 403 holding the request's credentials, in the message (which the SDK reports) and in
 /// elements of their own.
 fn echo_credentials<B>(req: &Request<B>, echoed: &Mutex<Vec<String>>) -> Response<Full<Bytes>> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let header =
+        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let (token, authorization) = (header("x-amz-security-token"), header("authorization"));
-    let field = |name: &str| authorization.split(&format!("{name}=")).nth(1).and_then(|v| v.split([',', '/']).next()).unwrap_or_default().to_string();
+    let field = |name: &str| {
+        authorization
+            .split(&format!("{name}="))
+            .nth(1)
+            .and_then(|v| v.split([',', '/']).next())
+            .unwrap_or_default()
+            .to_string()
+    };
     let (key_id, signature) = (field("Credential"), field("Signature"));
-    echoed.lock().unwrap().extend([token.clone(), key_id.clone(), signature].into_iter().filter(|v| !v.is_empty()));
+    echoed
+        .lock()
+        .unwrap()
+        .extend([token.clone(), key_id.clone(), signature].into_iter().filter(|v| !v.is_empty()));
     let xml = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidToken</Code>\
          <Message>The provided token {token} is malformed or otherwise invalid (key {key_id}; {authorization})</Message>\
          <Token-0>{token}</Token-0><AWSAccessKeyId>{key_id}</AWSAccessKeyId></Error>"
     );
-    Response::builder().status(403).header("content-type", "application/xml").body(Full::new(Bytes::from(xml))).unwrap()
+    Response::builder()
+        .status(403)
+        .header("content-type", "application/xml")
+        .body(Full::new(Bytes::from(xml)))
+        .unwrap()
 }
 
 /// One request: fail it (3 in 10, never twice in a row), delay it, or pass it on.
-async fn transient(req: Request<Incoming>, upstream: &str, faults: &Faults, http: &reqwest::Client) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn transient(
+    req: Request<Incoming>,
+    upstream: &str,
+    faults: &Faults,
+    http: &reqwest::Client,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let lose_answer = finishing_key(&req).is_some_and(|key| faults.lost_answers.lock().unwrap().insert(key));
     if lose_answer {
         if req.method() == hyper::Method::POST {
@@ -204,7 +236,11 @@ async fn transient(req: Request<Incoming>, upstream: &str, faults: &Faults, http
     forward(req, upstream, http).await
 }
 
-async fn forward(req: Request<Incoming>, upstream: &str, http: &reqwest::Client) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn forward(
+    req: Request<Incoming>,
+    upstream: &str,
+    http: &reqwest::Client,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
     let url = format!("{upstream}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
@@ -237,8 +273,12 @@ pub async fn spawn_faulty_proxy(mode: Mode) -> String {
             let Ok((stream, _)) = listener.accept().await else { return };
             let (upstream, mode, http) = (upstream.clone(), mode.clone(), http.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(req, upstream.clone(), mode.clone(), http.clone()));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let service = hyper::service::service_fn(move |req| {
+                    handle(req, upstream.clone(), mode.clone(), http.clone())
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -253,7 +293,9 @@ async fn transient_s3_failures_are_retried_and_the_export_completes() {
     // Small gzip parts (one put each), then one plain object of several 5 MiB upload parts.
     let small_parts = json!({"format": "gzip", "retention.size": 0.2});
     let one_object = json!({"format": "plain", "multiplefile": false});
-    for (mut params, ext, rows, max_bytes) in [(small_parts, "csv.gz", 20_000, Some(200_000)), (one_object, "csv", 60_000, None)] {
+    for (mut params, ext, rows, max_bytes) in
+        [(small_parts, "csv.gz", 20_000, Some(200_000)), (one_object, "csv", 60_000, None)]
+    {
         let app = spawn_app(rows).await;
         params["aws.endpoint"] = json!(proxy);
         params["notification.email"] = json!("ops@example.com");
@@ -261,13 +303,28 @@ async fn transient_s3_failures_are_retried_and_the_export_completes() {
         app.worker.try_run_next_job().await.unwrap().unwrap();
         // Exactly the query's rows, every part whole, no multipart upload left open.
         check_completed_export(&app, &id, ext, max_bytes, None).await;
-        s3_errors += app.metrics().await.samples.iter().filter(|s| s.metric == "forwarder_s3_errors_total").count() as f64;
+        s3_errors +=
+            app.metrics().await.samples.iter().filter(|s| s.metric == "forwarder_s3_errors_total").count()
+                as f64;
     }
     let count = |c: &AtomicU64| c.load(Ordering::SeqCst);
-    assert!(count(&faults.slow_down) >= 1 && count(&faults.internal) >= 1 && count(&faults.dropped) >= 1 && count(&faults.delayed) >= 1,
-        "every kind of fault was injected: {} requests, {} 503, {} 500, {} dropped, {} delayed", count(&faults.requests),
-        count(&faults.slow_down), count(&faults.internal), count(&faults.dropped), count(&faults.delayed));
+    assert!(
+        count(&faults.slow_down) >= 1
+            && count(&faults.internal) >= 1
+            && count(&faults.dropped) >= 1
+            && count(&faults.delayed) >= 1,
+        "every kind of fault was injected: {} requests, {} 503, {} 500, {} dropped, {} delayed",
+        count(&faults.requests),
+        count(&faults.slow_down),
+        count(&faults.internal),
+        count(&faults.dropped),
+        count(&faults.delayed)
+    );
     let lost = faults.lost_answers.lock().unwrap().len();
-    assert!(lost >= 3 && count(&faults.lost_completions) == 1, "answers lost: {lost} objects, {} completions", count(&faults.lost_completions));
+    assert!(
+        lost >= 3 && count(&faults.lost_completions) == 1,
+        "answers lost: {lost} objects, {} completions",
+        count(&faults.lost_completions)
+    );
     assert_eq!(s3_errors, 0.0, "no S3 call failed for good");
 }

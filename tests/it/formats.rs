@@ -59,7 +59,8 @@ fn as_csv_field(column: &str, v: &Value) -> String {
 
 async fn export_in(file_format: &str, format: &str) {
     let app = spawn_app(3_000).await;
-    let params = json!({"file.format": file_format, "format": format, "retention.size": PART_BYTES as f64 / 1e6});
+    let params =
+        json!({"file.format": file_format, "format": format, "retention.size": PART_BYTES as f64 / 1e6});
     let id = app.submit_export(QUERY, params).await;
     app.worker.try_run_next_job().await.unwrap().unwrap();
     let job = app.job(&id).await;
@@ -93,7 +94,8 @@ async fn export_in(file_format: &str, format: &str) {
             let text = String::from_utf8(plain).unwrap();
             text.lines()
                 .map(|line| {
-                    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{key}: {e}: {line}"));
+                    let v: Value =
+                        serde_json::from_str(line).unwrap_or_else(|e| panic!("{key}: {e}: {line}"));
                     let object = v.as_object().unwrap();
                     assert!(object["statusCode"].is_number(), "numbers stay numbers: {line}");
                     assert!(object["eventdate"].is_string());
@@ -108,7 +110,12 @@ async fn export_in(file_format: &str, format: &str) {
     let mut want = expected.to_vec();
     want.sort();
     got.sort();
-    assert!(got == want, "{file_format} {format}: the parts hold exactly the query's rows ({} vs {})", got.len(), want.len());
+    assert!(
+        got == want,
+        "{file_format} {format}: the parts hold exactly the query's rows ({} vs {})",
+        got.len(),
+        want.len()
+    );
     assert_eq!(app.open_multipart_uploads().await, 0);
 }
 

@@ -36,10 +36,16 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         ("query is DDL", good(json!({"query": "DROP TABLE demo.ecommerce.data"}))),
         ("query is DML", good(json!({"query": "INSERT INTO demo.ecommerce.data VALUES (1)"}))),
         ("COPY", good(json!({"query": "COPY (SELECT 1) TO '/tmp/x.csv'"}))),
-        ("CREATE EXTERNAL TABLE", good(json!({"query": "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'"}))),
+        (
+            "CREATE EXTERNAL TABLE",
+            good(json!({"query": "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'"})),
+        ),
         ("SET", good(json!({"query": "SET datafusion.execution.batch_size = 1"}))),
         ("a local path as a table", good(json!({"query": "SELECT * FROM '/etc/passwd'"}))),
-        ("a URL as a table", good(json!({"query": "SELECT * FROM 'http://169.254.169.254/latest/meta-data'"}))),
+        (
+            "a URL as a table",
+            good(json!({"query": "SELECT * FROM 'http://169.254.169.254/latest/meta-data'"})),
+        ),
         ("an unknown table", good(json!({"query": "SELECT * FROM nope"}))),
         ("two statements", good(json!({"query": "SELECT 1; DROP TABLE demo.ecommerce.data"}))),
         ("from is text", good(json!({"from": "yesterday"}))),
@@ -59,14 +65,26 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         ("bad email", good(json!({"param:notification.email": "not-an-address"}))),
         ("header injection in email", good(json!({"param:notification.email": "a@b.com\r\nBcc: c@d.com"}))),
         ("endpoint not a URL", good(json!({"param:aws.endpoint": "file:///etc/passwd"}))),
-        ("credentials in the endpoint", good(json!({"param:aws.endpoint": "http://AKIAEXAMPLE:s3cret@s3.example.com"}))),
+        (
+            "credentials in the endpoint",
+            good(json!({"param:aws.endpoint": "http://AKIAEXAMPLE:s3cret@s3.example.com"})),
+        ),
         ("endpoint at the metadata service", good(json!({"param:aws.endpoint": "http://169.254.169.254"}))),
         ("endpoint on a private network", good(json!({"param:aws.endpoint": "http://10.0.0.1:9000"}))),
-        ("endpoint at an IPv6 link-local address", good(json!({"param:aws.endpoint": "http://[fe80::1]:9000"}))),
+        (
+            "endpoint at an IPv6 link-local address",
+            good(json!({"param:aws.endpoint": "http://[fe80::1]:9000"})),
+        ),
         ("unknown param", good(json!({"param:aws.evil": "x"}))),
         ("multiplefile is text", good(json!({"param:multiplefile": "maybe"}))),
-        ("no bucket, and no default bucket", good(json!({"destination": {"type": "s3", "params": {"format": "gzip"}}}))),
-        ("endpoint at a NAT64 private address", good(json!({"param:aws.endpoint": "http://[64:ff9b::a00:5]:9000"}))),
+        (
+            "no bucket, and no default bucket",
+            good(json!({"destination": {"type": "s3", "params": {"format": "gzip"}}})),
+        ),
+        (
+            "endpoint at a NAT64 private address",
+            good(json!({"param:aws.endpoint": "http://[64:ff9b::a00:5]:9000"})),
+        ),
         ("unknown server-side encryption", good(json!({"param:aws.sse": "rot13"}))),
         ("KMS key without aws:kms", good(json!({"param:aws.kmskeyid": "alias/mine"}))),
         ("unknown storage class", good(json!({"param:aws.storageclass": "COLD"}))),
@@ -78,7 +96,8 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
     // and closes that connection, which a pooled client could otherwise pick up again.
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     for (what, body) in cases {
-        let request = http.post(&url).bearer_auth(&app.token).header("content-type", "application/json").body(body);
+        let request =
+            http.post(&url).bearer_auth(&app.token).header("content-type", "application/json").body(body);
         let res = tokio::time::timeout(Duration::from_secs(10), request.send())
             .await
             .unwrap_or_else(|_| panic!("{what}: no answer within 10 s"))
@@ -93,12 +112,24 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
     // An oversized body is not read to its end, so its connection closes, and says so.
     let big = format!("{{\"query\": \"{}\"}}", "x".repeat(2 << 20));
     let res = http.post(&url).bearer_auth(&app.token).body(big).send().await.unwrap();
-    assert_eq!((res.status().as_u16(), res.headers().get("connection").map(|v| v.to_str().unwrap())), (413, Some("close")));
+    assert_eq!(
+        (res.status().as_u16(), res.headers().get("connection").map(|v| v.to_str().unwrap())),
+        (413, Some("close"))
+    );
     // Odd paths and methods: a 4xx in Devo's shape, saying what is wrong.
-    for path in ["/search/job/..%2F..%2Fetc%2Fpasswd", "/search/job/%00", "/search/job/stop/not-a-uuid", "/search/jobs?status=EXPLODED",
-                 "/search/nothing-here", "/search/query"] {
+    for path in [
+        "/search/job/..%2F..%2Fetc%2Fpasswd",
+        "/search/job/%00",
+        "/search/job/stop/not-a-uuid",
+        "/search/jobs?status=EXPLODED",
+        "/search/nothing-here",
+        "/search/query",
+    ] {
         let (status, answer) = app.get(path).await;
-        assert!(status.is_client_error() && answer["msg"].as_str().is_some_and(|m| m.len() > 10), "{path}: {status} {answer}");
+        assert!(
+            status.is_client_error() && answer["msg"].as_str().is_some_and(|m| m.len() > 10),
+            "{path}: {status} {answer}"
+        );
     }
     let (status, answer) = app.get("/search/query").await;
     assert_eq!(status, 405, "{answer}");

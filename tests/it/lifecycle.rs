@@ -29,7 +29,12 @@ async fn export_under_way(rows: u64) -> (TestApp, String, Run) {
 async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
     // Parts of 3 KB (about 45 rows): well over a thousand of them.
     let app = spawn_app_with(60_000, |c| c.limits.retention_size_mb_min = 0.001).await;
-    let id = app.submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.003, "notification.email": "ops@example.com"})).await;
+    let id = app
+        .submit_export(
+            QUERY,
+            json!({"format": "gzip", "retention.size": 0.003, "notification.email": "ops@example.com"}),
+        )
+        .await;
     let worker = app.worker.clone();
     let run = tokio::spawn(async move { worker.try_run_next_job().await });
     app.wait_for_parts(&id, 3).await;
@@ -62,7 +67,11 @@ async fn stop_then_start_gives_exactly_the_rows_of_an_uninterrupted_run() {
     let parts = job["extra"]["parts"].as_array().unwrap();
     assert!(parts.len() > 1000, "part numbers go past 999 (1000, 1001, …): {} parts", parts.len());
     assert!(parts.len() > parts_at_stop.len());
-    assert_eq!(&parts[..parts_at_stop.len()], &parts_at_stop[..], "parts uploaded before the stop are kept as they were");
+    assert_eq!(
+        &parts[..parts_at_stop.len()],
+        &parts_at_stop[..],
+        "parts uploaded before the stop are kept as they were"
+    );
 
     let (status, body) = app.get(&format!("/search/job/stop/{id}")).await;
     assert_eq!(status, 409, "a completed job cannot be stopped: {body}");
@@ -117,7 +126,11 @@ async fn one_domain_cannot_take_every_running_slot() {
     let run = tokio::spawn(async move { worker.try_run_next_job().await });
     app.wait_for_parts(&first, 1).await;
     // The default domain has its one running job: its second job waits...
-    assert_eq!(app.worker.try_run_next_job().await.unwrap(), None, "a second job of the same domain is not claimed");
+    assert_eq!(
+        app.worker.try_run_next_job().await.unwrap(),
+        None,
+        "a second job of the same domain is not claimed"
+    );
     assert_eq!(app.job(&second).await["status"], "CREATED");
     // ...while another domain's job runs beside it.
     let (_, token) = auth_cli(&app, &["create-token", "--domain", "other"]);
@@ -154,7 +167,11 @@ async fn a_restart_in_the_middle_of_a_job_continues_it() {
     assert_eq!(app.open_multipart_uploads().await, 0);
 
     let app = app.restart().await;
-    assert_eq!(app.job(&id).await["extra"]["parts"], handed_back["extra"]["parts"], "the new server sees the checkpoint");
+    assert_eq!(
+        app.job(&id).await["extra"]["parts"],
+        handed_back["extra"]["parts"],
+        "the new server sees the checkpoint"
+    );
     assert_eq!(app.worker.try_run_next_job().await.unwrap().map(|j| j.to_string()), Some(id.clone()));
     check_completed_export(&app, &id, "csv.gz", Some(10_000), None).await;
 }
@@ -179,7 +196,11 @@ async fn metrics_count_what_the_export_did() {
     assert_eq!(sample(&after, "forwarder_parts_uploaded_total", None), parts.len() as f64);
     assert_eq!(sample(&after, "forwarder_bytes_uploaded_total", None), bytes as f64);
     let calls = sample(&after, "forwarder_s3_request_seconds_count", Some(("operation", "PutObject")))
-        + sample(&after, "forwarder_s3_request_seconds_count", Some(("operation", "CompleteMultipartUpload")));
+        + sample(
+            &after,
+            "forwarder_s3_request_seconds_count",
+            Some(("operation", "CompleteMultipartUpload")),
+        );
     assert_eq!(calls, parts.len() as f64, "one completing call per part");
 }
 
@@ -207,7 +228,9 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &s
         .iter()
         .filter(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
         .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             _ => f64::NAN,
         })
         .sum()
@@ -217,7 +240,8 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &s
 async fn a_failing_smtp_server_is_recorded_without_changing_the_status() {
     // Nothing listens on the discard port: every attempt is refused, then retried.
     let app = spawn_app_with(1_000, |c| c.smtp.url = Some("smtp://127.0.0.1:9".into())).await;
-    let id = app.submit_export(QUERY, json!({"format": "gzip", "notification.email": "ops@example.com"})).await;
+    let id =
+        app.submit_export(QUERY, json!({"format": "gzip", "notification.email": "ops@example.com"})).await;
     app.worker.try_run_next_job().await.unwrap().unwrap();
     let job = app.job(&id).await;
     assert_eq!(job["status"], "COMPLETED", "{job:#}");
@@ -239,10 +263,16 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
             .env("FORWARDER_TOKEN", &app.token)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let (ok, out) = cli(&["list"]);
-    assert!(ok && out.contains(&id) && out.contains("CREATED") && out.lines().next().unwrap().starts_with("ID"), "{out}");
+    assert!(
+        ok && out.contains(&id) && out.contains("CREATED") && out.lines().next().unwrap().starts_with("ID"),
+        "{out}"
+    );
     let name = app.job(&id).await["friendlyName"].as_str().unwrap().to_string();
     let (ok, out) = cli(&["list", "--name", &name[..12]]);
     assert!(ok && out.contains(&id), "listed by name prefix: {out}");
@@ -264,11 +294,17 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
     assert!(waited.status.success() && progress.contains("COMPLETED  100%"), "progress: {progress}");
     assert!(String::from_utf8_lossy(&waited.stdout).contains("COMPLETED"));
     let (ok, out) = cli(&["show", &id[..8]]);
-    assert!(ok && out.contains("COMPLETED") && out.contains(&format!("apiv2_{id}_001.csv.gz")), "shown by its first characters: {out}");
+    assert!(
+        ok && out.contains("COMPLETED") && out.contains(&format!("apiv2_{id}_001.csv.gz")),
+        "shown by its first characters: {out}"
+    );
     let (ok, out) = cli(&["show", "0000000000"]);
     assert!(!ok && out.contains("no job id starts with 0000000000"), "{out}");
     let (ok, out) = cli(&["stop", &id]);
-    assert!(!ok && out.contains("has already ended (COMPLETED)"), "a refused command fails with the reason: {out}");
+    assert!(
+        !ok && out.contains("has already ended (COMPLETED)"),
+        "a refused command fails with the reason: {out}"
+    );
     let (ok, out) = cli(&["remove", &id, "--json"]);
     let removed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert!(ok && removed["status"] == "REMOVED", "{out}");
@@ -280,7 +316,12 @@ async fn the_jobs_cli_lists_shows_and_steers_a_running_server() {
 async fn past_the_shutdown_deadline_uploads_are_aborted_and_the_job_is_handed_back() {
     // One plain part of ~16 MB: a multipart upload that is still open when the worker stops.
     let app = spawn_app_with(60_000, |c| c.worker.shutdown_deadline = Duration::from_millis(1)).await;
-    let id = app.submit_export(QUERY, json!({"format": "plain", "retention.size": 50, "notification.email": "ops@example.com"})).await;
+    let id = app
+        .submit_export(
+            QUERY,
+            json!({"format": "plain", "retention.size": 50, "notification.email": "ops@example.com"}),
+        )
+        .await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(app.worker.clone().run(shutdown.clone()));
     for _ in 0..300 {

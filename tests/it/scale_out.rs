@@ -28,7 +28,10 @@ async fn a_worker_that_dies_mid_job_is_taken_over_by_another_machine() {
     let settings = shared(fresh_postgres_database().await, key_file);
     let a = spawn_app_with(30_000, settings.clone()).await;
     let id = a
-        .submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.01, "notification.email": "ops@example.com"}))
+        .submit_export(
+            QUERY,
+            json!({"format": "gzip", "retention.size": 0.01, "notification.email": "ops@example.com"}),
+        )
         .await;
     let worker = a.worker.clone();
     let run = tokio::spawn(async move { worker.try_run_next_job().await });
@@ -54,14 +57,8 @@ async fn a_worker_that_dies_mid_job_is_taken_over_by_another_machine() {
 
     let b = a.peer(settings).await;
     let seen = b.job(&id).await;
-    assert_eq!(
-        seen["status"], "RUNNING",
-        "B sees A's job, still leased to A: {seen:#}"
-    );
-    assert!(
-        seen["extra"]["parts"].as_array().unwrap().len() >= 3,
-        "and its checkpoints"
-    );
+    assert_eq!(seen["status"], "RUNNING", "B sees A's job, still leased to A: {seen:#}");
+    assert!(seen["extra"]["parts"].as_array().unwrap().len() >= 3, "and its checkpoints");
     let mut taken = None;
     for _ in 0..100 {
         taken = b.worker.try_run_next_job().await.unwrap();
@@ -70,11 +67,7 @@ async fn a_worker_that_dies_mid_job_is_taken_over_by_another_machine() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        taken.map(|j| j.to_string()),
-        Some(id.clone()),
-        "B takes the job over once A's lease expires"
-    );
+    assert_eq!(taken.map(|j| j.to_string()), Some(id.clone()), "B takes the job over once A's lease expires");
     // Exactly the query's rows, every part index once, the email sent: by B, seen from A.
     check_completed_export(&b, &id, "csv.gz", Some(10_000), None).await;
     assert_eq!(a.job(&id).await["extra"], b.job(&id).await["extra"]);
@@ -89,24 +82,18 @@ async fn servers_sharing_a_store_share_its_jobs_and_credentials() {
     let a = spawn_app_with(2_000, settings.clone()).await;
     let b = a.peer(settings).await;
     // Submitted to B with A's token (one credential store), listed by A, run by A.
-    let id = b.submit_export(QUERY, json!({"format": "zip", "file.password": "pw-shared-1", "notification.email": "ops@example.com"})).await;
+    let id = b
+        .submit_export(
+            QUERY,
+            json!({"format": "zip", "file.password": "pw-shared-1", "notification.email": "ops@example.com"}),
+        )
+        .await;
     let (status, listed) = a.get("/search/jobs").await;
     assert_eq!(status, 200);
     assert!(listed["object"].to_string().contains(&id), "{listed}");
-    assert_eq!(
-        a.worker
-            .try_run_next_job()
-            .await
-            .unwrap()
-            .map(|j| j.to_string()),
-        Some(id.clone())
-    );
+    assert_eq!(a.worker.try_run_next_job().await.unwrap().map(|j| j.to_string()), Some(id.clone()));
     check_completed_export(&b, &id, "csv.zip", None, Some("pw-shared-1")).await;
-    assert_eq!(
-        b.worker.try_run_next_job().await.unwrap(),
-        None,
-        "nothing is run twice"
-    );
+    assert_eq!(b.worker.try_run_next_job().await.unwrap(), None, "nothing is run twice");
 
     // A signed submission accepted by A and sent again to B is refused: they share what was used.
     let created = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
@@ -135,7 +122,8 @@ async fn a_machine_with_another_server_key_is_refused_at_start() {
     let a = spawn_app_with(100, shared(url.clone(), key_a)).await;
     // Machine B forgot to copy the key file: it would make its own, and open no job's secrets.
     let dir = std::env::temp_dir().join(format!("forwarder-it-{}", uuid::Uuid::new_v4()));
-    let mut config = Config { data_dir: dir.join("data"), catalog: Some(a.catalog.clone()), ..Config::default() };
+    let mut config =
+        Config { data_dir: dir.join("data"), catalog: Some(a.catalog.clone()), ..Config::default() };
     config.store.url = Some(Secret::new(url));
     config.store.key_file = Some(dir.join("server.key"));
     let error = forwarder::app::App::build(config).await.err().expect("refused").to_string();
@@ -160,11 +148,13 @@ async fn a_worker_whose_lease_was_taken_stops_at_once() {
     assert!(a.open_multipart_uploads().await > 0, "the part's upload started");
     // A stall long enough for the lease to pass to machine B, as the store sees it.
     let db = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query("UPDATE jobs SET lease_owner = 'machine-b', lease_until = lease_until + 3600000 WHERE id = $1")
-        .bind(&id)
-        .execute(&db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = 'machine-b', lease_until = lease_until + 3600000 WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&db)
+    .await
+    .unwrap();
     // A's next heartbeat finds out: it aborts its upload rather than finish a part that is
     // B's to write, and leaves the job to B.
     tokio::time::timeout(Duration::from_secs(10), run).await.expect("the run stopped").unwrap().unwrap();

@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forwarder::job::{
-    Command, Destination, Format, Job, JobSpec, JobStatus, PartRecord, Progress, ResumePoint,
-    now_ms,
+    Command, Destination, Format, Job, JobSpec, JobStatus, PartRecord, Progress, ResumePoint, now_ms,
 };
 use forwarder::store::{
-    CredentialKind, CredentialStore, JobFilter, JobStore, Lease, Outcome, PostgresStore,
-    SqliteStore, StoreError,
+    CredentialKind, CredentialStore, JobFilter, JobStore, Lease, Outcome, PostgresStore, SqliteStore,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -56,10 +55,7 @@ fn job(domain: &str) -> Job {
 }
 
 fn part(index: u32, rows_before: u64) -> PartRecord {
-    let resume = ResumePoint {
-        from_ms: Some(1_000 + index as i64),
-        skip: rows_before + 5,
-    };
+    let resume = ResumePoint { from_ms: Some(1_000 + index as i64), skip: rows_before + 5 };
     PartRecord {
         index,
         key: format!("k{index}"),
@@ -76,14 +72,8 @@ async fn conformance(store: Arc<dyn JobStore>) {
     let lease = Duration::from_millis(300);
     let a = job("a");
     store.insert(&a).await.unwrap();
-    assert!(
-        store.get(Some("b"), a.id).await.unwrap().is_none(),
-        "another domain's job looks absent"
-    );
-    assert_eq!(
-        store.get(Some("a"), a.id).await.unwrap().unwrap().status,
-        JobStatus::Created
-    );
+    assert!(store.get(Some("b"), a.id).await.unwrap().is_none(), "another domain's job looks absent");
+    assert_eq!(store.get(Some("a"), a.id).await.unwrap().unwrap().status, JobStatus::Created);
 
     // Claim, checkpoint, heartbeat.
     let claimed = store.claim_next("w1", lease, None).await.unwrap().unwrap().job;
@@ -94,20 +84,10 @@ async fn conformance(store: Arc<dyn JobStore>) {
         "a leased job is not claimed twice"
     );
     assert!(store.holds(a.id, "w1").await.unwrap() && !store.holds(a.id, "w2").await.unwrap());
-    let progress = Progress {
-        events_generated: 9,
-        events_sent: 5,
-        last_datetime_ms: Some(7),
-        percent_complete: 50,
-    };
-    store
-        .checkpoint(a.id, "w1", &part(1, 0), &progress)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.heartbeat(a.id, "w1", lease, &progress).await.unwrap(),
-        Lease::Held
-    );
+    let progress =
+        Progress { events_generated: 9, events_sent: 5, last_datetime_ms: Some(7), percent_complete: 50 };
+    store.checkpoint(a.id, "w1", &part(1, 0), &progress).await.unwrap();
+    assert_eq!(store.heartbeat(a.id, "w1", lease, &progress).await.unwrap(), Lease::Held);
     assert!(matches!(
         store.checkpoint(a.id, "w2", &part(2, 5), &progress).await,
         Err(StoreError::LeaseLost(_))
@@ -128,106 +108,52 @@ async fn conformance(store: Arc<dyn JobStore>) {
             .collect::<Vec<_>>()
     );
     assert_eq!(taken.progress, progress);
-    assert!(matches!(
-        store.heartbeat(a.id, "w1", lease, &progress).await,
-        Err(StoreError::LeaseLost(_))
-    ));
+    assert!(matches!(store.heartbeat(a.id, "w1", lease, &progress).await, Err(StoreError::LeaseLost(_))));
 
     // Operator commands reach the worker; finishing releases the job.
     let applied = |s| Some(Outcome::Applied(s));
-    assert_eq!(
-        store.command(Some("a"), a.id, Command::Stop).await.unwrap(),
-        applied(JobStatus::Running)
-    );
+    assert_eq!(store.command(Some("a"), a.id, Command::Stop).await.unwrap(), applied(JobStatus::Running));
     assert!(
-        matches!(
-            store
-                .command(Some("a"), a.id, Command::Start)
-                .await
-                .unwrap(),
-            Some(Outcome::Refused(_))
-        ),
+        matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(_))),
         "a stopping job cannot start"
     );
-    assert_eq!(
-        store.heartbeat(a.id, "w2", lease, &progress).await.unwrap(),
-        Lease::Requested(Command::Stop)
-    );
-    store
-        .finish(a.id, "w2", JobStatus::Stopped, &progress, None)
-        .await
-        .unwrap();
+    assert_eq!(store.heartbeat(a.id, "w2", lease, &progress).await.unwrap(), Lease::Requested(Command::Stop));
+    store.finish(a.id, "w2", JobStatus::Stopped, &progress, None).await.unwrap();
     store.add_error(a.id, "email failed").await.unwrap();
     let done = store.get(None, a.id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Stopped);
     assert_eq!(done.errors, vec!["email failed".to_string()]);
 
     // Start: back to CREATED, claimed again with its checkpoint; a second start is refused.
-    assert_eq!(
-        store
-            .command(Some("a"), a.id, Command::Start)
-            .await
-            .unwrap(),
-        applied(JobStatus::Created)
-    );
+    assert_eq!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), applied(JobStatus::Created));
     assert!(
         matches!(store.command(Some("a"), a.id, Command::Start).await.unwrap(), Some(Outcome::Refused(why)) if why.contains("CREATED"))
     );
     let again = store.claim_next("w3", lease, None).await.unwrap().unwrap().job;
     assert_eq!((again.id, again.parts.len()), (a.id, 1));
-    assert_eq!(
-        again.parts[0].resume,
-        ResumePoint {
-            from_ms: Some(1_001),
-            skip: 5
-        }
-    );
+    assert_eq!(again.parts[0].resume, ResumePoint { from_ms: Some(1_001), skip: 5 });
 
     // Shutdown: the worker gives the job back; it is runnable again, its parts kept.
     store.release(a.id, "w3", &progress).await.unwrap();
     let released = store.get(None, a.id).await.unwrap().unwrap();
-    assert_eq!(
-        (released.status, released.parts.len()),
-        (JobStatus::Created, 1)
-    );
-    assert_eq!(
-        store
-            .claim_next("w4", lease, None)
-            .await
-            .unwrap()
-            .map(|c| c.job.id),
-        Some(a.id)
-    );
-    store
-        .finish(a.id, "w4", JobStatus::Stopped, &progress, Some("S3 said \"no\", twice"))
-        .await
-        .unwrap();
+    assert_eq!((released.status, released.parts.len()), (JobStatus::Created, 1));
+    assert_eq!(store.claim_next("w4", lease, None).await.unwrap().map(|c| c.job.id), Some(a.id));
+    store.finish(a.id, "w4", JobStatus::Stopped, &progress, Some("S3 said \"no\", twice")).await.unwrap();
     let errors = store.get(None, a.id).await.unwrap().unwrap().errors;
-    assert_eq!(errors, vec!["email failed".to_string(), "S3 said \"no\", twice".to_string()], "appended, quotes kept");
-
     assert_eq!(
-        store
-            .command(Some("a"), a.id, Command::Remove)
-            .await
-            .unwrap(),
-        applied(JobStatus::Removed)
+        errors,
+        vec!["email failed".to_string(), "S3 said \"no\", twice".to_string()],
+        "appended, quotes kept"
     );
+
+    assert_eq!(store.command(Some("a"), a.id, Command::Remove).await.unwrap(), applied(JobStatus::Removed));
     assert!(
-        store
-            .get(None, a.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .sealed_secrets
-            .is_none(),
+        store.get(None, a.id).await.unwrap().unwrap().sealed_secrets.is_none(),
         "removal forgets the credentials"
     );
     for c in [Command::Start, Command::Stop, Command::Remove] {
         assert!(
-            matches!(
-                store.command(None, a.id, c).await.unwrap(),
-                Some(Outcome::Refused(_))
-            ),
+            matches!(store.command(None, a.id, c).await.unwrap(), Some(Outcome::Refused(_))),
             "{c:?} on a removed job"
         );
     }
@@ -240,35 +166,15 @@ async fn conformance(store: Arc<dyn JobStore>) {
     // An idle job stops at once; listing filters.
     let b = job("a");
     store.insert(&b).await.unwrap();
-    assert_eq!(
-        store.command(None, b.id, Command::Stop).await.unwrap(),
-        applied(JobStatus::Stopped)
-    );
-    assert_eq!(
-        store
-            .command(Some("zz"), b.id, Command::Stop)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.command(None, b.id, Command::Stop).await.unwrap(), applied(JobStatus::Stopped));
+    assert_eq!(store.command(Some("zz"), b.id, Command::Stop).await.unwrap(), None);
     let stopped = store
-        .list(&JobFilter {
-            domain: Some("a".into()),
-            status: Some(JobStatus::Stopped),
-            ..Default::default()
-        })
+        .list(&JobFilter { domain: Some("a".into()), status: Some(JobStatus::Stopped), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(stopped.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b.id]);
     assert_eq!(
-        store
-            .list(&JobFilter {
-                domain: Some("b".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .len(),
+        store.list(&JobFilter { domain: Some("b".into()), ..Default::default() }).await.unwrap().len(),
         0
     );
     store.ping().await.unwrap();
@@ -279,45 +185,23 @@ async fn conformance(store: Arc<dyn JobStore>) {
         store.insert(j).await.unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    assert_eq!(store.claim_next("w5", lease, Some(1)).await.unwrap().map(|c| c.job.id), Some(c1.id));
     assert_eq!(
-        store
-            .claim_next("w5", lease, Some(1))
-            .await
-            .unwrap()
-            .map(|c| c.job.id),
-        Some(c1.id)
-    );
-    assert_eq!(
-        store
-            .claim_next("w5", lease, Some(1))
-            .await
-            .unwrap()
-            .map(|c| c.job.id),
+        store.claim_next("w5", lease, Some(1)).await.unwrap().map(|c| c.job.id),
         Some(other.id),
         "capped waits"
     );
-    assert!(
-        store
-            .claim_next("w5", lease, Some(1))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(
-        store
-            .claim_next("w5", lease, Some(2))
-            .await
-            .unwrap()
-            .map(|c| c.job.id),
-        Some(c2.id)
-    );
+    assert!(store.claim_next("w5", lease, Some(1)).await.unwrap().is_none());
+    assert_eq!(store.claim_next("w5", lease, Some(2)).await.unwrap().map(|c| c.job.id), Some(c2.id));
 }
 
 /// Domains take turns: the domain whose last job start is the oldest goes first (one that
 /// never started a job before any), whatever another domain has queued.
 async fn fair_turns(store: Arc<dyn JobStore>) {
     let long = Duration::from_secs(60);
-    let claim = async |worker: &str, cap: Option<u32>| store.claim_next(worker, long, cap).await.unwrap().map(|c| c.job);
+    let claim = async |worker: &str, cap: Option<u32>| {
+        store.claim_next(worker, long, cap).await.unwrap().map(|c| c.job)
+    };
     // Domain A: 2 jobs running and 500 queued before B submits one.
     let mut queued_a = Vec::new();
     for _ in 0..502 {
@@ -365,10 +249,18 @@ async fn unclean_runs_and_dead_leases(store: Arc<dyn JobStore>) {
     assert_eq!(runs, [0, 1, 2], "each run that died is counted");
     store.checkpoint(j.id, "host-3-cccccccc", &part(1, 0), &Progress::default()).await.unwrap();
     tokio::time::sleep(lease * 2).await;
-    assert_eq!(store.claim_next("w", lease, None).await.unwrap().unwrap().unclean_runs, 0, "progress resets it");
+    assert_eq!(
+        store.claim_next("w", lease, None).await.unwrap().unwrap().unclean_runs,
+        0,
+        "progress resets it"
+    );
     store.release(j.id, "w", &Progress::default()).await.unwrap();
     let long = Duration::from_secs(60);
-    assert_eq!(store.claim_next("host-4-dddddddd", long, None).await.unwrap().unwrap().unclean_runs, 0, "so does a hand-back");
+    assert_eq!(
+        store.claim_next("host-4-dddddddd", long, None).await.unwrap().unwrap().unclean_runs,
+        0,
+        "so does a hand-back"
+    );
 
     // A dead worker's lease ends now rather than in a minute.
     assert_eq!(store.lease_owners("host-").await.unwrap(), vec!["host-4-dddddddd".to_string()]);
@@ -380,7 +272,10 @@ async fn unclean_runs_and_dead_leases(store: Arc<dyn JobStore>) {
 
     // Its worker dies again: a remove applies at once (no worker is left to tell).
     store.expire_leases(&["w".into()]).await.unwrap();
-    assert_eq!(store.command(Some("a"), j.id, Command::Remove).await.unwrap(), Some(Outcome::Applied(JobStatus::Removed)));
+    assert_eq!(
+        store.command(Some("a"), j.id, Command::Remove).await.unwrap(),
+        Some(Outcome::Applied(JobStatus::Removed))
+    );
     let removed = store.get(None, j.id).await.unwrap().unwrap();
     assert_eq!((removed.status, removed.sealed_secrets), (JobStatus::Removed, None));
     assert!(store.claim_next("w", long, None).await.unwrap().is_none(), "nothing left to run");
@@ -389,7 +284,10 @@ async fn unclean_runs_and_dead_leases(store: Arc<dyn JobStore>) {
     store.insert(&f).await.unwrap();
     store.claim_next("w", long, None).await.unwrap().unwrap();
     store.finish(f.id, "w", JobStatus::Failed, &Progress::default(), Some("crashed")).await.unwrap();
-    assert_eq!(store.command(None, f.id, Command::Remove).await.unwrap(), Some(Outcome::Applied(JobStatus::Removed)));
+    assert_eq!(
+        store.command(None, f.id, Command::Remove).await.unwrap(),
+        Some(Outcome::Applied(JobStatus::Removed))
+    );
     assert_eq!(store.get(None, f.id).await.unwrap().unwrap().sealed_secrets, None);
 }
 
@@ -403,10 +301,8 @@ async fn concurrent_claims(store: Arc<dyn JobStore>) {
         let store = store.clone();
         tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(j) = store
-                .claim_next(&format!("w{w}"), Duration::from_secs(60), None)
-                .await
-                .unwrap()
+            while let Some(j) =
+                store.claim_next(&format!("w{w}"), Duration::from_secs(60), None).await.unwrap()
             {
                 got.push(j.job.id);
             }
@@ -425,56 +321,23 @@ async fn concurrent_claims(store: Arc<dyn JobStore>) {
 
 async fn credentials(store: Arc<dyn CredentialStore>) {
     assert!(!store.has_credentials().await.unwrap());
-    let token = store
-        .add_credential(CredentialKind::Token, "acme", "digest-1", None)
-        .await
-        .unwrap();
-    let key = store
-        .add_credential(CredentialKind::ApiKey, "globex", "key-1", Some(&[9, 9]))
-        .await
-        .unwrap();
-    let found = store
-        .find_credential(CredentialKind::ApiKey, "key-1")
-        .await
-        .unwrap()
-        .unwrap();
+    let token = store.add_credential(CredentialKind::Token, "acme", "digest-1", None).await.unwrap();
+    let key = store.add_credential(CredentialKind::ApiKey, "globex", "key-1", Some(&[9, 9])).await.unwrap();
+    let found = store.find_credential(CredentialKind::ApiKey, "key-1").await.unwrap().unwrap();
     assert_eq!(
-        (
-            found.id.as_str(),
-            found.domain.as_str(),
-            found.sealed.as_deref()
-        ),
+        (found.id.as_str(), found.domain.as_str(), found.sealed.as_deref()),
         (key.as_str(), "globex", Some(&[9u8, 9][..]))
     );
     assert!(
-        store
-            .find_credential(CredentialKind::Token, "key-1")
-            .await
-            .unwrap()
-            .is_none(),
+        store.find_credential(CredentialKind::Token, "key-1").await.unwrap().is_none(),
         "kinds are apart"
     );
     let listed = store.list_credentials().await.unwrap();
-    assert_eq!(
-        listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
-        vec![token.as_str(), key.as_str()]
-    );
-    assert!(
-        listed.iter().all(|c| c.sealed.is_none()),
-        "a listing carries no sealed secret"
-    );
+    assert_eq!(listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec![token.as_str(), key.as_str()]);
+    assert!(listed.iter().all(|c| c.sealed.is_none()), "a listing carries no sealed secret");
     assert!(store.revoke_credential(&token).await.unwrap());
-    assert!(
-        !store.revoke_credential(&token).await.unwrap(),
-        "revoked once"
-    );
-    assert!(
-        store
-            .find_credential(CredentialKind::Token, "digest-1")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!store.revoke_credential(&token).await.unwrap(), "revoked once");
+    assert!(store.find_credential(CredentialKind::Token, "digest-1").await.unwrap().is_none());
     assert!(store.has_credentials().await.unwrap());
     // A signature is accepted once, whatever its case, until it expires.
     let later = forwarder::job::now_ms() + 60_000;
@@ -491,11 +354,7 @@ async fn sqlite() -> Arc<SqliteStore> {
 }
 
 async fn postgres() -> Arc<PostgresStore> {
-    Arc::new(
-        PostgresStore::connect(&crate::common::fresh_postgres_database().await)
-            .await
-            .unwrap(),
-    )
+    Arc::new(PostgresStore::connect(&crate::common::fresh_postgres_database().await).await.unwrap())
 }
 
 #[tokio::test]

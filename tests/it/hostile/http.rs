@@ -22,7 +22,14 @@ async fn credentials_and_header_params_with_control_or_non_ascii_characters_are_
                           "destination": {"type": "s3", "params": params}}))
     };
     // Each value is marked (QZX…JQZ) so that an echo of it in the answer would be found.
-    let bad_values = ["QZXAKIA\r\nXJQZ", "QZXAK\0IAJQZ", "QZXAK\tIAJQZ", "QZXAKIAÉJQZ", "QZXAK\u{7f}IAJQZ", "QZXAK\u{85}IAJQZ"];
+    let bad_values = [
+        "QZXAKIA\r\nXJQZ",
+        "QZXAK\0IAJQZ",
+        "QZXAK\tIAJQZ",
+        "QZXAKIAÉJQZ",
+        "QZXAK\u{7f}IAJQZ",
+        "QZXAK\u{85}IAJQZ",
+    ];
     let mut cases: Vec<(Value, &str, u64)> = Vec::new();
     for key in ["aws.accesskey", "aws.secretkey", "aws.sessiontoken"] {
         for bad in bad_values {
@@ -31,17 +38,25 @@ async fn credentials_and_header_params_with_control_or_non_ascii_characters_are_
     }
     cases.push((json!({"aws.sse": "aws:kms", "aws.kmskeyid": "alias/QZX\r\nJQZ"}), "aws.kmskeyid", 206));
     cases.push((json!({"aws.prefix": "exports/QZX\nJQZ/"}), "aws.prefix", 206));
-    cases.push((json!({"aws.endpoint": format!("{}\tQZXJQZ", env("FORWARDER_TEST_S3_ENDPOINT"))}), "aws.endpoint", 206));
+    cases.push((
+        json!({"aws.endpoint": format!("{}\tQZXJQZ", env("FORWARDER_TEST_S3_ENDPOINT"))}),
+        "aws.endpoint",
+        206,
+    ));
     cases.push((json!({"format": "zip", "file.password": "QZXpass\r\nJQZ"}), "file.password", 211));
     for (patch, key, code) in cases {
         let (status, answer) = submit(patch.clone()).await;
         let msg = answer["msg"].as_str().unwrap_or_default();
         assert_eq!((status.as_u16(), answer["status"].as_u64()), (400, Some(code)), "{patch}: {answer}");
-        assert!(msg.contains(key) && msg.contains("character"), "the message names the parameter and what is wrong: {msg}");
+        assert!(
+            msg.contains(key) && msg.contains("character"),
+            "the message names the parameter and what is wrong: {msg}"
+        );
         assert!(!msg.contains("QZX") && !msg.contains("JQZ"), "the value is not echoed: {msg}");
     }
     // Non-ASCII stays fine where it can travel: object keys and zip passwords.
-    let (status, answer) = submit(json!({"aws.prefix": "été/", "format": "zip", "file.password": "pässwört"})).await;
+    let (status, answer) =
+        submit(json!({"aws.prefix": "été/", "format": "zip", "file.password": "pässwört"})).await;
     assert_eq!(status, 200, "{answer}");
     let (_, list) = app.get("/search/jobs").await;
     assert_eq!(list["object"].as_array().map(Vec::len), Some(1), "only the valid request was queued: {list}");
@@ -63,14 +78,23 @@ async fn a_domains_queue_is_capped_with_429_and_other_domains_still_submit() {
     let (status, answer): (_, Value) = (res.status(), res.json().await.unwrap());
     assert_eq!((status.as_u16(), answer["status"].as_u64()), (429, Some(429)), "{answer}");
     let msg = answer["msg"].as_str().unwrap();
-    assert!(msg.contains("domain default has 3 jobs queued") && msg.contains("worker.max_queued_per_domain"), "{msg}");
+    assert!(
+        msg.contains("domain default has 3 jobs queued") && msg.contains("worker.max_queued_per_domain"),
+        "{msg}"
+    );
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n > 0)), "a Retry-After in seconds");
     let (_, list) = app.get("/search/jobs").await;
     assert_eq!(list["object"].as_array().map(Vec::len), Some(3), "the refused job was not queued");
 
     // Another domain has a queue of its own.
     let (_, token) = auth_cli(&app, &["create-token", "--domain", "acme"]);
-    let res = reqwest::Client::new().post(format!("{}/search/query", app.api)).bearer_auth(token.trim()).json(&body).send().await.unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("{}/search/query", app.api))
+        .bearer_auth(token.trim())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     // A removed job leaves the queue: the first domain may submit again.
     let id = list["object"][0]["id"].as_str().unwrap();
@@ -140,21 +164,34 @@ async fn trickling_and_silent_clients_leave_the_server_answering_and_are_cut() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Both ends in this process: the server has accepted them all once it holds twice as many.
-    let holding = wait_for_descriptors(std::process::id(), 2 * (trickling + silent), Duration::from_secs(10)).await;
+    let holding =
+        wait_for_descriptors(std::process::id(), 2 * (trickling + silent), Duration::from_secs(10)).await;
     println!("{} connections open after {:?} ({holding} descriptors)", trickling + silent, opened.elapsed());
 
     // While every one of them is held open, a new client is answered.
     let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let asked = Instant::now();
-    let health = tokio::time::timeout(Duration::from_secs(10), fresh.get(format!("{}/healthz", app.api)).send()).await;
+    let health =
+        tokio::time::timeout(Duration::from_secs(10), fresh.get(format!("{}/healthz", app.api)).send()).await;
     let health_took = asked.elapsed();
     let asked = Instant::now();
-    let jobs = tokio::time::timeout(Duration::from_secs(10), fresh.get(format!("{}/search/jobs", app.api)).bearer_auth(&app.token).send()).await;
+    let jobs = tokio::time::timeout(
+        Duration::from_secs(10),
+        fresh.get(format!("{}/search/jobs", app.api)).bearer_auth(&app.token).send(),
+    )
+    .await;
     let jobs_took = asked.elapsed();
-    assert_eq!(seen.closed.load(Ordering::SeqCst), 0, "the slow connections were still open while the API answered");
+    assert_eq!(
+        seen.closed.load(Ordering::SeqCst),
+        0,
+        "the slow connections were still open while the API answered"
+    );
     assert_eq!(health.expect("/healthz answered").unwrap().status(), 200);
     assert_eq!(jobs.expect("/search/jobs answered").unwrap().status(), 200);
-    println!("with {} slow connections open: /healthz in {health_took:?}, /search/jobs in {jobs_took:?}", trickling + silent);
+    println!(
+        "with {} slow connections open: /healthz in {health_took:?}, /search/jobs in {jobs_took:?}",
+        trickling + silent
+    );
 
     // The server closes them once server.header_read_timeout (10 s) has passed.
     while seen.closed.load(Ordering::SeqCst) < trickling + silent {
@@ -252,13 +289,24 @@ async fn a_server_process_started_with_1024_descriptors_serves_past_them() {
     let holding = wait_for_descriptors(server_pid, 1_100, Duration::from_secs(5)).await;
     println!("the server process holds {holding} descriptors");
     let asked = Instant::now();
-    let health = tokio::time::timeout(Duration::from_secs(10), http.get(format!("{api}/healthz")).send()).await;
-    let jobs = tokio::time::timeout(Duration::from_secs(10), http.get(format!("{api}/search/jobs")).bearer_auth(token.trim()).send()).await;
+    let health =
+        tokio::time::timeout(Duration::from_secs(10), http.get(format!("{api}/healthz")).send()).await;
+    let jobs = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.get(format!("{api}/search/jobs")).bearer_auth(token.trim()).send(),
+    )
+    .await;
     let took = asked.elapsed();
-    assert_eq!(seen.closed.load(Ordering::SeqCst), 0, "the slow connections were still open while the API answered");
+    assert_eq!(
+        seen.closed.load(Ordering::SeqCst),
+        0,
+        "the slow connections were still open while the API answered"
+    );
     assert_eq!(health.expect("/healthz answered within 10 s").unwrap().status(), 200);
     assert_eq!(jobs.expect("/search/jobs answered within 10 s").unwrap().status(), 200);
-    println!("server process (soft limit 1024 at start), 1,100 slow connections open: /healthz and /search/jobs in {took:?}");
+    println!(
+        "server process (soft limit 1024 at start), 1,100 slow connections open: /healthz and /search/jobs in {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +325,10 @@ async fn connections_past_the_cap_are_closed_at_once_and_the_server_recovers() {
     let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: forwarder\r\n\r\n").await;
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut answer)).await;
-    assert!(read.is_ok() && answer.is_empty(), "a connection past the cap is closed without an answer: {answer:?}");
+    assert!(
+        read.is_ok() && answer.is_empty(),
+        "a connection past the cap is closed without an answer: {answer:?}"
+    );
     // Once the held connections go, the server answers again.
     drop(held);
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
@@ -321,7 +372,10 @@ async fn a_body_from_an_unknown_caller_is_not_waited_for() {
         .expect("the refusal came without the body (within 10 s)")
         .ok();
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 401") && answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 401") && answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     assert!(answer.contains("unknown or revoked token"), "{answer}");
     assert_eq!(app.get("/healthz").await.0, 200);
 }
@@ -339,7 +393,10 @@ async fn heavy_jobs_leave_the_api_answering() {
     .await;
     let heavy = "SELECT count(*) AS n FROM demo.ecommerce.data a CROSS JOIN demo.ecommerce.data b \
                  WHERE a.uri || b.userAgent LIKE '%no such text%'";
-    let ids = [app.submit_export(heavy, json!({"format": "gzip"})).await, app.submit_export(heavy, json!({"format": "gzip"})).await];
+    let ids = [
+        app.submit_export(heavy, json!({"format": "gzip"})).await,
+        app.submit_export(heavy, json!({"format": "gzip"})).await,
+    ];
     for id in &ids {
         let since = Instant::now();
         while app.get(&format!("/search/job/{id}")).await.1["object"]["status"] != "RUNNING" {
@@ -351,14 +408,22 @@ async fn heavy_jobs_leave_the_api_answering() {
     // While both run, the API answers every probe (the guard is a hang guard, not a timing).
     let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     for _ in 0..10 {
-        let health = tokio::time::timeout(Duration::from_secs(5), fresh.get(format!("{}/healthz", app.api)).send()).await;
+        let health =
+            tokio::time::timeout(Duration::from_secs(5), fresh.get(format!("{}/healthz", app.api)).send())
+                .await;
         assert_eq!(health.expect("/healthz answered while heavy jobs ran").unwrap().status(), 200);
-        let (status, list) = tokio::time::timeout(Duration::from_secs(5), app.get("/search/jobs")).await.expect("/search/jobs answered");
+        let (status, list) = tokio::time::timeout(Duration::from_secs(5), app.get("/search/jobs"))
+            .await
+            .expect("/search/jobs answered");
         assert_eq!(status, 200, "{list}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     for id in &ids {
-        assert_eq!(app.get(&format!("/search/job/{id}")).await.1["object"]["status"], "RUNNING", "still heavy while probed");
+        assert_eq!(
+            app.get(&format!("/search/job/{id}")).await.1["object"]["status"],
+            "RUNNING",
+            "still heavy while probed"
+        );
         assert_eq!(app.get(&format!("/search/job/remove/{id}")).await.0, 200);
     }
 }

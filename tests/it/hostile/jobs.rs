@@ -48,7 +48,13 @@ async fn exit_of(child: &mut Child, within: Duration) -> Option<ExitStatus> {
 }
 
 /// Polls the job until `done` says so; panics with `what` past `within` (a hang guard).
-async fn job_until(app: &TestApp, id: &str, within: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn job_until(
+    app: &TestApp,
+    id: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let until = Instant::now() + within;
     loop {
         let job = app.job(id).await;
@@ -79,8 +85,13 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
     // And one that panics, with an access key the panic quotes.
     let panic_marker = self::marker();
     let panicking = format!("SELECT * FROM demo.ecommerce.data WHERE uri <> '{panic_marker}'");
-    let panics = app.submit_export(&panicking, json!({"format": "gzip", "aws.accesskey": "AKIAPANICKEY0000002"})).await;
-    let hook = [("FORWARDER_TEST_ABORT_ON_QUERY", marker.as_str()), ("FORWARDER_TEST_PANIC_ON_QUERY", panic_marker.as_str())];
+    let panics = app
+        .submit_export(&panicking, json!({"format": "gzip", "aws.accesskey": "AKIAPANICKEY0000002"}))
+        .await;
+    let hook = [
+        ("FORWARDER_TEST_ABORT_ON_QUERY", marker.as_str()),
+        ("FORWARDER_TEST_PANIC_ON_QUERY", panic_marker.as_str()),
+    ];
 
     // Each start claims the job (the dead predecessor's lease is taken back at once), and
     // the job ends the process again.
@@ -101,27 +112,44 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
 
     // The fourth start finds it ended three runs without progress: FAILED, not run again.
     let mut worker = worker_process(&app, "60s", &hook);
-    let job = job_until(&app, &id, Duration::from_secs(30), "the job fails", |j| j["status"] != "RUNNING").await;
+    let job =
+        job_until(&app, &id, Duration::from_secs(30), "the job fails", |j| j["status"] != "RUNNING").await;
     assert_eq!(job["status"], "FAILED", "{job:#}");
     let error = job["error"][0].as_str().unwrap();
-    assert!(error.contains("ended its worker 3 times without progress (crash or panic); it will not be run again"), "{error}");
+    assert!(
+        error
+            .contains("ended its worker 3 times without progress (crash or panic); it will not be run again"),
+        "{error}"
+    );
     let email = email_about(&id, "FAILED").await;
     assert!(email.contains("3 times without progress"), "the end email tells why: {email}");
     assert_eq!(app.open_multipart_uploads().await, 0, "the upload it left open is aborted");
     // The process is still up, and runs the next job.
-    job_until(&app, &healthy, Duration::from_secs(60), "the next job completes", |j| j["status"] == "COMPLETED").await;
-    let failed = job_until(&app, &panics, Duration::from_secs(30), "the panicking job ends", |j| j["status"] != "CREATED" && j["status"] != "RUNNING").await;
+    job_until(&app, &healthy, Duration::from_secs(60), "the next job completes", |j| {
+        j["status"] == "COMPLETED"
+    })
+    .await;
+    let failed = job_until(&app, &panics, Duration::from_secs(30), "the panicking job ends", |j| {
+        j["status"] != "CREATED" && j["status"] != "RUNNING"
+    })
+    .await;
     assert_eq!(failed["status"], "FAILED", "{failed:#}");
     assert!(worker.try_wait().unwrap().is_none(), "the worker is still up");
     let log = std::fs::read_to_string(app.dir.join("worker.log")).unwrap();
-    assert!(log.contains("panicking as the test asked, while signing with ***"), "the panic is logged: {log}");
+    assert!(
+        log.contains("panicking as the test asked, while signing with ***"),
+        "the panic is logged: {log}"
+    );
     assert!(!log.contains("AKIAPANICKEY0000002"), "without the key it quoted");
     worker.kill().unwrap();
     worker.wait().unwrap();
 
     // A further start does not run it (nor die): a few polls later the job is as it was.
     let mut worker = worker_process(&app, "60s", &hook);
-    assert!(exit_of(&mut worker, Duration::from_secs(3)).await.is_none(), "the next start does not run the job");
+    assert!(
+        exit_of(&mut worker, Duration::from_secs(3)).await.is_none(),
+        "the next start does not run the job"
+    );
     assert_eq!(app.job(&id).await["status"], "FAILED");
     worker.kill().unwrap();
     worker.wait().unwrap();
@@ -130,8 +158,14 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
     let (status, removed) = app.get(&format!("/search/job/remove/{id}")).await;
     assert_eq!(status, 200, "{removed}");
     assert_eq!(app.job(&id).await["status"], "REMOVED");
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.dir.join("data/jobs.sqlite").display())).await.unwrap();
-    let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT sealed_secrets FROM jobs WHERE id = $1").bind(&id).fetch_one(&db).await.unwrap();
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.dir.join("data/jobs.sqlite").display()))
+        .await
+        .unwrap();
+    let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT sealed_secrets FROM jobs WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(sealed, None, "the credentials are deleted, not hidden");
 }
 
@@ -146,13 +180,20 @@ async fn a_panic_in_a_job_fails_that_job_with_its_message_and_the_worker_goes_on
     let id = app.submit_export(&panicking, params).await;
     let next = app.submit_export(QUERY, json!({"format": "gzip"})).await;
 
-    let ran = tokio::time::timeout(Duration::from_secs(60), app.worker.try_run_next_job()).await.expect("no hang");
+    let ran =
+        tokio::time::timeout(Duration::from_secs(60), app.worker.try_run_next_job()).await.expect("no hang");
     assert_eq!(ran.unwrap().map(|j| j.to_string()), Some(id.clone()));
     let job = app.job(&id).await;
     assert_eq!(job["status"], "FAILED", "{job:#}");
     let error = job["error"][0].as_str().unwrap();
-    assert!(error.contains("a panic") && error.contains("panicking as the test asked"), "the panic's message: {error}");
-    assert!(!error.contains("AKIAPANICKEY0000001") && error.contains("signing with ***"), "no secret in it: {error}");
+    assert!(
+        error.contains("a panic") && error.contains("panicking as the test asked"),
+        "the panic's message: {error}"
+    );
+    assert!(
+        !error.contains("AKIAPANICKEY0000001") && error.contains("signing with ***"),
+        "no secret in it: {error}"
+    );
     let email = email_about(&id, "FAILED").await;
     assert!(!email.contains("AKIAPANICKEY0000001"), "{email}");
 
@@ -182,7 +223,10 @@ async fn a_domain_that_waited_goes_before_a_crowded_domains_queue() {
         let id = body["object"]["id"].as_str().unwrap().to_string();
         let worker = app.worker.clone();
         running.push(tokio::spawn(async move { worker.try_run_next_job().await }));
-        job_until(&app, &id, Duration::from_secs(30), "the continuous job runs", |j| j["status"] == "RUNNING").await;
+        job_until(&app, &id, Duration::from_secs(30), "the continuous job runs", |j| {
+            j["status"] == "RUNNING"
+        })
+        .await;
     }
     for _ in 0..50 {
         let batch = (0..10).map(|_| app.submit_export(QUERY, json!({"format": "gzip"})));
@@ -208,7 +252,15 @@ async fn a_domain_that_waited_goes_before_a_crowded_domains_queue() {
     // The next slot goes to B's job, not to A's oldest queued one.
     let ran = app.worker.try_run_next_job().await.unwrap();
     assert_eq!(ran.map(|j| j.to_string()), Some(b_job.clone()));
-    let seen: Value = as_b.get(format!("{}/search/job/{b_job}", app.api)).bearer_auth(token.trim()).send().await.unwrap().json().await.unwrap();
+    let seen: Value = as_b
+        .get(format!("{}/search/job/{b_job}", app.api))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(seen["object"]["status"], "COMPLETED", "{seen}");
     for run in running {
         run.abort();
@@ -219,7 +271,10 @@ async fn a_domain_that_waited_goes_before_a_crowded_domains_queue() {
 async fn a_process_killed_ten_times_resumes_its_job_at_once_and_loses_nothing() {
     let app = spawn_app(30_000).await;
     let id = app
-        .submit_export(QUERY, json!({"format": "gzip", "retention.size": 0.01, "notification.email": "ops@example.com"}))
+        .submit_export(
+            QUERY,
+            json!({"format": "gzip", "retention.size": 0.01, "notification.email": "ops@example.com"}),
+        )
         .await;
     // A lease far longer than the hang guard below: only taking the job back at once passes.
     let lease = "60s";

@@ -17,7 +17,9 @@ async fn submit_and_run(app: &TestApp, query: &str) -> (reqwest::StatusCode, Val
     let (status, answer) = tokio::time::timeout(Duration::from_secs(120), app.submit(body))
         .await
         .expect("an answer to the submission within 120 s");
-    let Some(id) = answer["object"]["id"].as_str().filter(|_| status == 200) else { return (status, answer, None) };
+    let Some(id) = answer["object"]["id"].as_str().filter(|_| status == 200) else {
+        return (status, answer, None);
+    };
     tokio::time::timeout(Duration::from_secs(300), app.worker.try_run_next_job())
         .await
         .expect("the job ends within 300 s")
@@ -34,31 +36,51 @@ async fn assert_up(app: &TestApp, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_queries_are_refused_or_run_and_the_server_stays_up() {
     let app = spawn_app(50).await;
-    let chain = |n: usize, term: &dyn Fn(usize) -> String, op: &str| (0..n).map(term).collect::<Vec<_>>().join(op);
+    let chain =
+        |n: usize, term: &dyn Fn(usize) -> String, op: &str| (0..n).map(term).collect::<Vec<_>>().join(op);
     let one = |_| "1".to_string();
     let shapes: Vec<(&str, String)> = vec![
         ("1+1+…+1, 1,000 terms", format!("SELECT {} AS n", chain(1_000, &one, "+"))),
         ("1+1+…+1, 10,000 terms", format!("SELECT {} AS n", chain(10_000, &one, "+"))),
         (
             "1,000 ORs",
-            format!("SELECT * FROM demo.ecommerce.data WHERE {}", chain(1_001, &|i| format!("statusCode = {i}"), " OR ")),
+            format!(
+                "SELECT * FROM demo.ecommerce.data WHERE {}",
+                chain(1_001, &|i| format!("statusCode = {i}"), " OR ")
+            ),
         ),
         ("500 UNION ALL branches", chain(501, &|i| format!("SELECT {i} AS n"), " UNION ALL ")),
-        ("200 nested subqueries", format!("{}SELECT 1 AS n{}", "SELECT n FROM (".repeat(200), ") AS t".repeat(200))),
-        ("20 nested subqueries", format!("{}SELECT 1 AS n{}", "SELECT n FROM (".repeat(20), ") AS t".repeat(20))),
+        (
+            "200 nested subqueries",
+            format!("{}SELECT 1 AS n{}", "SELECT n FROM (".repeat(200), ") AS t".repeat(200)),
+        ),
+        (
+            "20 nested subqueries",
+            format!("{}SELECT 1 AS n{}", "SELECT n FROM (".repeat(20), ") AS t".repeat(20)),
+        ),
         ("10,000 nested parentheses", format!("SELECT {}1{} AS n", "(".repeat(10_000), ")".repeat(10_000))),
         ("1,000 nested calls", format!("SELECT {}1{} AS n", "abs(".repeat(1_000), ")".repeat(1_000))),
         ("10,000 subscripts", format!("SELECT make_array(1){} AS n", "[1]".repeat(10_000))),
         ("100,000 unary minuses", format!("SELECT {}1 AS n", "- ".repeat(100_000))),
-        ("a 1 MB chain of ANDs", format!("SELECT 1 AS n WHERE {}", chain(100_000, &|_| "true".into(), " AND "))),
+        (
+            "a 1 MB chain of ANDs",
+            format!("SELECT 1 AS n WHERE {}", chain(100_000, &|_| "true".into(), " AND ")),
+        ),
     ];
     for (what, query) in shapes {
         let (status, answer, job) = submit_and_run(&app, &query).await;
         match job {
             None => {
-                assert_eq!((status.as_u16(), answer["status"].as_u64()), (400, Some(101)), "{what}: {answer}");
+                assert_eq!(
+                    (status.as_u16(), answer["status"].as_u64()),
+                    (400, Some(101)),
+                    "{what}: {answer}"
+                );
                 let msg = answer["msg"].as_str().unwrap();
-                assert!(msg.starts_with("the query is too deeply nested") && msg.contains("UNION ALL"), "{what}: {msg}");
+                assert!(
+                    msg.starts_with("the query is too deeply nested") && msg.contains("UNION ALL"),
+                    "{what}: {msg}"
+                );
             }
             Some(job) => assert_eq!(job["status"], "COMPLETED", "{what}: {job:#}"),
         }
@@ -72,10 +94,25 @@ async fn deep_queries_are_refused_or_run_and_the_server_stays_up() {
 /// the first read buffers and the 10,000 rows schema inference reads.
 fn awkward_rows() -> Vec<Vec<String>> {
     let awkward = [
-        "line\nfeed", "crlf\r\nline", "bare\rreturn", "ends with a backslash\\", "backslash then quote \\\" then\nnewline",
-        "\"quoted\", with a comma", "\n", "\r\n", "\r", "", "C:\\dir\\", "two\n\nblank\r\n\r\nlines", "unicode ü 日本 🚀\r\n",
+        "line\nfeed",
+        "crlf\r\nline",
+        "bare\rreturn",
+        "ends with a backslash\\",
+        "backslash then quote \\\" then\nnewline",
+        "\"quoted\", with a comma",
+        "\n",
+        "\r\n",
+        "\r",
+        "",
+        "C:\\dir\\",
+        "two\n\nblank\r\n\r\nlines",
+        "unicode ü 日本 🚀\r\n",
     ];
-    let mut rows: Vec<Vec<String>> = awkward.iter().enumerate().map(|(i, v)| vec![i.to_string(), v.to_string(), (i * 7).to_string()]).collect();
+    let mut rows: Vec<Vec<String>> = awkward
+        .iter()
+        .enumerate()
+        .map(|(i, v)| vec![i.to_string(), v.to_string(), (i * 7).to_string()])
+        .collect();
     rows.extend((awkward.len()..12_000).map(|i| {
         let text = match i % 4 {
             0 => format!("row {i}\nwith a newline"),
@@ -102,7 +139,10 @@ fn add_csv_table(config: &mut forwarder::config::Config, name: &str, file: &str,
     let catalog = config.catalog.clone().unwrap();
     let path = catalog.parent().unwrap().join(file);
     std::fs::write(&path, bytes).unwrap();
-    let entry = format!("\n[[tables]]\nname = \"{name}\"\nlocation = {:?}\nformat = \"csv\"\n", path.display().to_string());
+    let entry = format!(
+        "\n[[tables]]\nname = \"{name}\"\nlocation = {:?}\nformat = \"csv\"\n",
+        path.display().to_string()
+    );
     std::fs::write(&catalog, std::fs::read_to_string(&catalog).unwrap() + &entry).unwrap();
 }
 
@@ -125,8 +165,12 @@ async fn exported_rows(app: &TestApp, job: &Value) -> Vec<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_tables_with_quoted_newlines_read_as_rfc_4180_says() {
     let rows = awkward_rows();
-    let app = spawn_app_with(10, |c| add_csv_table(c, "t.awkward", "awkward.csv", &csv_bytes(&["id", "text", "n"], &rows))).await;
-    let (status, answer, job) = submit_and_run(&app, "SELECT id, text, n, n - id * 7 AS zero FROM t.awkward ORDER BY id").await;
+    let app = spawn_app_with(10, |c| {
+        add_csv_table(c, "t.awkward", "awkward.csv", &csv_bytes(&["id", "text", "n"], &rows))
+    })
+    .await;
+    let (status, answer, job) =
+        submit_and_run(&app, "SELECT id, text, n, n - id * 7 AS zero FROM t.awkward ORDER BY id").await;
     let job = job.unwrap_or_else(|| panic!("{status} {answer}"));
     let mut back = exported_rows(&app, &job).await;
     assert_eq!(back.remove(0), vec!["id", "text", "n", "zero"]);
@@ -140,12 +184,18 @@ async fn csv_tables_with_quoted_newlines_read_as_rfc_4180_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarder_reads_back_every_csv_part_it_writes() {
     // A first export of awkward values, read from NDJSON, as Forwarder writes them.
-    let lines: Vec<String> = awkward_rows().iter().map(|r| json!({"id": r[0].parse::<i64>().unwrap(), "text": r[1], "n": r[2]}).to_string()).collect();
+    let lines: Vec<String> = awkward_rows()
+        .iter()
+        .map(|r| json!({"id": r[0].parse::<i64>().unwrap(), "text": r[1], "n": r[2]}).to_string())
+        .collect();
     let first = spawn_app_with(10, |c| {
         let catalog = c.catalog.clone().unwrap();
         let file = catalog.parent().unwrap().join("awkward.json");
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        let entry = format!("\n[[tables]]\nname = \"t.awkward\"\nlocation = {:?}\nformat = \"json\"\n", file.display().to_string());
+        let entry = format!(
+            "\n[[tables]]\nname = \"t.awkward\"\nlocation = {:?}\nformat = \"json\"\n",
+            file.display().to_string()
+        );
         std::fs::write(&catalog, std::fs::read_to_string(&catalog).unwrap() + &entry).unwrap();
     })
     .await;

@@ -36,13 +36,17 @@ async fn check_one_object(app: &TestApp, id: &str) {
     let job = check_completed_export(app, id, "csv", None, None).await;
     let parts = job["extra"]["parts"].as_array().unwrap();
     assert_eq!(parts.len(), 1, "{job:#}");
-    assert!(parts[0]["bytes"].as_u64().unwrap() > 5 << 20, "the object is over the 5 MiB part size: raise ROWS ({job:#})");
+    assert!(
+        parts[0]["bytes"].as_u64().unwrap() > 5 << 20,
+        "the object is over the 5 MiB part size: raise ROWS ({job:#})"
+    );
 }
 
 /// The seed the answers are lost by: `FORWARDER_TEST_FAULT_SEED` to replay another run, else
 /// one that loses answers of every kind within the 20 exports.
 fn fault_seed() -> u64 {
-    std::env::var("FORWARDER_TEST_FAULT_SEED").map_or(10, |s| s.parse().expect("FORWARDER_TEST_FAULT_SEED is a number"))
+    std::env::var("FORWARDER_TEST_FAULT_SEED")
+        .map_or(10, |s| s.parse().expect("FORWARDER_TEST_FAULT_SEED is a number"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,10 +65,14 @@ async fn exports_complete_exactly_when_a_tenth_of_s3_answers_are_lost() {
         run_next_job(&app).await;
         check_one_object(&app, &id).await;
     }
-    let counts: Vec<String> = calls.iter().map(|c| format!("{c:?} {}/{}", loss.lost(*c), loss.seen(*c))).collect();
+    let counts: Vec<String> =
+        calls.iter().map(|c| format!("{c:?} {}/{}", loss.lost(*c), loss.seen(*c))).collect();
     println!("seed {seed}: answers lost (lost/sent): {}", counts.join(", "));
     for call in [CreateMultipartUpload, UploadPart, CompleteMultipartUpload] {
-        assert!(loss.lost(call) >= 1, "seed {seed} lost no answer to {call:?}: {counts:?}; pick another seed");
+        assert!(
+            loss.lost(call) >= 1,
+            "seed {seed} lost no answer to {call:?}: {counts:?}; pick another seed"
+        );
     }
 }
 
@@ -74,13 +82,18 @@ async fn a_lost_create_answer_leaves_no_upload_open() {
     let logs = LogCapture::start("info");
     // The first create's answer is lost (the SDK creates a second upload), and so is the
     // answer to the abort of the first upload (the retry finds it gone).
-    let loss = Arc::new(AnswerLoss::nth(&[(S3Call::CreateMultipartUpload, 1), (S3Call::AbortMultipartUpload, 1)]));
+    let loss =
+        Arc::new(AnswerLoss::nth(&[(S3Call::CreateMultipartUpload, 1), (S3Call::AbortMultipartUpload, 1)]));
     let proxy = spawn_faulty_proxy(Mode::LoseAnswers(loss.clone())).await;
     let app = spawn_app(ROWS).await;
     let id = app.submit_export(QUERY, one_object_through(&proxy)).await;
     run_next_job(&app).await;
     check_one_object(&app, &id).await;
-    assert_eq!(loss.seen(S3Call::CreateMultipartUpload), 2, "the SDK retried the create whose answer was lost");
+    assert_eq!(
+        loss.seen(S3Call::CreateMultipartUpload),
+        2,
+        "the SDK retried the create whose answer was lost"
+    );
     assert_eq!(loss.lost(S3Call::AbortMultipartUpload), 1, "the upload the lost answer named was aborted");
     let log = logs.text();
     assert!(!log.contains("could not abort"), "an abort whose retry found the upload gone is done:\n{log}");
@@ -94,7 +107,8 @@ async fn credentials_an_endpoint_echoes_reach_no_job_row_email_or_log() {
     let proxy = spawn_faulty_proxy(Mode::EchoCredentials(echoed.clone())).await;
     let app = spawn_app(1_000).await;
     // Not shaped like AWS's own: they are found by their values.
-    let (key, secret, token) = ("FWDECHOKEY0123456789", "echoed-secret/key+0123456789", "opaque-session-token-7f3a9c2e51d04b86");
+    let (key, secret, token) =
+        ("FWDECHOKEY0123456789", "echoed-secret/key+0123456789", "opaque-session-token-7f3a9c2e51d04b86");
     let params = json!({"aws.endpoint": proxy, "aws.accesskey": key, "aws.secretkey": secret, "aws.sessiontoken": token,
                         "format": "gzip", "notification.email": "ops@example.com"});
     let id = app.submit_export(QUERY, params).await;
@@ -103,7 +117,10 @@ async fn credentials_an_endpoint_echoes_reach_no_job_row_email_or_log() {
     let job = app.job(&id).await;
     assert_eq!(job["status"], "FAILED", "{job:#}");
     let error = job["error"].to_string();
-    assert!(error.contains("InvalidToken") && error.contains("aws.sessiontoken"), "the error says what to fix: {error}");
+    assert!(
+        error.contains("InvalidToken") && error.contains("aws.sessiontoken"),
+        "the error says what to fix: {error}"
+    );
     let (_, listed) = app.get("/search/jobs").await;
     let email = unfold_qp(&email_about(&id, "FAILED").await);
     assert!(email.contains("InvalidToken"), "the email tells the error: {email}");
@@ -113,13 +130,22 @@ async fn credentials_an_endpoint_echoes_reach_no_job_row_email_or_log() {
 
     let mut secrets = vec![key.to_string(), secret.to_string(), token.to_string()];
     let echoed = echoed.lock().unwrap().clone();
-    assert!(echoed.contains(&token.to_string()) && echoed.contains(&key.to_string()), "the endpoint echoed them: {echoed:?}");
+    assert!(
+        echoed.contains(&token.to_string()) && echoed.contains(&key.to_string()),
+        "the endpoint echoed them: {echoed:?}"
+    );
     secrets.extend(echoed);
     for s in &secrets {
-        assert!(!error.contains(s.as_str()) && !listed.to_string().contains(s.as_str()), "{s} in the job: {error}");
+        assert!(
+            !error.contains(s.as_str()) && !listed.to_string().contains(s.as_str()),
+            "{s} in the job: {error}"
+        );
         assert!(!email.contains(s.as_str()), "{s} in the email: {email}");
         assert!(!log.contains(s.as_str()), "{s} in the log:\n{log}");
-        assert!(!stored.windows(s.len()).any(|w| w == s.as_bytes()), "{s} in a file of the data directory (the store)");
+        assert!(
+            !stored.windows(s.len()).any(|w| w == s.as_bytes()),
+            "{s} in a file of the data directory (the store)"
+        );
     }
     assert_eq!(app.get("/healthz").await.0, 200, "the server is still up");
 }
