@@ -42,7 +42,7 @@ fn counted(n: u64, noun: &str) -> String {
     let digits = n.to_string();
     let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -123,13 +123,14 @@ fn html(s: &JobSummary) -> String {
          <span style=\"color:{color}\">{}</span></h2><table>\
          <tr><th align=left>Query</th><td><code>{}</code></td></tr>\
          <tr><th align=left>Rows</th><td>{}</td></tr>\
-         <tr><th align=left>Parts</th><td>{}</td></tr>\
+         <tr><th align=left>Parts</th><td>{}, {}</td></tr>\
          <tr><th align=left>Duration</th><td>{}</td></tr>",
         escape(&s.job_id),
         s.status,
         escape(&s.query),
         counted(s.rows, "row"),
-        format!("{}, {}", counted(s.parts.len() as u64, "part"), total_bytes(s)),
+        counted(s.parts.len() as u64, "part"),
+        total_bytes(s),
         human_duration(s.duration)
     );
     for e in &s.errors {

@@ -198,9 +198,7 @@ impl Row<'_> {
             _ => (value(0), value(1), value(2)),
         };
         match (start, stop, step) {
-            (Some(start), Some(stop), Some(step)) => {
-                (stop.abs_diff(start) as u128) / (step.unsigned_abs().max(1) as u128) + 1
-            }
+            (Some(start), Some(stop), Some(step)) => stop.abs_diff(start) / step.unsigned_abs().max(1) + 1,
             _ => 0,
         }
     }
