@@ -124,6 +124,15 @@ if [ ! -x "$devo_venv/bin/python" ] || ! cmp -s "$root/tests/devo-sdk/requiremen
   cp "$root/tests/devo-sdk/requirements.txt" "$devo_venv/.installed"
 fi
 
+# The readers users open Parquet and zstd parts with: pyarrow, DuckDB, zstandard.
+readers_venv=$root/tests/readers/.venv
+if [ ! -x "$readers_venv/bin/python" ] || ! cmp -s "$root/tests/readers/requirements.txt" "$readers_venv/.installed" ; then
+  echo "installing pyarrow and DuckDB into $readers_venv (pinned, see tests/readers/requirements.txt)" >&2
+  python3 -m venv "$readers_venv"
+  "$readers_venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/readers/requirements.txt" >&2
+  cp "$root/tests/readers/requirements.txt" "$readers_venv/.installed"
+fi
+
 place localstack "${FORWARDER_TEST_LOCALSTACK_PORT:-4566}"
 s3_port=$port
 if [ "$up" = 0 ]; then
@@ -183,4 +192,5 @@ export FORWARDER_TEST_SMTP_AUTH_URL=smtp://127.0.0.1:$smtp_auth_port
 export FORWARDER_TEST_SMTP_LOGINS=$state/smtp-logins
 export FORWARDER_TEST_MAILDIR=$state/maildir
 export FORWARDER_TEST_DEVO_PYTHON=$devo_venv/bin/python
+export FORWARDER_TEST_READERS_PYTHON=$readers_venv/bin/python
 ENV

@@ -2,16 +2,17 @@
 //!
 //! - [`csv`]: RFC 4180 CSV with a header row in every part (Devo's format).
 //! - [`jsonl`]: JSON Lines, one object per row, with JSON types kept.
+//! - [`parquet`]: Parquet files, columnar: written by slices of batches, not row by row
+//!   (see there), so not an [`Encoder`].
 //!
 //! An encoder writes a whole batch at once into a reused buffer ([`EncodedRows`]) and says
 //! where each row ends, so that the part writer can end a part between any two rows without
-//! a call per row or per field across the seam. Parquet (later) fits the same seam: its
-//! `header`/`finish` are a file's magic and footer, and the rows it holds back in an open row
-//! group are reported by [`Encoder::buffered`] so that the part's size is known as it goes.
+//! a call per row or per field across the seam.
 
 pub mod csv;
 mod fields;
 pub mod jsonl;
+pub mod parquet;
 mod time;
 
 use datafusion::arrow::datatypes::Schema;
@@ -59,10 +60,6 @@ pub trait Encoder: Send {
     /// Appends the rows of `batch` to `out`, one end per row. Rows are independent of the
     /// part they land in, so the caller may split them across parts anywhere between rows.
     fn rows(&mut self, batch: &RecordBatch, out: &mut EncodedRows) -> Result<(), ArrowError>;
-    /// Bytes held back for the open part, not yet given out (none for row formats).
-    fn buffered(&self) -> u64 {
-        0
-    }
     /// What ends every part (nothing for row formats).
     fn finish(&mut self) -> Result<Vec<u8>, ArrowError> {
         Ok(Vec::new())
@@ -76,10 +73,11 @@ pub enum Encoding {
     #[default]
     Csv,
     Jsonl,
+    Parquet,
 }
 
 impl Encoding {
-    pub const ALL: [Encoding; 2] = [Encoding::Csv, Encoding::Jsonl];
+    pub const ALL: [Encoding; 3] = [Encoding::Csv, Encoding::Jsonl, Encoding::Parquet];
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|e| e.name().eq_ignore_ascii_case(s))
@@ -90,6 +88,7 @@ impl Encoding {
         match self {
             Encoding::Csv => "csv",
             Encoding::Jsonl => "jsonl",
+            Encoding::Parquet => "parquet",
         }
     }
 
@@ -98,14 +97,21 @@ impl Encoding {
         match self {
             Encoding::Csv => "text/csv",
             Encoding::Jsonl => "application/x-ndjson",
+            Encoding::Parquet => "application/vnd.apache.parquet",
         }
+    }
+
+    /// Columnar: written by slices of batches into row groups, compressed inside the file.
+    pub fn is_columnar(self) -> bool {
+        self == Encoding::Parquet
     }
 }
 
-/// An encoder of `encoding` for rows of `schema`.
-pub fn encoder(encoding: Encoding, schema: &Schema) -> Box<dyn Encoder> {
+/// A row encoder of `encoding` for rows of `schema`; `None` for the columnar encoding.
+pub fn encoder(encoding: Encoding, schema: &Schema) -> Option<Box<dyn Encoder>> {
     match encoding {
-        Encoding::Csv => Box::new(csv::CsvEncoder::new(schema)),
-        Encoding::Jsonl => Box::new(jsonl::JsonlEncoder::new(schema)),
+        Encoding::Csv => Some(Box::new(csv::CsvEncoder::new(schema))),
+        Encoding::Jsonl => Some(Box::new(jsonl::JsonlEncoder::new(schema))),
+        Encoding::Parquet => None,
     }
 }

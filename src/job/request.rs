@@ -9,7 +9,8 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::spec::{Destination, Encoding, Format, JobSecrets, JobSpec};
+use super::request_shape::{Shape, parse_shape};
+use super::spec::{Destination, Format, JobSecrets, JobSpec};
 use crate::config::Limits;
 use crate::secret::Secret;
 
@@ -21,7 +22,7 @@ pub struct RequestError {
     pub msg: String,
 }
 
-fn err<T>(code: u16, msg: impl Into<String>) -> Result<T, RequestError> {
+pub(super) fn err<T>(code: u16, msg: impl Into<String>) -> Result<T, RequestError> {
     Err(RequestError { code, msg: msg.into() })
 }
 
@@ -43,6 +44,8 @@ pub mod codes {
     pub const BAD_EMAIL: u16 = 216;
     pub const UNKNOWN_PARAM: u16 = 217;
     pub const BAD_FILE_FORMAT: u16 = 218;
+    pub const BAD_PARQUET_COMPRESSION: u16 = 219;
+    pub const BAD_MANIFEST: u16 = 220;
 }
 use codes::*;
 
@@ -72,6 +75,8 @@ const KNOWN_PARAMS: &[&str] = &[
     "format",
     "file.format",
     "file.password",
+    "parquet.compression",
+    "manifest",
     "notification.email",
     "multiplefile",
     "retention.size",
@@ -188,7 +193,7 @@ fn as_f64(v: &Value) -> Option<f64> {
     .filter(|f: &f64| f.is_finite())
 }
 
-fn as_bool(v: &Value) -> Option<bool> {
+pub(super) fn as_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
@@ -297,41 +302,7 @@ fn parse_destination(
         return err(BAD_AWS_PARAM, "aws.prefix must not start with '/' and must be under 512 characters");
     }
 
-    let formats = || Format::ALL.map(Format::name).join(", ");
-    let format = match params.get("format") {
-        None | Some(Value::Null) => Format::Zip,
-        Some(Value::String(s)) => Format::parse(s).map_or_else(
-            || err(BAD_FORMAT, format!("format \"{}\" is not supported; use {}", shown(s), formats())),
-            Ok,
-        )?,
-        Some(_) => return err(BAD_FORMAT, format!("format must be one of {}", formats())),
-    };
-    let encodings = || Encoding::ALL.map(Encoding::name).join(", ");
-    let file_format = match params.get("file.format") {
-        None | Some(Value::Null) => Encoding::Csv,
-        Some(Value::String(s)) => Encoding::parse(s).map_or_else(
-            || {
-                err(
-                    BAD_FILE_FORMAT,
-                    format!("file.format \"{}\" is not supported; use {}", shown(s), encodings()),
-                )
-            },
-            Ok,
-        )?,
-        Some(_) => return err(BAD_FILE_FORMAT, format!("file.format must be one of {}", encodings())),
-    };
-    let file_password = match params.get("file.password") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(p)) if p.is_empty() => None,
-        Some(Value::String(p)) => Some(Secret::new(p.clone())),
-        Some(_) => return err(PASSWORD_NEEDS_ZIP, "file.password must be a string"),
-    };
-    if file_password.is_some() && format != Format::Zip {
-        return err(
-            PASSWORD_NEEDS_ZIP,
-            format!("file.password works only with format zip, not {}", format.name()),
-        );
-    }
+    let Shape { format, file_format, parquet_compression, manifest, file_password } = parse_shape(params)?;
     let multiple_file = match params.get("multiplefile") {
         None | Some(Value::Null) => true,
         Some(v) => {
@@ -447,6 +418,8 @@ fn parse_destination(
         storage_class,
         format,
         file_format,
+        parquet_compression,
+        manifest,
         encrypted: file_password.is_some(),
         multiple_file,
         retention_bytes,
@@ -482,7 +455,7 @@ mod tests;
 
 /// A refused value as a message may quote it: escaped, and cut after 64 characters (a
 /// megabyte-long value was sent back whole in the 400).
-fn shown(value: &str) -> String {
+pub(super) fn shown(value: &str) -> String {
     let escaped: String = value.escape_debug().collect();
     match escaped.char_indices().nth(64) {
         Some((cut, _)) => format!("{}… ({} bytes)", &escaped[..cut], value.len()),

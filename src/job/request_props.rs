@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::codes::*;
 use super::*;
 
-const KNOWN_CODES: [u16; 16] = [
+const KNOWN_CODES: [u16; 18] = [
     BAD_BODY,
     BAD_QUERY,
     BAD_TIME,
@@ -24,6 +24,8 @@ const KNOWN_CODES: [u16; 16] = [
     BAD_EMAIL,
     UNKNOWN_PARAM,
     BAD_FILE_FORMAT,
+    BAD_PARQUET_COMPRESSION,
+    BAD_MANIFEST,
 ];
 
 fn any_value() -> impl Strategy<Value = Value> {
@@ -108,6 +110,10 @@ fn check(body: &[u8]) -> Result<(), TestCaseError> {
                 );
             }
             prop_assert!(d.multiple_file || d.format != Format::Zip);
+            prop_assert!(
+                !d.file_format.is_columnar() || d.format == Format::Plain,
+                "Parquet is stored as it is"
+            );
         }
     }
     Ok(())

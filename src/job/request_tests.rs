@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::job::{Encoding, ParquetCompression};
 
 fn limits() -> Limits {
     Limits::default()
@@ -136,7 +137,7 @@ fn file_format_and_zstd_rules() {
         p["file.format"] = bad.clone();
         let e = parse(with_params(p.clone())).unwrap_err();
         assert_eq!(e.code, codes::BAD_FILE_FORMAT, "{bad}");
-        assert!(e.msg.contains("csv, jsonl"), "says what to use: {}", e.msg);
+        assert!(e.msg.contains("csv, jsonl, parquet"), "says what to use: {}", e.msg);
     }
     p["file.format"] = json!("jsonl");
     p["format"] = json!("zstd");
@@ -243,4 +244,53 @@ fn a_huge_refused_value_is_quoted_only_in_part() {
             &e.msg[..e.msg.len().min(200)]
         );
     }
+}
+
+#[test]
+fn parquet_rules() {
+    let mut p = full();
+    p.as_object_mut().unwrap().remove("format");
+    p["file.format"] = json!("parquet");
+    let (spec, _) = parse(with_params(p.clone())).unwrap();
+    let d = &spec.destination;
+    assert_eq!(
+        (d.file_format, d.format, d.parquet_compression),
+        (Encoding::Parquet, Format::Plain, ParquetCompression::Zstd)
+    );
+    assert!(!d.manifest, "no manifest unless asked");
+    for codec in ["snappy", "GZIP", "lz4", "none", "zstd"] {
+        p["parquet.compression"] = json!(codec);
+        let (spec, _) = parse(with_params(p.clone())).unwrap();
+        assert_eq!(spec.destination.parquet_compression.name(), codec.to_lowercase());
+    }
+    p["format"] = json!("plain");
+    assert!(parse(with_params(p.clone())).is_ok(), "plain is what Parquet is stored as");
+    for outer in ["gzip", "zip", "zstd"] {
+        p["format"] = json!(outer);
+        let e = parse(with_params(p.clone())).unwrap_err();
+        assert_eq!(e.code, codes::BAD_FORMAT, "{outer}");
+        assert!(e.msg.contains("parquet.compression") && e.msg.contains("leave format out"), "{}", e.msg);
+    }
+    p["format"] = json!("plain");
+    p["parquet.compression"] = json!("brotli");
+    let e = parse(with_params(p.clone())).unwrap_err();
+    assert_eq!(e.code, codes::BAD_PARQUET_COMPRESSION);
+    assert!(e.msg.contains("zstd, snappy, gzip, lz4, none"), "{}", e.msg);
+    p["parquet.compression"] = json!("zstd");
+    p["file.password"] = json!("pw");
+    let e = parse(with_params(p.clone())).unwrap_err();
+    assert_eq!(e.code, codes::PASSWORD_NEEDS_ZIP);
+    assert!(e.msg.contains("not file.format parquet"), "{}", e.msg);
+    p.as_object_mut().unwrap().remove("file.password");
+    p["manifest"] = json!(true);
+    assert!(parse(with_params(p.clone())).unwrap().0.destination.manifest);
+    p["manifest"] = json!("maybe");
+    assert_eq!(parse(with_params(p.clone())).unwrap_err().code, codes::BAD_MANIFEST);
+    // parquet.compression means nothing to a row format.
+    let mut p = full();
+    p["file.format"] = json!("csv");
+    p["parquet.compression"] = json!("zstd");
+    let e = parse(with_params(p)).unwrap_err();
+    assert_eq!(e.code, codes::BAD_PARQUET_COMPRESSION);
+    assert!(e.msg.contains("only with file.format parquet"), "{}", e.msg);
 }

@@ -23,6 +23,8 @@ pub struct JobSpec {
 pub use crate::compress::Compression as Format;
 /// `file.format`: the shape of the rows inside a part.
 pub use crate::encode::Encoding;
+/// `parquet.compression`: the codec of the pages inside a Parquet part.
+pub use crate::encode::parquet::ParquetCompression;
 
 /// The end of a part's key: the encoding's extension, then the compression's
 /// (`csv.gz`, `jsonl.zst`, `csv`, …).
@@ -36,12 +38,17 @@ pub fn part_extension(encoding: Encoding, format: Format) -> &'static str {
         (Encoding::Jsonl, Format::Zstd) => "jsonl.zst",
         (Encoding::Jsonl, Format::Zip) => "jsonl.zip",
         (Encoding::Jsonl, Format::Plain) => "jsonl",
+        // Parquet compresses inside the file; validation allows no other format with it.
+        (Encoding::Parquet, _) => "parquet",
     }
 }
 
 /// The content type a part is stored with.
 pub fn part_content_type(encoding: Encoding, format: Format) -> &'static str {
-    format.content_type().unwrap_or(encoding.content_type())
+    match encoding {
+        Encoding::Parquet => encoding.content_type(),
+        _ => format.content_type().unwrap_or(encoding.content_type()),
+    }
 }
 
 /// Where and how the parts go. Credentials are not here: they are in [`JobSecrets`].
@@ -60,6 +67,12 @@ pub struct Destination {
     /// `file.format`; jobs stored before it existed are CSV.
     #[serde(default)]
     pub file_format: Encoding,
+    /// `parquet.compression`: the codec inside Parquet parts.
+    #[serde(default)]
+    pub parquet_compression: ParquetCompression,
+    /// `manifest`: write `apiv2_<jobid>_manifest.json` after the last part.
+    #[serde(default)]
+    pub manifest: bool,
     /// Zip entries are AES-256 encrypted (the password itself is in [`JobSecrets`]).
     pub encrypted: bool,
     pub multiple_file: bool,

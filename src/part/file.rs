@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::sink::ChunkSink;
 use crate::compress::{self, Compression, Compressor};
 use crate::encode::Encoding;
+use crate::encode::parquet::ParquetCompression;
 use crate::secret::Secret;
 
 /// Rows are handed to the compressor in blocks of about this size (fewer, larger calls).
@@ -21,6 +22,8 @@ pub struct PartOptions {
     /// How rows are written (`file.format`): names the part and picks the job's encoder.
     pub encoding: Encoding,
     pub compression: Compression,
+    /// Parquet only: the codec of the pages inside the file (`parquet.compression`).
+    pub parquet_compression: ParquetCompression,
     /// Deflate level 0-9 (gzip and zip).
     pub level: u32,
     /// zstd level 1-19.
@@ -39,6 +42,7 @@ impl PartOptions {
         Self {
             encoding: Encoding::Csv,
             compression,
+            parquet_compression: ParquetCompression::default(),
             level: 6,
             zstd_level: 3,
             password: None,

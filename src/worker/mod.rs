@@ -395,6 +395,7 @@ impl Worker {
         let options = PartOptions {
             encoding: dest.file_format,
             compression: dest.format,
+            parquet_compression: dest.parquet_compression,
             level: self.worker.compression_level,
             zstd_level: self.worker.zstd_level,
             password: secrets.file_password.clone(),

@@ -1,19 +1,22 @@
-//! The CPU side of an export: record batches in, part events out. Runs on a blocking thread;
-//! encodes each batch at once (one call to the encoder) and decides, row by row, where each
-//! part ends.
+//! The CPU side of an export: record batches in, part events out. Runs on a blocking thread.
+//! Row encodings (CSV, JSON Lines) encode each batch at once (one call to the encoder) and
+//! decide, row by row, where each part ends; Parquet is written by slices of batches sized to
+//! fit the part ([`columnar`]).
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use uuid::Uuid;
 
 use crate::encode::{self, EncodedRows, Encoder};
 use crate::job::{Format, ResumePoint, part_content_type, part_file_name};
-use crate::part::{FinishedPart, PartFile, PartOptions, Rotation, RotationPolicy};
+use crate::part::{FinishedPart, ParquetPart, PartFile, PartOptions, Rotation, RotationPolicy};
 use crate::query::TimeColumn;
 
 /// Rows encoded at once (DataFusion's own batch size): the encoded buffer stays a few MB.
@@ -27,8 +30,15 @@ pub enum PartEvent {
     Closed { index: u32, part: FinishedPart, rows_before: u64, max_time_ms: Option<i64>, resume: ResumePoint },
 }
 
+/// The file of the open part, in the job's encoding.
+enum OpenFile {
+    Rows(PartFile),
+    // Boxed: the Parquet writer is large, and a row part is the common case.
+    Parquet(Box<ParquetPart>),
+}
+
 struct OpenPart {
-    file: PartFile,
+    file: OpenFile,
     index: u32,
     opened_at: Instant,
     rows_before: u64,
@@ -40,7 +50,9 @@ pub struct PartWriter {
     prefix: String,
     options: PartOptions,
     policy: RotationPolicy,
-    encoder: Box<dyn Encoder>,
+    /// The row encoder; `None` for Parquet, which is written by [`columnar`].
+    encoder: Option<Box<dyn Encoder>>,
+    schema: SchemaRef,
     time_column: Option<TimeColumn>,
     open: Option<OpenPart>,
     next_index: u32,
@@ -67,6 +79,7 @@ impl PartWriter {
             job_id,
             prefix,
             encoder: encode::encoder(options.encoding, schema),
+            schema: std::sync::Arc::new(schema.clone()),
             options,
             policy,
             time_column,
@@ -122,7 +135,15 @@ impl PartWriter {
         let key = self.key(index);
         let mut options = self.options.clone();
         options.entry_name = part_file_name(&self.job_id, index, self.options.encoding, Format::Plain);
-        let file = PartFile::new(&options, self.encoder.header())?;
+        let file = match &self.encoder {
+            Some(encoder) => OpenFile::Rows(PartFile::new(&options, encoder.header())?),
+            None => OpenFile::Parquet(Box::new(ParquetPart::new(
+                &self.schema,
+                options.parquet_compression,
+                options.zstd_level,
+                options.chunk_size,
+            )?)),
+        };
         let content_type = part_content_type(self.options.encoding, self.options.compression);
         events.push(PartEvent::Opened { index, key, content_type });
         self.open = Some(OpenPart {
@@ -138,8 +159,14 @@ impl PartWriter {
     /// Closes the open part (if any).
     pub fn close(&mut self, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
         if let Some(open) = self.open.take() {
-            let trailer = self.encoder.finish().map_err(std::io::Error::other)?;
-            let part = open.file.finish(&trailer)?;
+            let part = match (open.file, self.encoder.as_mut()) {
+                (OpenFile::Rows(file), Some(encoder)) => {
+                    let trailer = encoder.finish().map_err(std::io::Error::other)?;
+                    file.finish(&trailer)?
+                }
+                (OpenFile::Parquet(file), _) => file.finish()?,
+                (OpenFile::Rows(_), None) => unreachable!("row parts are opened only with a row encoder"),
+            };
             events.push(PartEvent::Closed {
                 index: open.index,
                 part,
@@ -175,18 +202,17 @@ impl PartWriter {
 
     fn write_slice(&mut self, batch: &RecordBatch, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
         let times = self.time_column.and_then(|c| time_values(batch.column(c.index), c.millis_per_unit));
+        let Some(encoder) = self.encoder.as_mut() else {
+            return self.write_columns(batch, times.as_deref(), events);
+        };
         self.encoded.clear();
-        self.encoder.rows(batch, &mut self.encoded).map_err(std::io::Error::other)?;
+        encoder.rows(batch, &mut self.encoded).map_err(std::io::Error::other)?;
         for i in 0..self.encoded.len() {
             let row_len = self.encoded.row(i).len() as u64;
-            // The bound first (cheap); the settled size only when the bound says so. What the
-            // encoder holds back for the part (none for CSV and JSON Lines) counts too.
-            let held = self.encoder.buffered();
-            if let Some(open) = self.open.as_mut()
-                && self.policy.before_row(open.file.rows(), open.file.stored_bound() + held, row_len)
-                    == Rotation::Rotate
-                && self.policy.before_row(open.file.rows(), open.file.settled_size()? + held, row_len)
-                    == Rotation::Rotate
+            // The bound first (cheap); the settled size only when the bound says so.
+            if let Some(OpenPart { file: OpenFile::Rows(file), .. }) = self.open.as_mut()
+                && self.policy.before_row(file.rows(), file.stored_bound(), row_len) == Rotation::Rotate
+                && self.policy.before_row(file.rows(), file.settled_size()?, row_len) == Rotation::Rotate
             {
                 self.close(events)?;
             }
@@ -194,17 +220,16 @@ impl PartWriter {
                 self.open_part(events)?;
             }
             let open = self.open.as_mut().expect("a part is open");
-            open.file.write_row(self.encoded.row(i))?;
+            let OpenFile::Rows(file) = &mut open.file else { unreachable!("row encodings open row parts") };
+            file.write_row(self.encoded.row(i))?;
             if let Some(t) = times.as_ref().and_then(|t| t[i]) {
                 open.max_time_ms = Some(open.max_time_ms.map_or(t, |m| m.max(t)));
             }
             self.rows_total += 1;
-            let chunks = open.file.take_chunks();
             let index = open.index;
-            events.extend(chunks.into_iter().map(|data| PartEvent::Chunk { index, data }));
-            let held = self.encoder.buffered();
-            if self.policy.after_row(open.file.stored_bound() + held, row_len) == Rotation::Rotate
-                && self.policy.after_row(open.file.settled_size()? + held, row_len) == Rotation::Rotate
+            events.extend(file.take_chunks().into_iter().map(|data| PartEvent::Chunk { index, data }));
+            if self.policy.after_row(file.stored_bound(), row_len) == Rotation::Rotate
+                && self.policy.after_row(file.settled_size()?, row_len) == Rotation::Rotate
             {
                 self.close(events)?;
             }
@@ -342,6 +367,9 @@ mod tests {
         );
     }
 }
+
+#[path = "parts_columnar.rs"]
+mod columnar;
 
 #[cfg(test)]
 #[path = "parts_formats.rs"]

@@ -44,7 +44,7 @@ fn decompress(format: &str, key: &str, bytes: &[u8], entry: &str) -> Vec<u8> {
 }
 
 /// A JSON value as the CSV export writes it, so that both compare with the query's rows.
-fn as_csv_field(column: &str, v: &Value) -> String {
+pub(crate) fn as_csv_field(column: &str, v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::String(s) if column == "eventdate" => {

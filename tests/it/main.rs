@@ -11,5 +11,6 @@ mod faults;
 mod formats;
 mod hostile;
 mod lifecycle;
+mod parquet;
 mod scale_out;
 mod store;

@@ -36,6 +36,8 @@ fn job(domain: &str) -> Job {
                 storage_class: None,
                 format: Format::Gzip,
                 file_format: forwarder::job::Encoding::Jsonl,
+                parquet_compression: Default::default(),
+                manifest: false,
                 encrypted: false,
                 multiple_file: true,
                 retention_bytes: Some(1),

@@ -1,0 +1,114 @@
+//! One Parquet part being written: slices of record batches in, a complete Parquet file out
+//! as upload-sized chunks. The parquet crate's `ArrowWriter` writes straight into the chunk
+//! sink, so a part is uploaded row group by row group as it is written; what it holds in
+//! memory is the open row group's encoded pages (at most [`ROW_GROUP_BYTES`]). No temporary
+//! file is needed: a Parquet file is written front to back, its footer last.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+
+use super::file::FinishedPart;
+use super::sink::ChunkSink;
+pub use crate::encode::parquet::ROW_GROUP_BYTES;
+use crate::encode::parquet::{ParquetCompression, writer_properties};
+
+/// What a part's footer takes at most beyond the data written: the schema, and per column
+/// and row group its metadata, statistics and page index (min/max values are truncated to
+/// 64 bytes). Counted so that a part's size is known before it ends.
+fn footer_allowance(columns: usize, row_groups: usize) -> u64 {
+    (4096 + 512 * columns * (row_groups + 1)) as u64
+}
+
+pub struct ParquetPart {
+    writer: ArrowWriter<ChunkSink>,
+    sink: ChunkSink,
+    rows: u64,
+    columns: usize,
+    /// Bytes the rows took in Arrow's memory, a stand-in for "encoded size" in the job's
+    /// figures (Parquet has no text form).
+    arrow_bytes: u64,
+}
+
+fn parquet_error(e: parquet::errors::ParquetError) -> io::Error {
+    io::Error::other(e)
+}
+
+impl ParquetPart {
+    pub fn new(
+        schema: &Schema,
+        compression: ParquetCompression,
+        zstd_level: i32,
+        chunk_size: usize,
+    ) -> io::Result<Self> {
+        let sink = ChunkSink::new(chunk_size);
+        let props = writer_properties(compression, zstd_level);
+        let writer = ArrowWriter::try_new(sink.clone(), Arc::new(schema.clone()), Some(props))
+            .map_err(parquet_error)?;
+        Ok(Self { writer, sink, rows: 0, columns: schema.fields().len(), arrow_bytes: 0 })
+    }
+
+    /// Appends every row of `batch` (a slice the caller sized to fit the part).
+    pub fn write(&mut self, batch: &RecordBatch) -> io::Result<()> {
+        self.writer.write(batch).map_err(parquet_error)?;
+        self.rows += batch.num_rows() as u64;
+        self.arrow_bytes += batch.get_array_memory_size() as u64;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// About the stored size if the part ended now: the row groups written, the open one's
+    /// estimated encoded size (its finished pages compressed, the current page not yet) and
+    /// room for the footer. Cheap.
+    pub fn stored_bound(&self) -> u64 {
+        self.writer.bytes_written() as u64 + self.writer.in_progress_size() as u64 + self.footer()
+    }
+
+    fn footer(&self) -> u64 {
+        footer_allowance(self.columns, self.writer.flushed_row_groups().len())
+    }
+
+    /// Closes the open row group early, so that the size is exact but for the footer: used
+    /// when the part nears its limit, so that the last rows of a part are placed on real sizes.
+    pub fn settled_size(&mut self) -> io::Result<u64> {
+        self.writer.flush().map_err(parquet_error)?;
+        Ok(self.writer.bytes_written() as u64 + self.footer())
+    }
+
+    /// Stored bytes per row so far (compressed), for sizing the next slice; `None` before
+    /// the first row group is written.
+    pub fn stored_bytes_per_row(&self) -> Option<f64> {
+        let flushed_rows: i64 = self.writer.flushed_row_groups().iter().map(|g| g.num_rows()).sum();
+        (flushed_rows > 0).then(|| self.writer.bytes_written() as f64 / flushed_rows as f64)
+    }
+
+    /// Full chunks ready for upload.
+    pub fn take_chunks(&mut self) -> Vec<Bytes> {
+        self.sink.take_ready()
+    }
+
+    /// Writes the footer: the part is a complete Parquet file.
+    pub fn finish(mut self) -> io::Result<FinishedPart> {
+        self.writer.finish().map_err(parquet_error)?;
+        // The writer buffers its output; everything is in the sink once it is dropped.
+        drop(self.writer);
+        let mut chunks = self.sink.take_ready();
+        let rest = self.sink.take_rest();
+        if !rest.is_empty() {
+            chunks.push(rest);
+        }
+        Ok(FinishedPart {
+            chunks,
+            bytes: self.sink.written(),
+            rows: self.rows,
+            encoded_bytes: self.arrow_bytes,
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! Parquet parts through the real API and worker to LocalStack, opened by the readers users
+//! open them with: pyarrow (schema, row groups, statistics, every value) and DuckDB
+//! (`read_parquet`), from `tests/readers/.venv`, which scripts/services.sh installs.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::formats::as_csv_field;
+
+const QUERY: &str = "SELECT * FROM demo.ecommerce.data WHERE statusCode >= 200";
+const PART_BYTES: u64 = 60_000;
+
+/// Reads one Parquet file with pyarrow and DuckDB; prints a summary line, then one JSON
+/// object per row (timestamps as ISO-8601 UTC with milliseconds, as JSON Lines parts have them).
+const READ: &str = r#"
+import sys, json, datetime, duckdb, pyarrow.parquet as pq
+path = sys.argv[1]
+f = pq.ParquetFile(path)
+md = f.metadata
+for g in range(md.num_row_groups):
+    for c in range(md.num_columns):
+        assert md.row_group(g).column(c).statistics is not None, ("no statistics", g, c)
+t = f.read()
+n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+assert n == t.num_rows, ("DuckDB and pyarrow disagree", n, t.num_rows)
+codecs = sorted({md.row_group(g).column(c).compression for g in range(md.num_row_groups) for c in range(md.num_columns)})
+print(json.dumps({"types": {x.name: str(x.type) for x in t.schema}, "row_groups": md.num_row_groups, "codecs": codecs}))
+def conv(v):
+    if isinstance(v, datetime.datetime):
+        return v.strftime('%Y-%m-%dT%H:%M:%S.') + f'{v.microsecond // 1000:03d}Z'
+    return v
+for row in t.to_pylist():
+    print(json.dumps({k: conv(v) for k, v in row.items()}))
+"#;
+
+fn readers_python() -> String {
+    std::env::var("FORWARDER_TEST_READERS_PYTHON")
+        .expect("FORWARDER_TEST_READERS_PYTHON (pyarrow, DuckDB): run the tests with scripts/test.sh")
+}
+
+/// The part as pyarrow and DuckDB read it: (summary, rows as JSON objects).
+fn read_parquet(key: &str, bytes: &[u8]) -> (Value, Vec<Value>) {
+    let dir = std::env::temp_dir().join(format!("forwarder-it-parquet-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(key);
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new(readers_python()).args(["-c", READ]).arg(&path).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{key}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut lines =
+        std::str::from_utf8(&out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap());
+    let summary = lines.next().unwrap();
+    (summary, lines.collect())
+}
+
+async fn parquet_export(codec: Option<&str>) {
+    let app = spawn_app(5_000).await;
+    let mut params = json!({"file.format": "parquet", "retention.size": PART_BYTES as f64 / 1e6});
+    if let Some(c) = codec {
+        params["parquet.compression"] = json!(c);
+    }
+    let id = app.submit_export(QUERY, params).await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "COMPLETED", "{job:#}");
+    assert_eq!(job["extra"]["format"], "parquet");
+
+    let direct = app.direct_rows(QUERY).await;
+    let (header, expected) = direct.split_first().unwrap();
+    let keys = app.keys().await;
+    assert!(keys.len() >= 2, "rotated by size ({} parts)", keys.len());
+    let want_codec = match codec.unwrap_or("zstd") {
+        "none" => "UNCOMPRESSED".to_string(),
+        "lz4" => "LZ4_RAW".to_string(),
+        c => c.to_uppercase(),
+    };
+    let mut got: Vec<Vec<String>> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(key, &format!("apiv2_{id}_{:03}.parquet", i + 1));
+        let (bytes, stored_type) = app.object(key).await;
+        assert_eq!(stored_type.as_deref(), Some("application/vnd.apache.parquet"), "{key}");
+        assert!(bytes.len() as u64 <= PART_BYTES + (1 << 20), "{key} is {} bytes", bytes.len());
+        assert_eq!(job["extra"]["parts"][i]["bytes"], bytes.len() as u64);
+        let (summary, rows) = read_parquet(key, &bytes);
+        assert_eq!(summary["codecs"], json!([want_codec]), "{key}: {summary}");
+        assert_eq!(summary["types"]["eventdate"], "timestamp[ms]", "the query's types are kept: {summary}");
+        assert!(summary["types"]["statusCode"].as_str().unwrap().starts_with("int"), "{summary}");
+        assert!(!rows.is_empty(), "no empty part");
+        assert_eq!(job["extra"]["parts"][i]["rows"], rows.len() as u64);
+        got.extend(rows.iter().map(|row| {
+            let object = row.as_object().unwrap();
+            header.iter().map(|column| as_csv_field(column, &object[column])).collect::<Vec<_>>()
+        }));
+    }
+    let mut want = expected.to_vec();
+    want.sort();
+    got.sort();
+    assert!(got == want, "the parts hold exactly the query's rows ({} vs {})", got.len(), want.len());
+    assert_eq!(app.open_multipart_uploads().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_zstd_export_opens_in_pyarrow_and_duckdb() {
+    parquet_export(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_snappy_export() {
+    parquet_export(Some("snappy")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_uncompressed_export() {
+    parquet_export(Some("none")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_parquet_combinations_are_refused_and_nothing_is_queued() {
+    let app = spawn_app(10).await;
+    let (from, to) = forwarder::query::demo::time_range(10);
+    for (params, code, needle) in [
+        (json!({"file.format": "parquet", "format": "gzip"}), 210, "leave format out"),
+        (json!({"file.format": "parquet", "format": "zip"}), 210, "parquet.compression"),
+        (
+            json!({"file.format": "parquet", "parquet.compression": "brotli"}),
+            219,
+            "use zstd, snappy, gzip, lz4, none",
+        ),
+        (json!({"file.format": "csv", "parquet.compression": "zstd"}), 219, "only with file.format parquet"),
+        (json!({"file.format": "parquet", "file.password": "pw"}), 211, "only with format zip"),
+        (json!({"file.format": "parquet", "manifest": "yes please"}), 220, "manifest must be true or false"),
+    ] {
+        let (status, body) = app
+            .submit(json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": app.params(params)}}))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["status"], code, "{body}");
+        assert!(body["msg"].as_str().unwrap().contains(needle), "{body}");
+    }
+    let (_, jobs) = app.get("/search/jobs").await;
+    assert_eq!(jobs["object"].as_array().unwrap().len(), 0, "nothing queued: {jobs}");
+    assert!(app.worker.try_run_next_job().await.unwrap().is_none());
+}
