@@ -78,6 +78,7 @@ pub async fn submit(
         started_at_ms: None,
         finished_at_ms: None,
         progress: Progress::default(),
+        manifest_url: None,
         parts: vec![],
         errors: vec![],
     };

@@ -36,6 +36,8 @@ pub struct Job {
     pub progress: Progress,
     pub parts: Vec<PartRecord>,
     pub errors: Vec<String>,
+    /// Where the manifest is, once the job wrote it (`manifest: true`).
+    pub manifest_url: Option<String>,
 }
 
 /// Counters the worker moves while it runs.
@@ -64,6 +66,8 @@ pub struct PartRecord {
     pub completed_at_ms: i64,
     /// Where a resumed run continues after this part.
     pub resume: ResumePoint,
+    /// SHA-256 of the stored object, hex (empty for parts stored before it was kept).
+    pub sha256: String,
 }
 
 /// A position in a job's result: the query window that starts at `from_ms` (the job's own

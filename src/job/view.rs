@@ -31,6 +31,9 @@ pub struct JobView {
 pub struct Extra {
     pub paths: Vec<String>,
     pub parts: Vec<PartView>,
+    /// The manifest's URL, once written (`manifest: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
     pub percent_complete: Option<u8>,
     pub format: &'static str,
     pub from: Option<i64>,
@@ -46,6 +49,8 @@ pub struct PartView {
     pub key: String,
     pub bytes: u64,
     pub rows: u64,
+    /// SHA-256 of the stored object, hex (empty for parts stored before it was kept).
+    pub sha256: String,
 }
 
 pub fn job_view(job: &Job) -> JobView {
@@ -63,10 +68,17 @@ pub fn job_view(job: &Job) -> JobView {
         last_datetime: job.progress.last_datetime_ms,
         extra: Extra {
             paths: job.parts.iter().map(|p| p.url.clone()).collect(),
+            manifest: job.manifest_url.clone(),
             parts: job
                 .parts
                 .iter()
-                .map(|p| PartView { index: p.index, key: p.key.clone(), bytes: p.bytes, rows: p.rows })
+                .map(|p| PartView {
+                    index: p.index,
+                    key: p.key.clone(),
+                    bytes: p.bytes,
+                    rows: p.rows,
+                    sha256: p.sha256.clone(),
+                })
                 .collect(),
             percent_complete: bounded.then_some(job.progress.percent_complete),
             format: super::part_extension(job.spec.destination.file_format, job.spec.destination.format),

@@ -173,6 +173,7 @@ mod tests {
                 rows_before: 0,
                 completed_at_ms: 0,
                 resume: Default::default(),
+                sha256: String::new(),
             }],
             duration: Duration::from_secs(75),
             errors: vec!["S3 <boom>".into()],

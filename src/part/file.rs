@@ -59,6 +59,8 @@ pub struct FinishedPart {
     pub chunks: Vec<Bytes>,
     /// Size of the whole stored object.
     pub bytes: u64,
+    /// SHA-256 of the whole stored object, hex.
+    pub sha256: String,
     pub rows: u64,
     /// Size of the encoded rows inside (CSV, JSON Lines), header included.
     pub encoded_bytes: u64,
@@ -153,6 +155,7 @@ impl PartFile {
         Ok(FinishedPart {
             chunks,
             bytes: self.sink.written(),
+            sha256: self.sink.sha256(),
             rows: self.rows,
             encoded_bytes: self.encoded_bytes,
         })

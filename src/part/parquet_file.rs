@@ -107,6 +107,7 @@ impl ParquetPart {
         Ok(FinishedPart {
             chunks,
             bytes: self.sink.written(),
+            sha256: self.sink.sha256(),
             rows: self.rows,
             encoded_bytes: self.arrow_bytes,
         })

@@ -4,6 +4,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 /// S3 allows 10,000 parts per upload; doubling the chunk size every 1,000 chunks lets one
 /// object grow far past 10,000 × the base size (as ClickHouse and DuckDB do).
@@ -12,12 +13,24 @@ pub fn chunk_size(base: usize, chunk_index: usize) -> usize {
     base.saturating_mul(1usize << (chunk_index / 1000).min(20)).min(MAX)
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     buf: Vec<u8>,
     ready: Vec<Bytes>,
     chunks_cut: usize,
     cut_bytes: u64,
+    /// SHA-256 of every byte written: the object's checksum, for the manifest. Computed here,
+    /// on the part writer's thread, as the bytes pass (SHA-NI makes it a small cost).
+    digest: Sha256,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("chunks_cut", &self.chunks_cut)
+            .field("cut_bytes", &self.cut_bytes)
+            .finish()
+    }
 }
 
 /// A cloneable `Write` that cuts what it receives into chunks of [`chunk_size`]. Shared
@@ -48,6 +61,11 @@ impl ChunkSink {
         std::mem::take(&mut self.lock().ready)
     }
 
+    /// SHA-256 (hex) of everything written so far; asked once the object is complete.
+    pub fn sha256(&self) -> String {
+        hex::encode(self.lock().digest.clone().finalize())
+    }
+
     /// Whatever is left after the last full chunk (possibly empty).
     pub fn take_rest(&self) -> Bytes {
         let mut s = self.lock();
@@ -62,6 +80,7 @@ impl io::Write for ChunkSink {
         let n = data.len();
         let base = self.base;
         let mut s = self.lock();
+        s.digest.update(data);
         while !data.is_empty() {
             let size = chunk_size(base, s.chunks_cut);
             if s.buf.capacity() == 0 {
@@ -100,6 +119,8 @@ mod tests {
         assert_eq!(sink.written(), 10);
         assert_eq!(sink.take_rest(), Bytes::from_static(b"ij"));
         assert_eq!(sink.written(), 10);
+        // `echo -n abcdefghij | sha256sum`
+        assert_eq!(sink.sha256(), "72399361da6a7754fec986dca5b7cbaf1c810a28ded4abaf56b2106d06cb78b0");
     }
 
     #[test]

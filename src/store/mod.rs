@@ -109,6 +109,8 @@ pub trait JobStore: Send + Sync + 'static {
         part: &PartRecord,
         progress: &Progress,
     ) -> Result<(), StoreError>;
+    /// Records the URL of the manifest the run wrote after the job's last part.
+    async fn record_manifest(&self, id: Uuid, worker: &str, url: &str) -> Result<(), StoreError>;
     /// Ends the run: final status, progress and error (if any); releases the lease.
     async fn finish(
         &self,

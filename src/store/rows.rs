@@ -43,6 +43,7 @@ where
         },
         parts: vec![],
         errors: serde_json::from_str(&errors).map_err(|e| corrupt(&id, e))?,
+        manifest_url: row.try_get("manifest_url")?,
     })
 }
 
@@ -65,6 +66,7 @@ where
             from_ms: row.try_get("resume_from")?,
             skip: row.try_get::<i64, _>("resume_skip")? as u64,
         },
+        sha256: row.try_get("sha256")?,
     })
 }
 

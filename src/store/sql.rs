@@ -244,8 +244,8 @@ impl JobStore for $store {
             return Err(StoreError::LeaseLost(id));
         }
         sqlx::query(
-            "INSERT INTO parts (job_id, idx, key, url, bytes, rows, rows_before, completed_at, resume_from, resume_skip)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO parts (job_id, idx, key, url, bytes, rows, rows_before, completed_at, resume_from, resume_skip, sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&id_s)
         .bind(i64::from(part.index))
@@ -257,12 +257,26 @@ impl JobStore for $store {
         .bind(part.completed_at_ms)
         .bind(part.resume.from_ms)
         .bind(part.resume.skip as i64)
+        .bind(&part.sha256)
         .execute(&mut *tx)
         .await?;
         // Progress: the crashes before it do not count against the job any more, so that a
         // long export on a machine that keeps dying still gets to its end.
         sqlx::query("UPDATE jobs SET unclean_runs = 0 WHERE id = $1").bind(&id_s).execute(&mut *tx).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_manifest(&self, id: Uuid, worker: &str, url: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE jobs SET manifest_url = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(url)
+            .bind(id.to_string())
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
         Ok(())
     }
 

@@ -224,6 +224,7 @@ impl Export {
                         rows_before,
                         completed_at_ms: now_ms(),
                         resume,
+                        sha256: part.sha256,
                     };
                     let snapshot = {
                         let mut p = self.progress();

@@ -5,6 +5,7 @@
 mod crash;
 mod dead_leases;
 mod export;
+mod manifest;
 mod parts;
 
 pub use export::{Ended, Export, ExportError, Interrupt};
@@ -387,6 +388,7 @@ impl Worker {
         control: &mut watch::Receiver<Option<Interrupt>>,
     ) -> Result<Ended, ExportError> {
         let uploader = self.uploaders.for_job(job, secrets).await.map_err(ExportError::Query)?;
+        let manifest_uploader = uploader.clone();
         let dest = &job.spec.destination;
         if job.started_at_ms.is_some_and(|first| first < job.updated_at_ms) {
             let next_index = job.parts.last().map_or(1, |p| p.index + 1);
@@ -433,6 +435,8 @@ impl Worker {
         let mut from_ms = resume.from_ms;
         let mut skip = resume.skip;
         let mut writer: Option<PartWriter> = None;
+        // The query's schema, for the manifest.
+        let mut schema = None;
         let result = loop {
             let to_ms = job.spec.to_ms.or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
             // `limit` caps the rows of the whole job, over every window and every resumed run.
@@ -453,6 +457,7 @@ impl Worker {
                 Ok(run) => run,
                 Err(e) => break Err(ExportError::Query(e.to_string())),
             };
+            schema.get_or_insert_with(|| run.stream.schema());
             let w = match writer.take() {
                 Some(w) => w,
                 None => PartWriter::new(
@@ -492,6 +497,14 @@ impl Worker {
                 }
                 Err(e) => break Err(e),
             }
+        };
+        let result = match result {
+            // Every part is uploaded and recorded: the manifest can list them all.
+            Ok(Ended::Exhausted) if dest.manifest => self
+                .write_job_manifest(job, manifest_uploader.as_ref(), schema.as_deref())
+                .await
+                .map(|()| Ended::Exhausted),
+            other => other,
         };
         if !matches!(
             result,

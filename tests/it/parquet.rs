@@ -143,3 +143,56 @@ async fn wrong_parquet_combinations_are_refused_and_nothing_is_queued() {
     assert_eq!(jobs["object"].as_array().unwrap().len(), 0, "nothing queued: {jobs}");
     assert!(app.worker.try_run_next_job().await.unwrap().is_none());
 }
+
+/// `manifest: true`: after the last part, `apiv2_<jobid>_manifest.json` lists every part as
+/// Redshift's `COPY … MANIFEST` reads it, with the schema, the total and each part's SHA-256,
+/// all matching the objects in the bucket; its URL is in the job's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_lists_every_part_with_its_size_rows_and_checksum() {
+    use sha2::{Digest, Sha256};
+
+    let app = spawn_app(5_000).await;
+    let params = json!({"file.format": "jsonl", "format": "zstd", "manifest": true,
+                        "retention.size": PART_BYTES as f64 / 1e6});
+    let id = app.submit_export(QUERY, params).await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "COMPLETED", "{job:#}");
+
+    let manifest_key = format!("apiv2_{id}_manifest.json");
+    let mut keys = app.keys().await;
+    assert!(keys.contains(&manifest_key), "{keys:?}");
+    keys.retain(|k| k != &manifest_key);
+    assert!(keys.len() >= 2, "several parts: {keys:?}");
+    let manifest_url =
+        job["extra"]["manifest"].as_str().expect("the manifest's URL in the status").to_string();
+    assert!(manifest_url.ends_with(&manifest_key), "{manifest_url}");
+
+    let (body, content_type) = app.object(&manifest_key).await;
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let m: Value = serde_json::from_slice(&body).unwrap();
+    let entries = m["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), keys.len(), "{m:#}");
+    let paths = job["extra"]["paths"].as_array().unwrap();
+    let direct = app.direct_rows(QUERY).await;
+    let mut total = 0;
+    for (i, key) in keys.iter().enumerate() {
+        let (bytes, _) = app.object(key).await;
+        let e = &entries[i];
+        assert_eq!(e["url"], paths[i], "entries in part order, URLs as the status lists them");
+        assert_eq!(e["mandatory"], true);
+        assert_eq!(e["meta"]["content_length"], bytes.len() as u64, "{key}");
+        let rows = job["extra"]["parts"][i]["rows"].as_u64().unwrap();
+        assert_eq!(e["meta"]["record_count"], rows, "{key}");
+        let sha = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(m["checksums"][i], json!({"url": paths[i], "sha256": sha}), "{key}");
+        assert_eq!(job["extra"]["parts"][i]["sha256"], sha.as_str());
+        total += rows;
+    }
+    assert_eq!(m["total_rows"], total);
+    assert_eq!(total as usize, direct.len() - 1, "the manifest counts the query's rows");
+    assert_eq!(m["job_id"], id.as_str());
+    let names: Vec<&str> =
+        m["schema"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, direct[0].iter().map(String::as_str).collect::<Vec<_>>());
+}

@@ -53,6 +53,7 @@ fn job(domain: &str) -> Job {
         progress: Progress::default(),
         parts: vec![],
         errors: vec![],
+        manifest_url: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn part(index: u32, rows_before: u64) -> PartRecord {
         rows_before,
         completed_at_ms: now_ms(),
         resume,
+        sha256: format!("{index:064x}"),
     }
 }
 
