@@ -148,6 +148,10 @@ pub struct WorkerConfig {
     /// Runs in a row that may end the process (or panic) without the job making progress;
     /// the next claim fails the job instead of running it again.
     pub max_crashed_runs: u32,
+    /// A bounded job whose query is row-wise over one Parquet table with a time column runs
+    /// as this many queries over consecutive slices of its window, so that a resumed run
+    /// re-reads at most one slice (0 or 1: one query over the whole window).
+    pub time_slices: u32,
 }
 
 impl WorkerConfig {
@@ -175,6 +179,7 @@ impl Default for WorkerConfig {
             max_running_per_domain: None,
             max_queued_per_domain: 10_000,
             max_crashed_runs: 3,
+            time_slices: 64,
         }
     }
 }

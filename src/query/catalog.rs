@@ -61,6 +61,16 @@ pub enum TableFormat {
     Json,
 }
 
+impl TableFormat {
+    /// A time window reads only the matching part of the table (files and row groups pruned by
+    /// their statistics): only then is a job run in time slices (see [`super::slices`]).
+    pub fn prunes_by_time(self) -> bool {
+        match self {
+            TableFormat::Csv | TableFormat::Json => false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("catalog {path}: {detail}")]

@@ -138,6 +138,9 @@ pub struct QueryShape {
     pub windowed: bool,
     /// The catalog tables that have a time column (to name them when one is needed).
     pub windowed_tables: Vec<String>,
+    /// A bounded job may run it in time slices ([`super::slices`]): row-wise over one table
+    /// with a time column, read from a source that prunes by time.
+    pub sliceable: bool,
 }
 
 pub struct DataFusionEngine {
@@ -437,10 +440,24 @@ impl QueryEngine for DataFusionEngine {
     async fn check(&self, query: &str) -> Result<QueryShape, QueryError> {
         let statement = super::parse::only_one_select(query)?;
         let (ctx, windowed) = self.context(QueryWindow::default(), &statement).await?;
-        self.plan(&ctx, statement).await?;
+        let named = named_tables(&ctx, &statement);
+        let df = self.plan(&ctx, statement).await?;
         let windowed_tables =
             self.catalog.tables.iter().filter(|t| t.time_column.is_some()).map(|t| t.name.clone()).collect();
-        Ok(QueryShape { windowed, windowed_tables })
+        let mut tables = self
+            .catalog
+            .tables
+            .iter()
+            .filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r)));
+        let sliceable = match (tables.next(), tables.next()) {
+            (Some(t), None) => {
+                t.time_column.is_some()
+                    && t.format.prunes_by_time()
+                    && super::slices::row_wise_over_one_scan(df.logical_plan())
+            }
+            _ => false,
+        };
+        Ok(QueryShape { windowed, windowed_tables, sliceable })
     }
 }
 

@@ -9,6 +9,7 @@ mod guarded_concat;
 mod guarded_functions;
 mod object_stores;
 mod parse;
+pub mod slices;
 
 pub use catalog::{Catalog, EpochUnit, TableEntry, TableFormat};
 pub use engine::{

@@ -28,7 +28,7 @@ use crate::job::{Command, Job, JobSecrets, JobStatus, Progress, ResumePoint, now
 use crate::metrics::Metrics;
 use crate::notify::EndReporter;
 use crate::part::{PartOptions, RotationPolicy};
-use crate::query::{QueryEngine, QueryWindow};
+use crate::query::{QueryEngine, QueryWindow, slices};
 use crate::secret::SecretBox;
 use crate::store::{Claim, JobStore, Lease, StoreError};
 use crate::upload::{Metered, S3Defaults, S3Uploader, Uploader};
@@ -437,8 +437,23 @@ impl Worker {
         let mut writer: Option<PartWriter> = None;
         // The query's schema, for the manifest.
         let mut schema = None;
+        // A bounded job over a source that prunes by time runs slice by slice (query::slices).
+        let slicing = match (job.spec.from_ms, job.spec.to_ms) {
+            (Some(from), Some(to)) if self.worker.time_slices > 1 => {
+                match self.engine.check(&job.spec.query).await {
+                    Ok(shape) if shape.sliceable => {
+                        Some((from, to, slices::slice_length(from, to, self.worker.time_slices)))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let result = loop {
-            let to_ms = job.spec.to_ms.or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
+            let to_ms = match (slicing, from_ms) {
+                (Some((from, to, length)), Some(at)) => Some(slices::slice_end(from, to, length, at)),
+                _ => job.spec.to_ms.or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64)),
+            };
             // `limit` caps the rows of the whole job, over every window and every resumed run.
             let remaining = job
                 .spec
@@ -471,6 +486,13 @@ impl Worker {
                 ),
             };
             match self.before_deadline(export.pump(w, run.stream, control)).await {
+                Ok((mut w, Ended::Exhausted)) if slicing.is_some() && to_ms < job.spec.to_ms => {
+                    // This slice is done; the next one starts where it ended, in the same part.
+                    from_ms = to_ms;
+                    skip = 0;
+                    w.start_window(from_ms);
+                    writer = Some(w);
+                }
                 Ok((mut w, Ended::Exhausted)) if job.spec.to_ms.is_none() => {
                     // Continuous: this window is done; the next one starts where it ended.
                     // Keep `retention.time` on time while waiting for it.
