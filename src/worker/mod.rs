@@ -432,6 +432,9 @@ impl Worker {
         let mut from_ms = resume.from_ms;
         let mut skip = resume.skip;
         let mut writer: Option<PartWriter> = None;
+        // What this run's queries fetched from the tables' storage: with Parquet's pruning, a
+        // short window of a long table reads little of it.
+        let mut source_bytes = 0u64;
         let result = loop {
             let to_ms = job.spec.to_ms.or_else(|| Some(now_ms() - CONTINUOUS_LAG.as_millis() as i64));
             // `limit` caps the rows of the whole job, over every window and every resumed run.
@@ -464,7 +467,11 @@ impl Worker {
                     start,
                 ),
             };
-            match self.before_deadline(export.pump(w, run.stream, control)).await {
+            let read = run.bytes_read.clone();
+            let pumped = self.before_deadline(export.pump(w, run.stream, control)).await;
+            self.metrics.source_bytes_read.inc_by(read.get());
+            source_bytes += read.get();
+            match pumped {
                 Ok((mut w, Ended::Exhausted)) if job.spec.to_ms.is_none() => {
                     // Continuous: this window is done; the next one starts where it ended.
                     // Keep `retention.time` on time while waiting for it.
@@ -492,6 +499,7 @@ impl Worker {
                 Err(e) => break Err(e),
             }
         };
+        tracing::info!(source_bytes_read = source_bytes, "the job's queries read its tables");
         if !matches!(
             result,
             Ok(Ended::Exhausted
