@@ -31,6 +31,8 @@ pub struct Metrics {
     jobs: Family<StatusLabel, Gauge>,
     pub jobs_ended: Family<StatusLabel, Counter>,
     pub rows_exported: Counter,
+    /// Bytes queries fetched from their tables' storage (after Parquet pruning).
+    pub source_bytes_read: Counter,
     pub bytes_uploaded: Counter,
     pub parts_uploaded: Counter,
     pub s3_request_seconds: Family<OperationLabel, Histogram>,
@@ -52,6 +54,7 @@ impl Default for Metrics {
         let jobs = Family::<StatusLabel, Gauge>::default();
         let jobs_ended = Family::<StatusLabel, Counter>::default();
         let rows_exported = Counter::default();
+        let source_bytes_read = Counter::default();
         let bytes_uploaded = Counter::default();
         let parts_uploaded = Counter::default();
         let s3_request_seconds =
@@ -62,6 +65,11 @@ impl Default for Metrics {
         registry.register("jobs", "Jobs in the job store, by status", jobs.clone());
         registry.register("jobs_ended", "Job runs this process ended, by final status", jobs_ended.clone());
         registry.register("rows_exported", "Rows inside uploaded part files", rows_exported.clone());
+        registry.register(
+            "source_bytes_read",
+            "Bytes export queries fetched from their tables' files (as stored; what Parquet pruning skipped is not read)",
+            source_bytes_read.clone(),
+        );
         registry.register(
             "bytes_uploaded",
             "Bytes of uploaded part files, as stored",
@@ -89,6 +97,7 @@ impl Default for Metrics {
             jobs,
             jobs_ended,
             rows_exported,
+            source_bytes_read,
             bytes_uploaded,
             parts_uploaded,
             s3_request_seconds,
@@ -135,10 +144,12 @@ mod tests {
     fn renders_every_family_with_the_prefix() {
         let m = Metrics::default();
         m.rows_exported.inc_by(42);
+        m.source_bytes_read.inc_by(7);
         m.job_ended(JobStatus::Completed);
         m.s3_call::<(), ()>("UploadPart", Instant::now(), &Err(()));
         let text = m.render(&[(JobStatus::Running, 2)]);
         assert!(text.contains("forwarder_rows_exported_total 42"), "{text}");
+        assert!(text.contains("forwarder_source_bytes_read_total 7"), "{text}");
         assert!(text.contains(r#"forwarder_jobs{status="RUNNING"} 2"#), "{text}");
         assert!(text.contains(r#"forwarder_jobs{status="FAILED"} 0"#), "{text}");
         assert!(text.contains(r#"forwarder_s3_errors_total{operation="UploadPart"} 1"#), "{text}");

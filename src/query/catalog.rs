@@ -4,10 +4,17 @@
 //! [[tables]]
 //! name = "demo.ecommerce.data"     # one-, two- or three-part name
 //! location = "data"                # file or directory, relative to this file
-//! format = "csv"
+//! format = "csv"                  # "csv" (default), "json" (NDJSON; also "ndjson", "jsonl") or "parquet"
+//! compression = "gzip"             # CSV / NDJSON files: "none", "gzip" or "zstd" (see below)
 //! time_column = "eventdate"        # from/to and continuous windows apply to it
 //! time_unit = "ms"                 # an integer time column: epoch "ms" (default) or "s"
 //! ```
+//!
+//! A table's files are compressed as its `compression` key says; without the key, a file named
+//! on its own is read by its extension (`.gz` gzip, `.zst` zstd, otherwise plain), and a
+//! directory or prefix holds plain files. A directory is read for its files of the format's
+//! extension, plus the compression's: `.csv`, `.csv.gz`, `.json.zst`, `.parquet`. Parquet
+//! compresses inside the file: it takes no `compression`.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +34,9 @@ pub struct TableEntry {
     pub location: PathBuf,
     #[serde(default)]
     pub format: TableFormat,
+    /// How CSV / NDJSON files are compressed; `None`: by the file's extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<TableCompression>,
     pub time_column: Option<String>,
     /// The unit of a time column held as an integer (epoch seconds or milliseconds).
     #[serde(default)]
@@ -58,7 +68,52 @@ pub enum TableFormat {
     #[default]
     Csv,
     /// Newline-delimited JSON.
+    #[serde(alias = "ndjson", alias = "jsonl")]
     Json,
+    Parquet,
+}
+
+impl TableFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableFormat::Csv => "csv",
+            TableFormat::Json => "json",
+            TableFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// How a CSV or NDJSON table's files are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableCompression {
+    None,
+    #[serde(alias = "gz")]
+    Gzip,
+    #[serde(alias = "zst")]
+    Zstd,
+}
+
+impl TableCompression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableCompression::None => "none",
+            TableCompression::Gzip => "gzip",
+            TableCompression::Zstd => "zstd",
+        }
+    }
+
+    /// The compression a file's name says: `.gz` gzip, `.zst` / `.zstd` zstd.
+    pub fn of_file_name(name: &str) -> TableCompression {
+        let name = name.to_ascii_lowercase();
+        if name.ends_with(".gz") {
+            TableCompression::Gzip
+        } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+            TableCompression::Zstd
+        } else {
+            TableCompression::None
+        }
+    }
 }
 
 impl TableFormat {
@@ -67,6 +122,7 @@ impl TableFormat {
     pub fn prunes_by_time(self) -> bool {
         match self {
             TableFormat::Csv | TableFormat::Json => false,
+            TableFormat::Parquet => true,
         }
     }
 }
@@ -92,6 +148,13 @@ impl Catalog {
             if is_url && t.location.to_str().and_then(super::object_stores::s3_bucket).is_none() {
                 return Err(read_err(format!("table {}: locations are local paths or s3:// URLs", t.name)));
             }
+            if t.format == TableFormat::Parquet && t.compression.is_some_and(|c| c != TableCompression::None)
+            {
+                return Err(read_err(format!(
+                    "table {}: a Parquet table takes no compression (Parquet compresses inside its files); remove the compression key",
+                    t.name
+                )));
+            }
             if t.location.is_relative() && !is_url {
                 t.location = base.join(&t.location);
             }
@@ -105,13 +168,10 @@ impl Catalog {
             out.push_str("[[tables]]\n");
             out.push_str(&format!("name = {:?}\n", t.name));
             out.push_str(&format!("location = {:?}\n", t.location.display().to_string()));
-            out.push_str(&format!(
-                "format = {:?}\n",
-                match t.format {
-                    TableFormat::Csv => "csv",
-                    TableFormat::Json => "json",
-                }
-            ));
+            out.push_str(&format!("format = {:?}\n", t.format.as_str()));
+            if let Some(c) = t.compression {
+                out.push_str(&format!("compression = {:?}\n", c.as_str()));
+            }
             if let Some(c) = &t.time_column {
                 out.push_str(&format!("time_column = {c:?}\n"));
             }
@@ -162,6 +222,7 @@ mod tests {
                 name: "demo.ecommerce.data".into(),
                 location: "data".into(),
                 format: TableFormat::Csv,
+                compression: Some(TableCompression::Zstd),
                 time_column: Some("eventdate".into()),
                 time_unit: EpochUnit::Seconds,
             }],
@@ -172,5 +233,49 @@ mod tests {
         assert_eq!(back.tables[0].location, dir.join("data"));
         assert_eq!(back.tables[0].time_column.as_deref(), Some("eventdate"));
         assert_eq!(back.tables[0].time_unit, EpochUnit::Seconds);
+        assert_eq!(back.tables[0].compression, Some(TableCompression::Zstd));
+    }
+
+    /// The error loading a catalog whose only table is `entry` (after its name and location).
+    fn load_error(entry: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("fwd-cat-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("catalog.toml");
+        std::fs::write(&path, format!("[[tables]]\nname = \"t\"\nlocation = \"t\"\n{entry}\n")).unwrap();
+        Catalog::load(&path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_formats_and_compressions_are_named() {
+        let err = load_error("format = \"avro\"");
+        assert!(err.contains("avro") && err.contains("parquet") && err.contains("format"), "{err}");
+        let err = load_error("compression = \"bz2\"");
+        assert!(err.contains("bz2") && err.contains("zstd") && err.contains("compression"), "{err}");
+        let err = load_error("format = \"parquet\"\ncompression = \"gzip\"");
+        assert!(err.contains("Parquet table takes no compression"), "{err}");
+    }
+
+    #[test]
+    fn formats_have_their_usual_names() {
+        let dir = std::env::temp_dir().join(format!("fwd-cat-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("catalog.toml");
+        let entries: String = ["ndjson", "jsonl", "json", "parquet", "csv"]
+            .iter()
+            .map(|f| format!("[[tables]]\nname = \"t_{f}\"\nlocation = \"t\"\nformat = \"{f}\"\n"))
+            .collect();
+        std::fs::write(&path, entries).unwrap();
+        let formats: Vec<TableFormat> =
+            Catalog::load(&path).unwrap().tables.iter().map(|t| t.format).collect();
+        use TableFormat::*;
+        assert_eq!(formats, vec![Json, Json, Json, Parquet, Csv]);
+    }
+
+    #[test]
+    fn compression_is_read_from_file_names() {
+        assert_eq!(TableCompression::of_file_name("a.csv.gz"), TableCompression::Gzip);
+        assert_eq!(TableCompression::of_file_name("a.JSON.ZST"), TableCompression::Zstd);
+        assert_eq!(TableCompression::of_file_name("a.ndjson.zstd"), TableCompression::Zstd);
+        assert_eq!(TableCompression::of_file_name("a.csv"), TableCompression::None);
     }
 }

@@ -16,20 +16,21 @@ use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
-/// The schema of the CSV files at `location` (one file, or the `.csv` files of a directory or
-/// prefix), from their first `max_records` records; `None` when there is no file to read
-/// (DataFusion then says what is missing).
-pub async fn infer(
+use super::table_source::TableFiles;
+
+/// The schema of the table's CSV files (one file, or the `.csv` — or `.csv.gz`, `.csv.zst` —
+/// files of a directory or prefix, decompressed), from their first `max_records` records;
+/// `None` when there is no file to read (DataFusion then says what is missing).
+pub(super) async fn infer(
     ctx: &SessionContext,
-    location: &str,
-    one_file: bool,
+    table: &TableFiles,
     max_records: usize,
 ) -> Result<Option<Schema>, DataFusionError> {
     let state = ctx.state();
-    let url = ListingTableUrl::parse(location)?;
+    let url = ListingTableUrl::parse(&table.location)?;
     let store = state.runtime_env().object_store(&url)?;
-    let extension = if one_file { "" } else { ".csv" };
-    let files: Vec<_> = url.list_all_files(&state, store.as_ref(), extension).await?.try_collect().await?;
+    let files: Vec<_> =
+        url.list_all_files(&state, store.as_ref(), &table.extension).await?.try_collect().await?;
     if files.is_empty() {
         return Ok(None);
     }
@@ -37,11 +38,13 @@ pub async fn infer(
     let mut schemas = Vec::new();
     let mut left = max_records;
     for file in files {
-        let bytes = store
+        let stored = store
             .get(&file.location)
             .await?
             .into_stream()
-            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)));
+            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))
+            .boxed();
+        let bytes = table.compression_type().convert_stream(stored)?;
         let (schema, read) =
             format.infer_schema_from_stream(&state, left, record_chunks(bytes)).await.map_err(|e| {
                 DataFusionError::Context(

@@ -141,6 +141,7 @@ pub fn create(dir: &Path, rows: u64) -> io::Result<PathBuf> {
             name: TABLE.into(),
             location: "data".into(),
             format: TableFormat::Csv,
+            compression: None,
             time_column: Some(TIME_COLUMN.into()),
             time_unit: Default::default(),
         }],

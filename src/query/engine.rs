@@ -11,21 +11,17 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{Expr, lit};
-use datafusion::prelude::{
-    CsvReadOptions, JsonReadOptions, SQLOptions, SessionConfig, SessionContext, ident,
-};
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext, ident};
 
 use datafusion::sql::parser::Statement as DfStatement;
 
-use super::catalog::{Catalog, EpochUnit, TableFormat, split_name};
+use super::bytes_read::{BytesRead, CountingStore};
+use super::catalog::{Catalog, EpochUnit, split_name};
 use super::object_stores::TableStores;
 use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 
 /// The rows of one record batch.
 pub(super) const BATCH_ROWS: usize = 8192;
-
-/// How many records of a CSV table its column types are inferred from.
-const CSV_INFER_RECORDS: usize = 10_000;
 
 /// The time range a run may see: `[from_ms, to_ms)` on every table's time column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,10 +30,12 @@ pub struct QueryWindow {
     pub to_ms: Option<i64>,
 }
 
-/// A running query: its batches, and where the time column is in them (if selected).
+/// A running query: its batches, where the time column is in them (if selected), and the
+/// bytes it has fetched from its tables' storage so far.
 pub struct QueryRun {
     pub stream: SendableRecordBatchStream,
     pub time_column: Option<TimeColumn>,
+    pub bytes_read: BytesRead,
 }
 
 /// The time column in a query's output.
@@ -171,12 +169,12 @@ impl DataFusionEngine {
 
     /// A session holding the tables `query` names, each windowed to `window`. Only those: a
     /// table is opened (its files listed, its schema read) only by the queries that use it.
-    /// Also says whether any of them has a time column.
+    /// Also says whether any of them has a time column, and counts the bytes read from them.
     async fn context(
         &self,
         window: QueryWindow,
         statement: &DfStatement,
-    ) -> Result<(SessionContext, bool), QueryError> {
+    ) -> Result<(SessionContext, bool, BytesRead), QueryError> {
         // One partition keeps the row order of a run stable, so that a resumed run can skip
         // exactly the rows already uploaded. Identifiers stay case-sensitive: Devo field
         // names are camelCase (`statusCode`).
@@ -184,6 +182,10 @@ impl DataFusionEngine {
         config.options_mut().sql_parser.enable_ident_normalization = false;
         config.options_mut().sql_parser.recursion_limit =
             datafusion::config::ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)?;
+        // Parquet: a window's bounds also filter rows inside the row groups that statistics
+        // could not prune, before the other columns are decoded.
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(bytes) = self.memory_limit {
             runtime = runtime.with_memory_limit(bytes, 1.0);
@@ -195,49 +197,20 @@ impl DataFusionEngine {
             &mut ctx,
             Arc::new(super::guarded_concat::GuardedConcatPlanner::new(pool)),
         )?;
+        // Every read of a table goes through a store that counts its bytes.
+        let bytes_read = BytesRead::default();
+        let local: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        let file_url = url::Url::parse("file://").map_err(|e| QueryError::Execution(e.to_string()))?;
+        ctx.register_object_store(&file_url, Arc::new(CountingStore::new(local, bytes_read.clone())));
         for (url, store) in &self.stores {
-            ctx.register_object_store(url, store.clone());
+            ctx.register_object_store(url, Arc::new(CountingStore::new(store.clone(), bytes_read.clone())));
         }
         let named = named_tables(&ctx, statement);
         let mut windowed = false;
         for table in
             self.catalog.tables.iter().filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r)))
         {
-            let location = table.location.to_string_lossy().to_string();
-            // A directory is read for its `.csv` / `.json` files; a file named on its own is read
-            // whatever it is called (`events.ndjson`, `export.txt`). An `s3://` location is one
-            // object only when its last segment has an extension (`s3://b/logs` is a prefix, and
-            // without `/` DataFusion would read every object under it).
-            let one_file = if location.contains("://") {
-                location.rsplit('/').next().is_some_and(|last| last.contains('.'))
-            } else {
-                table.location.is_file()
-            };
-            let mut df = match table.format {
-                TableFormat::Csv => {
-                    // Values may hold newlines (RFC 4180): read each file whole, in order, never
-                    // from a byte offset that may fall inside quotes.
-                    let mut opts = CsvReadOptions::new()
-                        .newlines_in_values(true)
-                        .schema_infer_max_records(CSV_INFER_RECORDS);
-                    if one_file {
-                        opts = opts.file_extension("");
-                    }
-                    let schema =
-                        super::csv_schema::infer(&ctx, &location, one_file, CSV_INFER_RECORDS).await?;
-                    if let Some(schema) = &schema {
-                        opts = opts.schema(schema);
-                    }
-                    ctx.read_csv(location, opts).await?
-                }
-                TableFormat::Json => {
-                    let mut opts = JsonReadOptions::default();
-                    if one_file {
-                        opts = opts.file_extension("");
-                    }
-                    ctx.read_json(location, opts).await?
-                }
-            };
+            let mut df = super::table_source::open(&ctx, table).await?;
             if let Some(time) = &table.time_column {
                 windowed = true;
                 let data_type = df
@@ -262,7 +235,7 @@ impl DataFusionEngine {
             }
             register(&ctx, &table.name, df.into_view())?;
         }
-        Ok((ctx, windowed))
+        Ok((ctx, windowed, bytes_read))
     }
 
     /// Plans the parsed `statement` (DDL, DML and statements refused).
@@ -335,11 +308,19 @@ fn comparable_time(column: Expr, data_type: DataType, unit: EpochUnit) -> (Expr,
     }
 }
 
-/// A literal comparable with the time column: timestamps in ms, integers as epoch ms.
+/// A literal comparable with the time column: timestamps in the column's own unit (so that
+/// the column is compared as stored, uncast, and Parquet statistics can prune by it),
+/// integers as epoch ms.
 fn time_literal(data_type: &DataType, ms: i64) -> Expr {
     match data_type {
         DataType::Timestamp(TimeUnit::Second, tz) => {
             lit(ScalarValue::TimestampSecond(Some(ms.div_euclid(1000)), tz.clone()))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            lit(ScalarValue::TimestampMicrosecond(Some(ms.saturating_mul(1000)), tz.clone()))
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+            lit(ScalarValue::TimestampNanosecond(Some(ms.saturating_mul(1_000_000)), tz.clone()))
         }
         DataType::Timestamp(_, tz) => lit(ScalarValue::TimestampMillisecond(Some(ms), tz.clone())),
         DataType::Date32 | DataType::Date64 => lit(ScalarValue::Date64(Some(ms))),
@@ -415,7 +396,7 @@ impl QueryEngine for DataFusionEngine {
         limit: Option<u64>,
     ) -> Result<QueryRun, QueryError> {
         let statement = super::parse::only_one_select(query)?;
-        let (ctx, _) = self.context(window, &statement).await?;
+        let (ctx, _, bytes_read) = self.context(window, &statement).await?;
         let mut df = self.plan(&ctx, statement).await?;
         if skip > 0 || limit.is_some() {
             let fetch = limit.map(|l| l.saturating_sub(skip) as usize);
@@ -434,12 +415,12 @@ impl QueryEngine for DataFusionEngine {
         }
         let physical = state.query_planner().create_physical_plan(&optimized, &state).await?;
         let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
-        Ok(QueryRun { stream, time_column })
+        Ok(QueryRun { stream, time_column, bytes_read })
     }
 
     async fn check(&self, query: &str) -> Result<QueryShape, QueryError> {
         let statement = super::parse::only_one_select(query)?;
-        let (ctx, windowed) = self.context(QueryWindow::default(), &statement).await?;
+        let (ctx, windowed, _) = self.context(QueryWindow::default(), &statement).await?;
         let named = named_tables(&ctx, &statement);
         let df = self.plan(&ctx, statement).await?;
         let windowed_tables =
@@ -464,6 +445,7 @@ impl QueryEngine for DataFusionEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::TableFormat;
 
     #[tokio::test]
     async fn a_query_opens_only_the_tables_it_names() {
@@ -500,6 +482,7 @@ mod tests {
             name: "ev".into(),
             location: dir.join(file),
             format,
+            compression: None,
             time_column: Some("t".into()),
             time_unit,
         };

@@ -1,6 +1,7 @@
 //! Queries: a catalog file names the tables, the embedded engine (Apache DataFusion) runs a
 //! job's query over time-windowed views of them and streams record batches.
 
+mod bytes_read;
 mod catalog;
 mod csv_schema;
 pub mod demo;
@@ -10,8 +11,10 @@ mod guarded_functions;
 mod object_stores;
 mod parse;
 pub mod slices;
+mod table_source;
 
-pub use catalog::{Catalog, EpochUnit, TableEntry, TableFormat};
+pub use bytes_read::BytesRead;
+pub use catalog::{Catalog, EpochUnit, TableCompression, TableEntry, TableFormat};
 pub use engine::{
     DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn,
     error_text as query_error_text,

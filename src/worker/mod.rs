@@ -449,6 +449,9 @@ impl Worker {
             }
             _ => None,
         };
+        // What this run's queries fetched from the tables' storage: with Parquet's pruning, a
+        // short window of a long table reads little of it.
+        let mut source_bytes = 0u64;
         let result = loop {
             let to_ms = match (slicing, from_ms) {
                 (Some((from, to, length)), Some(at)) => Some(slices::slice_end(from, to, length, at)),
@@ -485,7 +488,11 @@ impl Worker {
                     start,
                 ),
             };
-            match self.before_deadline(export.pump(w, run.stream, control)).await {
+            let read = run.bytes_read.clone();
+            let pumped = self.before_deadline(export.pump(w, run.stream, control)).await;
+            self.metrics.source_bytes_read.inc_by(read.get());
+            source_bytes += read.get();
+            match pumped {
                 Ok((mut w, Ended::Exhausted)) if slicing.is_some() && to_ms < job.spec.to_ms => {
                     // This slice is done; the next one starts where it ended, in the same part.
                     from_ms = to_ms;
@@ -520,6 +527,7 @@ impl Worker {
                 Err(e) => break Err(e),
             }
         };
+        tracing::info!(source_bytes_read = source_bytes, "the job's queries read its tables");
         let result = match result {
             // Every part is uploaded and recorded: the manifest can list them all.
             Ok(Ended::Exhausted) if dest.manifest => self

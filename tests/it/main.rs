@@ -14,3 +14,4 @@ mod lifecycle;
 mod parquet;
 mod scale_out;
 mod store;
+mod tables;

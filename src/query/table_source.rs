@@ -1,0 +1,252 @@
+//! Opens a catalog table for one query: its files (one file, or a directory or `s3://`
+//! prefix), read by DataFusion's listing tables as CSV, NDJSON or Parquet, CSV and NDJSON
+//! plain or gzip / zstd compressed. Parquet is read with its statistics: a time window's
+//! bounds prune whole files and row groups (and, with filter pushdown, the rows within).
+
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+
+use super::catalog::{TableCompression, TableEntry, TableFormat};
+use super::engine::{QueryError, error_text};
+
+/// How many records of a CSV table its column types are inferred from.
+const CSV_INFER_RECORDS: usize = 10_000;
+
+/// How many bytes at the end of a Parquet file are fetched at once to read its footer.
+/// DataFusion's default, 512 KiB, suits files of hundreds of MB; a table of small files (an
+/// hour or a day of logs each) would fetch half of each file that way, whatever a window
+/// prunes. A footer longer than this costs one more request.
+const PARQUET_FOOTER_HINT: usize = 16 * 1024;
+
+/// Where a table's files are, as DataFusion lists them.
+pub(super) struct TableFiles {
+    pub location: String,
+    pub compression: TableCompression,
+    /// The ending of the files read in a directory (`.csv.gz`); empty for one file, read
+    /// whatever its name (`events.ndjson`, `export.txt`).
+    pub extension: String,
+}
+
+impl TableFiles {
+    pub fn of(table: &TableEntry) -> Self {
+        let location = table.location.to_string_lossy().to_string();
+        // An `s3://` location is one object only when its last segment has an extension
+        // (`s3://b/logs` is a prefix, and without `/` DataFusion would read every object
+        // under it).
+        let one_file = if location.contains("://") {
+            location.rsplit('/').next().is_some_and(|last| last.contains('.'))
+        } else {
+            table.location.is_file()
+        };
+        let compression = match (table.format, table.compression) {
+            (TableFormat::Parquet, _) => TableCompression::None,
+            (_, Some(c)) => c,
+            (_, None) if one_file => TableCompression::of_file_name(&location),
+            (_, None) => TableCompression::None,
+        };
+        let extension = if one_file {
+            String::new()
+        } else {
+            let suffix = match compression {
+                TableCompression::None => "",
+                TableCompression::Gzip => ".gz",
+                TableCompression::Zstd => ".zst",
+            };
+            format!(".{}{suffix}", table.format.as_str())
+        };
+        Self { location, compression, extension }
+    }
+
+    pub fn compression_type(&self) -> FileCompressionType {
+        match self.compression {
+            TableCompression::None => FileCompressionType::UNCOMPRESSED,
+            TableCompression::Gzip => FileCompressionType::GZIP,
+            TableCompression::Zstd => FileCompressionType::ZSTD,
+        }
+    }
+}
+
+/// The table's rows, unfiltered. An error names the table and says what could not be read.
+pub(super) async fn open(ctx: &SessionContext, table: &TableEntry) -> Result<DataFrame, QueryError> {
+    let files = TableFiles::of(table);
+    read(ctx, table.format, &files).await.map_err(|e| {
+        let what = match (table.format, files.compression) {
+            (format, TableCompression::None) => format.as_str().to_string(),
+            (format, c) => format!("{}-compressed {}", c.as_str(), format.as_str()),
+        };
+        let detail = match &e {
+            DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
+            other => error_text(other),
+        };
+        QueryError::Execution(format!(
+            "catalog: table {} ({what} at {}) cannot be read: {detail}",
+            table.name, files.location
+        ))
+    })
+}
+
+async fn read(
+    ctx: &SessionContext,
+    format: TableFormat,
+    files: &TableFiles,
+) -> Result<DataFrame, DataFusionError> {
+    let location = files.location.clone();
+    let compression = files.compression_type();
+    match format {
+        TableFormat::Csv => {
+            // Values may hold newlines (RFC 4180): read each file whole, in order, never
+            // from a byte offset that may fall inside quotes.
+            let mut opts = CsvReadOptions::new()
+                .newlines_in_values(true)
+                .schema_infer_max_records(CSV_INFER_RECORDS)
+                .file_compression_type(compression)
+                .file_extension(&files.extension);
+            let schema = super::csv_schema::infer(ctx, files, CSV_INFER_RECORDS).await?;
+            if let Some(schema) = &schema {
+                opts = opts.schema(schema);
+            }
+            ctx.read_csv(location, opts).await
+        }
+        TableFormat::Json => {
+            let opts = JsonReadOptions::default()
+                .file_compression_type(compression)
+                .file_extension(&files.extension);
+            ctx.read_json(location, opts).await
+        }
+        TableFormat::Parquet => {
+            let opts = ParquetReadOptions {
+                file_extension: &files.extension,
+                parquet_pruning: Some(true),
+                metadata_size_hint: Some(PARQUET_FOOTER_HINT),
+                ..Default::default()
+            };
+            ctx.read_parquet(location, opts).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(location: &str, format: TableFormat, compression: Option<TableCompression>) -> TableEntry {
+        TableEntry {
+            name: "t".into(),
+            location: location.into(),
+            format,
+            compression,
+            time_column: None,
+            time_unit: Default::default(),
+        }
+    }
+
+    #[test]
+    fn files_are_chosen_by_format_and_compression() {
+        let f = TableFiles::of(&entry("s3://b/logs/", TableFormat::Csv, Some(TableCompression::Gzip)));
+        assert_eq!(f.extension, ".csv.gz");
+        let f = TableFiles::of(&entry("s3://b/logs/", TableFormat::Json, Some(TableCompression::Zstd)));
+        assert_eq!(f.extension, ".json.zst");
+        let f = TableFiles::of(&entry("s3://b/year", TableFormat::Parquet, None));
+        assert_eq!(f.extension, ".parquet");
+        // One file: its name says its compression, unless the catalog does.
+        let f = TableFiles::of(&entry("s3://b/a.ndjson.zst", TableFormat::Json, None));
+        assert_eq!((f.compression, f.extension.as_str()), (TableCompression::Zstd, ""));
+        let f = TableFiles::of(&entry("s3://b/a.gz", TableFormat::Csv, Some(TableCompression::None)));
+        assert_eq!(f.compression, TableCompression::None);
+    }
+
+    /// The error of `SELECT * FROM t` over `bytes` in a file named `file`, read as `format`
+    /// (when opening the table or while reading it).
+    async fn error_reading(file: &str, bytes: &[u8], format: TableFormat) -> String {
+        use crate::query::{Catalog, DataFusionEngine, QueryEngine};
+        let dir = std::env::temp_dir().join(format!("forwarder-table-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), bytes).unwrap();
+        let table = entry(&dir.join(file).display().to_string(), format, None);
+        let engine = DataFusionEngine::new(Catalog { tables: vec![table] });
+        match engine.run("SELECT * FROM t", Default::default(), 0, None).await {
+            Err(e) => e.to_string(),
+            Ok(run) => {
+                let drained: Result<Vec<_>, _> = futures::TryStreamExt::try_collect(run.stream).await;
+                drained.expect_err("the table cannot be read").to_string()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn unreadable_files_are_a_clear_error() {
+        let err = error_reading("t.parquet", b"id,name\n1,a\n", TableFormat::Parquet).await;
+        assert!(err.contains("catalog: table t (parquet at ") && err.contains("cannot be read"), "{err}");
+        let err = error_reading("t.csv.gz", b"id,name\n1,a\n", TableFormat::Csv).await;
+        assert!(err.contains("gzip"), "{err}");
+        let err = error_reading("t.json.zst", b"{\"id\": 1}\n", TableFormat::Json).await;
+        assert!(err.to_lowercase().contains("zstd") || err.contains("Unknown frame descriptor"), "{err}");
+        // A location with nothing there.
+        use crate::query::{Catalog, DataFusionEngine, QueryEngine};
+        let table = entry("/no/such/dir/", TableFormat::Parquet, None);
+        let err = DataFusionEngine::new(Catalog { tables: vec![table] }).check("SELECT * FROM t").await;
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("catalog: table t (parquet at /no/such/dir/) cannot be read"), "{err}");
+    }
+
+    /// Bytes read by `SELECT *` over the window `[from, to)` of a Parquet file of `rows`
+    /// rows, one a minute from 0, in row groups of 1000; and the file's size.
+    async fn parquet_bytes_read(rows: i64, from: i64, to: i64) -> (u64, u64, usize) {
+        use std::sync::Arc;
+
+        use datafusion::arrow::array::{Int64Array, RecordBatch, TimestampMillisecondArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::file::properties::WriterProperties;
+
+        use crate::query::{Catalog, DataFusionEngine, QueryEngine, QueryWindow};
+        let dir = std::env::temp_dir().join(format!("forwarder-table-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(
+                    TimestampMillisecondArray::from_iter_values((0..rows).map(|i| i * 60_000))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..rows).map(|i| i.wrapping_mul(0x1e37_79b9_7f4a_7c15)),
+                )),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(1000)).build();
+        let file = std::fs::File::create(dir.join("t.parquet")).unwrap();
+        let mut writer = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let size = std::fs::metadata(dir.join("t.parquet")).unwrap().len();
+        let mut table = entry(&dir.join("t.parquet").display().to_string(), TableFormat::Parquet, None);
+        table.time_column = Some("t".into());
+        let engine = DataFusionEngine::new(Catalog { tables: vec![table] });
+        let window = QueryWindow { from_ms: Some(from), to_ms: Some(to) };
+        let run = engine.run("SELECT * FROM t", window, 0, None).await.unwrap();
+        let read = run.bytes_read.clone();
+        let batches: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(run.stream).await.unwrap();
+        (read.get(), size, batches.iter().map(|b| b.num_rows()).sum())
+    }
+
+    #[tokio::test]
+    async fn a_window_on_a_parquet_table_reads_only_its_row_groups() {
+        let hour = 3_600_000;
+        // 50 row groups of 1000 minutes; one hour of them is in one.
+        let (read, size, rows) = parquet_bytes_read(50_000, 400 * hour, 401 * hour).await;
+        assert_eq!(rows, 60);
+        println!("one hour: {read} of {size} bytes read");
+        assert!(read > 0 && read * 20 < size, "{read} of {size} bytes read");
+        let (read, size, rows) = parquet_bytes_read(50_000, 0, 1000 * hour).await;
+        assert_eq!(rows, 50_000);
+        assert!(read * 10 >= size * 9, "{read} of {size} bytes read");
+    }
+}
