@@ -187,7 +187,10 @@ async fn parquet_and_compressed_tables_export_exactly_their_rows() {
         entry("t.ndjson_zst", &at("rows.jsonl.zst"), "jsonl", ""),
         entry("t.csv_gz_dir", &at("csvgz"), "csv", "compression = \"gzip\""),
         entry("t.ndjson_zst_s3", &format!("s3://{source}/ndjson/"), "json", "compression = \"zstd\""),
+        entry("t.broken", &at("broken.parquet"), "parquet", ""),
     ];
+    // CSV under a Parquet name: the jobs that read it are refused, saying why.
+    write(&dir.join("broken.parquet"), &csv(0..10, step));
     std::fs::write(&catalog, tables.concat()).unwrap();
     let app = app_with_catalog(catalog).await;
 
@@ -208,6 +211,15 @@ async fn parquet_and_compressed_tables_export_exactly_their_rows() {
         let got = exported_ids(&app, &format!("SELECT id, eventdate, text FROM {table}"), from, to).await;
         assert!(got == want, "{table}: {} rows from {:?} to {:?}", got.len(), got.first(), got.last());
     }
+    let destination = json!({"type": "s3", "params": app.params(json!({}))});
+    let (status, body) = app
+        .submit(
+            json!({"query": "SELECT * FROM t.broken", "from": from, "to": to, "destination": destination}),
+        )
+        .await;
+    let msg = body["msg"].as_str().unwrap_or_default();
+    assert!(status == 400 && msg.contains("catalog: table t.broken (parquet at "), "{status} {body}");
+    assert!(msg.contains("cannot be read") && msg.contains("broken.parquet"), "{body}");
     // Whole: the stray plain file of the gzip directory is not read.
     let got = exported_ids(&app, "SELECT id FROM t.csv_gz_dir", START, START + 100 * HOUR).await;
     assert_eq!(got, (0..rows).collect::<Vec<_>>());
