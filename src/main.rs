@@ -75,6 +75,10 @@ enum Command {
         /// How many rows (one every 40 ms from 2026-01-01 00:00 UTC).
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
+        /// Also write the table as Parquet (parquet/ecommerce-000.parquet) and print the path
+        /// of catalog-parquet.toml, which names that one.
+        #[arg(long)]
+        parquet: bool,
     },
 }
 
@@ -114,8 +118,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo { dir, rows, format, part_mb, keep } => {
             run_demo(DemoOptions { dir, rows, format, part_mb, keep }).await
         }
-        Command::GenDemo { dir, rows } => {
-            let catalog = demo::create(&dir, rows)?;
+        Command::GenDemo { dir, rows, parquet } => {
+            let catalog =
+                if parquet { demo::create_parquet(&dir, rows).await? } else { demo::create(&dir, rows)? };
             println!("{}", catalog.display());
             Ok(())
         }

@@ -224,8 +224,8 @@ impl DataFusionEngine {
                     })?
                     .data_type()
                     .clone();
-                let (column, data_type) = comparable_time(ident(time), data_type, table.time_unit);
-                let bound = |ms: i64| time_literal(&data_type, ms);
+                let (column, data_type) = comparable_time(ident(time), data_type);
+                let bound = |ms: i64| time_literal(&data_type, table.time_unit, ms);
                 if let Some(from) = window.from_ms {
                     df = df.filter(column.clone().gt_eq(bound(from)))?;
                 }
@@ -291,14 +291,10 @@ fn without_settings_hint(message: String) -> String {
 }
 
 /// The time column as windows compare it: text (`2026-01-01T10:00:00Z`, as NDJSON gives
-/// times) is read as a timestamp, integers in epoch seconds as milliseconds; timestamps, dates
-/// and integers in epoch milliseconds as they are.
-fn comparable_time(column: Expr, data_type: DataType, unit: EpochUnit) -> (Expr, DataType) {
+/// times) is read as a timestamp; timestamps, dates and integers as they are (the window's
+/// bounds are put in their unit, so that Parquet statistics can prune by them).
+fn comparable_time(column: Expr, data_type: DataType) -> (Expr, DataType) {
     match data_type {
-        // Epoch seconds, compared in milliseconds: exact at the window's edges.
-        t if t.is_integer() && unit == EpochUnit::Seconds => {
-            (datafusion::logical_expr::cast(column, DataType::Int64) * lit(1000_i64), DataType::Int64)
-        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let as_time = DataType::Timestamp(TimeUnit::Millisecond, None);
             // A value that is not a time (`""`, `n/a`) is no row of any window, not a failed job.
@@ -310,11 +306,15 @@ fn comparable_time(column: Expr, data_type: DataType, unit: EpochUnit) -> (Expr,
 
 /// A literal comparable with the time column: timestamps in the column's own unit (so that
 /// the column is compared as stored, uncast, and Parquet statistics can prune by it),
-/// integers as epoch ms.
-fn time_literal(data_type: &DataType, ms: i64) -> Expr {
+/// integers in the catalog's epoch unit. In seconds, a bound is rounded up: for a whole
+/// number of seconds `t`, `t * 1000 >= ms` is `t >= ⌈ms / 1000⌉`, and `t * 1000 < ms` is
+/// `t < ⌈ms / 1000⌉`, exact at the window's edges.
+fn time_literal(data_type: &DataType, unit: EpochUnit, ms: i64) -> Expr {
+    let seconds = ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0);
     match data_type {
+        t if t.is_integer() && unit == EpochUnit::Seconds => lit(seconds),
         DataType::Timestamp(TimeUnit::Second, tz) => {
-            lit(ScalarValue::TimestampSecond(Some(ms.div_euclid(1000)), tz.clone()))
+            lit(ScalarValue::TimestampSecond(Some(seconds), tz.clone()))
         }
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             lit(ScalarValue::TimestampMicrosecond(Some(ms.saturating_mul(1000)), tz.clone()))
@@ -517,6 +517,17 @@ mod tests {
         // The same numbers read as milliseconds are all in 1970: none is in the window.
         let (seen, _) = windowed("events.csv", &lines, TableFormat::Csv, EpochUnit::Milliseconds).await;
         assert_eq!(seen, Vec::<i64>::new());
+    }
+
+    #[test]
+    fn window_bounds_in_seconds_round_up() {
+        let bound = |ms| time_literal(&DataType::Int32, EpochUnit::Seconds, ms);
+        assert_eq!((bound(1_500), bound(2_000), bound(-1_500)), (lit(2_i64), lit(2_i64), lit(-1_i64)));
+        let ns = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+        assert_eq!(
+            time_literal(&ns, EpochUnit::Milliseconds, 1_500),
+            lit(ScalarValue::TimestampNanosecond(Some(1_500_000_000), Some("UTC".into())))
+        );
     }
 
     #[test]

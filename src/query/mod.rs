@@ -5,6 +5,7 @@ mod bytes_read;
 mod catalog;
 mod csv_schema;
 pub mod demo;
+mod demo_parquet;
 mod engine;
 mod guarded_concat;
 mod guarded_functions;

@@ -80,11 +80,25 @@ pub(super) async fn open(ctx: &SessionContext, table: &TableEntry) -> Result<Dat
             DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
             other => error_text(other),
         };
+        // DataFusion's advice (declare a schema) is not one a catalog can follow.
+        let detail =
+            if detail.contains("No files found at") { no_files(table.format, &files) } else { detail };
         QueryError::Execution(format!(
             "catalog: table {} ({what} at {}) cannot be read: {detail}",
             table.name, files.location
         ))
     })
+}
+
+/// What to check when a directory or prefix holds no file the table reads.
+fn no_files(format: TableFormat, files: &TableFiles) -> String {
+    let ext =
+        if files.extension.is_empty() { format!(".{}", format.as_str()) } else { files.extension.clone() };
+    let compressed = match (format, files.compression) {
+        (TableFormat::Parquet, _) | (_, TableCompression::Gzip | TableCompression::Zstd) => "",
+        _ => "; gzip or zstd files are read with compression = \"gzip\" (.gz) or \"zstd\" (.zst)",
+    };
+    format!("no {ext} file there (a directory or prefix is read for its files ending in {ext}{compressed})")
 }
 
 async fn read(
@@ -189,6 +203,21 @@ mod tests {
         let err = DataFusionEngine::new(Catalog { tables: vec![table] }).check("SELECT * FROM t").await;
         let err = err.unwrap_err().to_string();
         assert!(err.contains("catalog: table t (parquet at /no/such/dir/) cannot be read"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_directory_of_compressed_files_without_the_key_says_which_key() {
+        use crate::query::{Catalog, DataFusionEngine, QueryEngine};
+        let dir = std::env::temp_dir().join(format!("forwarder-table-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.csv.gz"), b"").unwrap();
+        for format in [TableFormat::Csv, TableFormat::Json, TableFormat::Parquet] {
+            let table = entry(&format!("{}/", dir.display()), format, None);
+            let err = DataFusionEngine::new(Catalog { tables: vec![table] }).check("SELECT * FROM t").await;
+            let err = err.unwrap_err().to_string();
+            assert!(err.contains(&format!("no .{} file there", format.as_str())), "{err}");
+            assert_eq!(err.contains("compression = \"gzip\""), format != TableFormat::Parquet, "{err}");
+        }
     }
 
     /// Bytes read by `SELECT *` over the window `[from, to)` of a Parquet file of `rows`

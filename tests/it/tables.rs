@@ -187,7 +187,10 @@ async fn parquet_and_compressed_tables_export_exactly_their_rows() {
         entry("t.ndjson_zst", &at("rows.jsonl.zst"), "jsonl", ""),
         entry("t.csv_gz_dir", &at("csvgz"), "csv", "compression = \"gzip\""),
         entry("t.ndjson_zst_s3", &format!("s3://{source}/ndjson/"), "json", "compression = \"zstd\""),
+        entry("t.broken", &at("broken.parquet"), "parquet", ""),
     ];
+    // CSV under a Parquet name: the jobs that read it are refused, saying why.
+    write(&dir.join("broken.parquet"), &csv(0..10, step));
     std::fs::write(&catalog, tables.concat()).unwrap();
     let app = app_with_catalog(catalog).await;
 
@@ -208,6 +211,15 @@ async fn parquet_and_compressed_tables_export_exactly_their_rows() {
         let got = exported_ids(&app, &format!("SELECT id, eventdate, text FROM {table}"), from, to).await;
         assert!(got == want, "{table}: {} rows from {:?} to {:?}", got.len(), got.first(), got.last());
     }
+    let destination = json!({"type": "s3", "params": app.params(json!({}))});
+    let (status, body) = app
+        .submit(
+            json!({"query": "SELECT * FROM t.broken", "from": from, "to": to, "destination": destination}),
+        )
+        .await;
+    let msg = body["msg"].as_str().unwrap_or_default();
+    assert!(status == 400 && msg.contains("catalog: table t.broken (parquet at "), "{status} {body}");
+    assert!(msg.contains("cannot be read") && msg.contains("broken.parquet"), "{body}");
     // Whole: the stray plain file of the gzip directory is not read.
     let got = exported_ids(&app, "SELECT id FROM t.csv_gz_dir", START, START + 100 * HOUR).await;
     assert_eq!(got, (0..rows).collect::<Vec<_>>());
@@ -241,9 +253,21 @@ async fn one_hour_of_a_year_of_parquet_reads_about_that_hour() {
         total += bytes.len() as u64;
         write(&dir.join(format!("year/2025-{:02}.parquet", month + 1)), &bytes);
     }
+    // The same files under a prefix of a LocalStack bucket.
+    let s3 = s3_client();
+    let source = format!("it-year-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    s3.create_bucket().bucket(&source).send().await.unwrap();
+    for month in 1..=12 {
+        let name = format!("2025-{month:02}.parquet");
+        let body = std::fs::read(dir.join("year").join(&name)).unwrap();
+        s3.put_object().bucket(&source).key(format!("year/{name}")).body(body.into()).send().await.unwrap();
+    }
     let catalog = dir.join("catalog.toml");
-    std::fs::write(&catalog, entry("logs.year", &dir.join("year").display().to_string(), "parquet", ""))
-        .unwrap();
+    let tables = [
+        entry("logs.year", &dir.join("year").display().to_string(), "parquet", ""),
+        entry("logs.year_s3", &format!("s3://{source}/year/"), "parquet", ""),
+    ];
+    std::fs::write(&catalog, tables.concat()).unwrap();
     let app = app_with_catalog(catalog).await;
     assert_eq!(source_bytes_read(&app.metrics().await), 0.0);
 
@@ -256,6 +280,14 @@ async fn one_hour_of_a_year_of_parquet_reads_about_that_hour() {
     let share = read / total as f64;
     println!("one hour of a year: {read} of {total} bytes read ({:.2}%)", share * 100.0);
     assert!(read > 0.0 && share < 0.05, "read {read} of {total} bytes");
+
+    // The same hour from S3, where each read is a ranged GET.
+    let got = exported_ids(&app, "SELECT id, eventdate, text FROM logs.year_s3", from, from + HOUR).await;
+    assert_eq!(got, (first..first + 30).collect::<Vec<_>>());
+    let s3_read = source_bytes_read(&app.metrics().await) - read;
+    println!("one hour of a year in S3: {s3_read} of {total} bytes read");
+    assert!(s3_read > 0.0 && s3_read / (total as f64) < 0.05, "read {s3_read} of {total} bytes");
+    let read = read + s3_read;
 
     // The whole year, for contrast: the counter counts what is read.
     let got = exported_ids(&app, "SELECT id, eventdate, text FROM logs.year", year_start, START).await;
