@@ -30,13 +30,18 @@ pub fn row_wise_over_one_scan(plan: &LogicalPlan) -> bool {
     row_wise && scans == 1
 }
 
-/// The slices of `[from_ms, to_ms)` cut into `count` equal slices (the last may be shorter;
-/// none shorter than a second), as the grid a run and every resumed run share: a slice is
-/// named by its start.
-pub fn slice_length(from_ms: i64, to_ms: i64, count: u32) -> i64 {
+/// No slice is shorter than this: every slice's query opens the table again (its files
+/// listed, their Parquet footers read), which must stay small beside the rows it reads.
+pub const MIN_SLICE_MS: i64 = 3_600_000;
+
+/// The length of the slices of `[from_ms, to_ms)` cut into `count` equal slices (the last
+/// may be shorter; none shorter than [`MIN_SLICE_MS`]), the grid a run and every resumed run
+/// share: a slice is named by its start. `None`: the window is one slice.
+pub fn slice_length(from_ms: i64, to_ms: i64, count: u32) -> Option<i64> {
     let span = to_ms.saturating_sub(from_ms).max(1);
     let count = i64::from(count.max(1));
-    ((span + count - 1) / count).max(1000)
+    let length = ((span + count - 1) / count).max(MIN_SLICE_MS);
+    (length < span).then_some(length)
 }
 
 /// The end of the slice that starts at or contains `at`.
@@ -95,9 +100,9 @@ mod tests {
 
     #[test]
     fn slices_tile_the_window() {
-        let (from, to) = (1_000_000, 1_000_000 + 3_600_000);
-        let len = slice_length(from, to, 64);
-        assert_eq!(len, 56_250);
+        let (from, to) = (1_000_000, 1_000_000 + 64 * 3 * 3_600_000);
+        let len = slice_length(from, to, 64).unwrap();
+        assert_eq!(len, 3 * 3_600_000);
         let mut at = from;
         let mut n = 0;
         while at < to {
@@ -109,7 +114,8 @@ mod tests {
         assert_eq!(n, 64);
         // A resumed run that starts inside a slice ends it where the first run would have.
         assert_eq!(slice_end(from, to, len, from + len + 5), from + 2 * len);
-        assert_eq!(slice_length(0, 10, 64), 1000, "never shorter than a second");
+        assert_eq!(slice_length(0, 10 * 3_600_000, 64), Some(3_600_000), "never shorter than an hour");
+        assert_eq!(slice_length(0, 3_600_000, 64), None, "an hour's job is one query");
         assert_eq!(slice_end(0, 10, 1000, 0), 10);
     }
 }

@@ -441,9 +441,8 @@ impl Worker {
         let slicing = match (job.spec.from_ms, job.spec.to_ms) {
             (Some(from), Some(to)) if self.worker.time_slices > 1 => {
                 match self.engine.check(&job.spec.query).await {
-                    Ok(shape) if shape.sliceable => {
-                        Some((from, to, slices::slice_length(from, to, self.worker.time_slices)))
-                    }
+                    Ok(shape) if shape.sliceable => slices::slice_length(from, to, self.worker.time_slices)
+                        .map(|length| (from, to, length)),
                     _ => None,
                 }
             }
