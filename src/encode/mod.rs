@@ -13,6 +13,7 @@ pub mod csv;
 mod fields;
 pub mod jsonl;
 mod time;
+pub mod tsv;
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;

@@ -13,3 +13,4 @@ mod hostile;
 mod lifecycle;
 mod scale_out;
 mod store;
+mod stream;
