@@ -7,6 +7,7 @@ mod demo;
 mod devo_sdk;
 mod edges;
 mod export;
+mod export_cli;
 mod faults;
 mod formats;
 mod hostile;
