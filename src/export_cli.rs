@@ -34,11 +34,12 @@ pub struct ExportArgs {
     /// The SQL query. A trailing `FORMAT …` clause wins over the format the file name implies.
     #[arg(long, short)]
     pub query: String,
-    /// The file to write: `.csv`, `.tsv` or `.jsonl` (the format), optionally followed by
-    /// `.gz` or `.zst` (compressed as it is written).
+    /// The file to write: `.csv`, `.tsv`, `.jsonl` or `.parquet` (the format), optionally
+    /// followed by `.gz` or `.zst` (compressed as it is written).
     #[arg(long, short)]
     pub output: PathBuf,
-    /// CSVWithNames, TabSeparatedWithNames or JSONEachRow (default: from the file name, else TSV).
+    /// CSVWithNames, TabSeparatedWithNames, JSONEachRow or Parquet (default: from the file name,
+    /// else TSV).
     #[arg(long)]
     pub format: Option<String>,
     /// The query's id on the server (default: a new UUID); `DELETE /v1/stream/{id}` stops it.
@@ -66,6 +67,7 @@ fn from_file_name(path: &Path) -> (Compression, Option<&'static str>) {
         Some("csv") => Some("CSVWithNames"),
         Some("tsv" | "tab") => Some("TabSeparatedWithNames"),
         Some("jsonl" | "ndjson" | "json") => Some("JSONEachRow"),
+        Some("parquet") => Some("Parquet"),
         _ => None,
     };
     (compression, format)
@@ -100,10 +102,13 @@ struct Output {
     part: PathBuf,
     sink: Box<dyn Compressor>,
     lines: u64,
+    bytes: u64,
+    /// Rows are lines (TSV, CSV, JSON Lines), not in Parquet.
+    counts_rows: bool,
 }
 
 impl Output {
-    fn create(path: &Path, compression: Compression) -> anyhow::Result<Self> {
+    fn create(path: &Path, compression: Compression, counts_rows: bool) -> anyhow::Result<Self> {
         let mut part = path.as_os_str().to_owned();
         part.push(".part");
         let part = PathBuf::from(part);
@@ -111,11 +116,14 @@ impl Output {
         let options =
             compress::Options { deflate_level: 6, zstd_level: 3, password: None, entry_name: String::new() };
         let sink = compress::compressor(compression, &options, BufWriter::with_capacity(1 << 20, file))?;
-        Ok(Self { part, sink, lines: 0 })
+        Ok(Self { part, sink, lines: 0, bytes: 0, counts_rows })
     }
 
     fn write(&mut self, data: &[u8]) -> anyhow::Result<()> {
-        self.lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.bytes += data.len() as u64;
+        if self.counts_rows {
+            self.lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
+        }
         self.sink.write(data).with_context(|| format!("writing {}", self.part.display()))
     }
 
@@ -124,6 +132,15 @@ impl Output {
         self.sink.finish().with_context(|| format!("writing {}", self.part.display()))?;
         std::fs::rename(&self.part, path)
             .with_context(|| format!("renaming {} into place", self.part.display()))
+    }
+
+    /// What the file holds: rows, or bytes for Parquet.
+    fn summary(&self) -> String {
+        if self.counts_rows {
+            format!("{} rows", self.lines.saturating_sub(1))
+        } else {
+            format!("{} bytes", self.bytes)
+        }
     }
 
     fn discard(self) {
@@ -177,26 +194,26 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         .map(str::to_string)
         .with_context(|| format!("{base} answered without {TAG_HEADER}: is it a Forwarder server?"))?;
 
-    let mut output = Output::create(&args.output, compression)?;
+    let counts_rows = response.headers().get("x-clickhouse-format").is_none_or(|f| f != "Parquet");
+    let mut output = Output::create(&args.output, compression, counts_rows)?;
     let bar = progress_bar();
     // Kept open until the server is told of a Ctrl-C: closing it first would end the query
     // before the DELETE could.
     let mut response = response;
     let result = receive(&mut response, &tag, &mut output, &bar).await;
     bar.finish_and_clear();
-    let rows = |o: &Output| o.lines.saturating_sub(1);
     match result {
         Ok(None) => {
-            let rows = rows(&output);
+            let summary = output.summary();
             output.keep(&args.output)?;
-            eprintln!("{rows} rows written to {}", args.output.display());
+            eprintln!("{summary} written to {}", args.output.display());
             Ok(())
         }
         Ok(Some(message)) => {
-            let rows = rows(&output);
+            let summary = output.summary();
             output.keep(&args.output)?;
             bail!(
-                "the server reported an error after {rows} rows: {message}\n{} holds the {rows} rows received before it",
+                "the server reported an error after {summary}: {message}\n{} holds the {summary} received before it",
                 args.output.display()
             )
         }
@@ -223,9 +240,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
 
 fn keep_or_discard(output: Output, path: &Path, keep: bool) -> anyhow::Result<String> {
     if keep {
-        let rows = output.lines.saturating_sub(1);
+        let summary = output.summary();
         output.keep(path)?;
-        Ok(format!("{} holds the {rows} rows received (--keep-partial)", path.display()))
+        Ok(format!("{} holds the {summary} received (--keep-partial)", path.display()))
     } else {
         output.discard();
         Ok("no file written (--keep-partial keeps the rows received)".to_string())
@@ -251,9 +268,15 @@ async fn receive(
     loop {
         let chunk = tokio::select! {
             _ = &mut ctrl_c => {
-                // Not yet proven clean, but no frame comes before the end: these are rows.
+                // No frame comes before the end, so these are rows: the whole ones are kept
+                // (for --keep-partial), the one cut short is not.
                 let rest = std::mem::take(&mut hold.held);
-                let _ = output.write(&rest);
+                let whole = match rest.iter().rposition(|&b| b == b'\n') {
+                    Some(last) if output.counts_rows => &rest[..=last],
+                    _ if output.counts_rows => &[][..],
+                    _ => &rest[..],
+                };
+                let _ = output.write(whole);
                 return Err(Stop::Interrupted);
             }
             chunk = response.chunk() => chunk.map_err(|e| Stop::Broken(e.to_string()))?,
@@ -263,7 +286,7 @@ async fn receive(
         let clean = hold.push(&chunk);
         output.write(&clean).map_err(|e| Stop::Broken(format!("{e:#}")))?;
         bar.set_position(received);
-        bar.set_message(format!("{} rows", output.lines.saturating_sub(1)));
+        bar.set_message(output.summary());
     }
     let (rest, failure) = hold.finish(tag);
     output.write(&rest).map_err(|e| Stop::Broken(format!("{e:#}")))?;

@@ -9,6 +9,7 @@ mod serve;
 mod signatures;
 mod stream;
 mod stream_body;
+mod stream_parquet;
 mod stream_registry;
 mod stream_request;
 

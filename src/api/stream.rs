@@ -80,13 +80,6 @@ pub async fn start(
         Some(name) => StreamFormat::parse(&name).map_err(bad)?,
         None => StreamFormat::TabSeparatedWithNames,
     };
-    if format == StreamFormat::Parquet {
-        return Err(bad(
-            "FORMAT Parquet is not streamed yet: use CSVWithNames, TabSeparatedWithNames or JSONEachRow (or an \
-             export job with file.format = parquet)"
-                .into(),
-        ));
-    }
     let query_id = match query_id {
         Some(id) => {
             check_query_id(&id).map_err(bad)?;
@@ -94,7 +87,11 @@ pub async fn start(
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let compression = negotiate(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+    // Parquet compresses inside (zstd): an outer compression would gain nothing.
+    let compression = match format {
+        StreamFormat::Parquet => None,
+        _ => negotiate(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok())),
+    };
     let registered = state.streams.register(&caller.domain, &query_id).ok_or_else(|| {
         ApiError::conflict(format!(
             "a stream with query_id {query_id} is already running: wait for it to end, stop it with DELETE \

@@ -1,7 +1,7 @@
 //! The body of a `POST /v1/stream` answer: the export pipeline with an HTTP body as its sink.
 //!
 //! A task on the query runtime pulls record batches from the query into a small queue; a
-//! blocking thread encodes each (TSV, CSV, JSON Lines), compresses it (none, gzip, zstd) and
+//! blocking thread encodes each (TSV, CSV, JSON Lines; or Parquet row groups), compresses it (none, gzip, zstd) and
 //! writes it into the body in chunks through a bounded channel. Every stage waits for the
 //! next (backpressure), so a slow client slows the query down instead of growing a buffer:
 //! memory stays flat however large the result.
@@ -27,9 +27,10 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use super::exception_frame;
+use super::stream_parquet::ParquetStream;
 use super::stream_registry::Registered;
 use super::stream_request::StreamFormat;
-use crate::compress::{self, Compression};
+use crate::compress::{self, Compression, Compressor};
 use crate::encode::{EncodedRows, Encoder};
 
 /// Bytes handed to the HTTP body at a time.
@@ -132,18 +133,7 @@ fn write_body(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> io::Result<()> {
     let writer = BodyWriter::new(body);
-    let options = compress::Options {
-        // ClickHouse's default for HTTP (http_zlib_compression_level): fast, for a live stream.
-        deflate_level: 3,
-        zstd_level: 3,
-        password: None,
-        entry_name: String::new(),
-    };
-    let mut sink =
-        compress::compressor(plan.compression.unwrap_or(Compression::Plain), &options, writer.clone())?;
-    let mut encoder = encoder(plan.format, schema);
-    sink.write(encoder.header())?;
-    let mut rows = EncodedRows::default();
+    let mut sink = Sink::new(&plan, schema, writer.clone())?;
     let mut flushed = Instant::now();
     let outcome = loop {
         let item = match batches.try_recv() {
@@ -169,29 +159,92 @@ fn write_body(
             None => break Ok(()),
             Some(Err(message)) => break Err(message),
             Some(Ok(batch)) => {
-                rows.clear();
-                if let Err(e) = encoder.rows(&batch, &mut rows) {
-                    break Err(format!("encoding a row failed: {e}"));
+                if let Err(message) = sink.write(&batch)? {
+                    break Err(message);
                 }
-                sink.write(&rows.bytes)?;
             }
         }
     };
-    if let Err(message) = outcome {
-        tracing::warn!(query_id = plan.query_id, error = %message, "stream failed after its first byte");
-        sink.write(&exception_frame::frame(&plan.tag, &message))?;
+    match outcome {
+        Ok(()) => sink.finish()?,
+        Err(message) => {
+            tracing::warn!(query_id = plan.query_id, error = %message, "stream failed after its first byte");
+            sink.fail(&exception_frame::frame(&plan.tag, &message), writer.clone())?;
+        }
     }
-    sink.finish()?;
     writer.flush_chunk()
 }
 
-fn encoder(format: StreamFormat, schema: &SchemaRef) -> Box<dyn Encoder> {
-    match format {
-        StreamFormat::CsvWithNames => Box::new(crate::encode::csv::CsvEncoder::new(schema)),
-        StreamFormat::JsonEachRow => Box::new(crate::encode::jsonl::JsonlEncoder::new(schema)),
-        // Parquet is refused before a stream starts; TSV is the default.
-        StreamFormat::TabSeparatedWithNames | StreamFormat::Parquet => {
-            Box::new(crate::encode::tsv::TsvEncoder::new(schema))
+/// Where batches become body bytes: a row format through a compressor, or Parquet.
+enum Sink {
+    Rows { encoder: Box<dyn Encoder>, compressor: Box<dyn Compressor>, rows: EncodedRows },
+    Parquet(Box<ParquetStream<BodyWriter>>),
+}
+
+impl Sink {
+    fn new(plan: &StreamPlan, schema: &SchemaRef, writer: BodyWriter) -> io::Result<Self> {
+        let encoder: Box<dyn Encoder> = match plan.format {
+            StreamFormat::Parquet => return Ok(Sink::Parquet(Box::new(ParquetStream::new(schema, writer)?))),
+            StreamFormat::CsvWithNames => Box::new(crate::encode::csv::CsvEncoder::new(schema)),
+            StreamFormat::JsonEachRow => Box::new(crate::encode::jsonl::JsonlEncoder::new(schema)),
+            StreamFormat::TabSeparatedWithNames => Box::new(crate::encode::tsv::TsvEncoder::new(schema)),
+        };
+        let options = compress::Options {
+            // ClickHouse's default for HTTP (http_zlib_compression_level): fast, for a live stream.
+            deflate_level: 3,
+            zstd_level: 3,
+            password: None,
+            entry_name: String::new(),
+        };
+        let mut compressor =
+            compress::compressor(plan.compression.unwrap_or(Compression::Plain), &options, writer)?;
+        compressor.write(encoder.header())?;
+        Ok(Sink::Rows { encoder, compressor, rows: EncodedRows::default() })
+    }
+
+    /// Writes one batch. The outer error is the client gone; the inner one a row that cannot
+    /// be encoded (which ends the stream with the frame).
+    fn write(&mut self, batch: &RecordBatch) -> io::Result<Result<(), String>> {
+        match self {
+            Sink::Rows { encoder, compressor, rows } => {
+                rows.clear();
+                if let Err(e) = encoder.rows(batch, rows) {
+                    return Ok(Err(format!("encoding a row failed: {e}")));
+                }
+                compressor.write(&rows.bytes)?;
+            }
+            Sink::Parquet(parquet) => parquet.write(batch)?,
+        }
+        Ok(Ok(()))
+    }
+
+    /// Hands out what the compressor holds (a Parquet row group goes out when it closes).
+    fn settle(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Rows { compressor, .. } => compressor.settle(),
+            Sink::Parquet(_) => Ok(()),
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Sink::Rows { compressor, .. } => compressor.finish(),
+            Sink::Parquet(parquet) => parquet.finish(),
+        }
+    }
+
+    /// Ends the body with `frame`: inside the compression for a row format; after the last
+    /// row group, with no footer, for Parquet.
+    fn fail(self, frame: &[u8], mut writer: BodyWriter) -> io::Result<()> {
+        match self {
+            Sink::Rows { mut compressor, .. } => {
+                compressor.write(frame)?;
+                compressor.finish()
+            }
+            Sink::Parquet(parquet) => {
+                drop(parquet);
+                writer.write_all(frame)
+            }
         }
     }
 }

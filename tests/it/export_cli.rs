@@ -88,7 +88,11 @@ async fn wait_for_bytes(path: &Path, child: &mut Child) {
         if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
             return;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the export ended early");
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            panic!("the export ended early ({status}): {stderr}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("nothing reached {} in 30 s", path.display());
@@ -120,9 +124,11 @@ async fn ctrl_c_cancels_the_query_on_the_server_and_leaves_no_file() {
         assert_eq!(r.status(), 404);
         if keep {
             assert_eq!(files_in(&dir), ["long.csv"]);
-            let rows = parse_csv(&std::fs::read(&path).unwrap());
+            let kept = std::fs::read(&path).unwrap();
+            assert!(kept.ends_with(b"\n"), "only whole rows are kept");
+            let rows = parse_csv(&kept);
             assert_eq!(rows[0], ["uri", "statusCode"]);
-            assert!(rows.len() > 1);
+            assert!(rows.len() > 1 && rows.iter().all(|r| r.len() == 2));
         } else {
             assert_eq!(files_in(&dir), Vec::<String>::new(), "no partial file");
         }

@@ -119,6 +119,43 @@ async fn every_format_streams_the_querys_rows() {
     assert_eq!(rows, expected[1..]);
 }
 
+/// Parquet's record batches as CSV records (header first), as `direct_rows` gives them.
+fn parquet_rows(file: bytes::Bytes) -> Vec<Vec<String>> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let mut csv = forwarder::encode::csv::header(reader.schema());
+    for batch in reader.build().unwrap() {
+        let batch = batch.unwrap();
+        let mut rows = forwarder::encode::csv::BatchRows::new(&batch).unwrap();
+        while rows.next_row(&mut csv).unwrap() {}
+    }
+    parse_csv(&csv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_streams_a_file_readers_take_and_a_failure_leaves_no_footer() {
+    let app = spawn_app(20_000).await;
+    let r = post(&app, &format!("{ALL} FORMAT Parquet"), "", Some("gzip, zstd")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type").unwrap(), "application/vnd.apache.parquet");
+    assert_eq!(header(&r, "content-encoding"), None, "compressed inside");
+    let tag = header(&r, "x-clickhouse-exception-tag").unwrap();
+    let body = r.bytes().await.unwrap();
+    assert!(body.starts_with(b"PAR1") && body.ends_with(b"PAR1"));
+    assert_eq!(split_tagged(&body, &tag).1, None);
+    assert_eq!(parquet_rows(body), app.direct_rows(ALL).await);
+
+    let r = post(&app, &format!("{FAILS_LATE} FORMAT Parquet"), "", None).await;
+    assert_eq!(r.status(), 200);
+    let tag = header(&r, "x-clickhouse-exception-tag").unwrap();
+    let body = r.bytes().await.unwrap();
+    let (clean, message) = split_tagged(&body, &tag);
+    assert!(message.unwrap().contains("Divide by zero"));
+    assert!(clean.starts_with(b"PAR1"));
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(clean));
+    assert!(reader.is_err(), "no footer: no reader takes the rows before a failure for a whole file");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_and_zstd_on_accept_encoding_and_the_query_id_echoed() {
     let app = spawn_app(5_000).await;
@@ -237,7 +274,7 @@ async fn bad_requests_get_a_4xx_that_says_what_to_fix() {
         ("{\"sql\": \"SELECT 1\"}", "", 400, "query"),
         ("SELECT 1 FORMAT XML", "", 400, "unknown format \"XML\""),
         ("SELECT 1", "?default_format=Pretty", 400, "JSONEachRow"),
-        ("SELECT 1 FORMAT Parquet", "", 400, "CSVWithNames"),
+        ("SELECT nope FROM demo.ecommerce.data", "", 400, "nope"),
         ("SELECT 1", "?query_id=../etc", 400, "query_id"),
         ("SELECT 1", "?max_rows=5", 400, "unknown URL parameter"),
         ("DROP TABLE demo.ecommerce.data", "", 400, "only SELECT"),
