@@ -74,6 +74,7 @@ impl App {
             reporter,
             job_runnable,
             signatures: Arc::new(SignatureBindings::new(crate::api::MAX_SIGNATURES)),
+            streams: Arc::default(),
         };
         Ok(Self { state, worker })
     }

@@ -11,6 +11,7 @@ pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod encode;
+pub mod export_cli;
 pub mod job;
 pub mod jobs_cli;
 pub mod metrics;

@@ -6,6 +6,7 @@ use forwarder::app::{App, raise_open_file_limit, shutdown_on_signals};
 use forwarder::auth_cli::{self, AuthCommand};
 use forwarder::config::Config;
 use forwarder::demo::{DemoOptions, run as run_demo};
+use forwarder::export_cli::{self, ExportArgs};
 use forwarder::jobs_cli::{self, JobsArgs};
 use forwarder::query::demo;
 
@@ -40,6 +41,9 @@ enum Command {
     },
     /// List, inspect and steer the jobs of a running server.
     Jobs(JobsArgs),
+    /// Stream a query's result from a running server into a file (POST /v1/stream), with a
+    /// progress bar; only rows the server vouched for reach the file.
+    Export(ExportArgs),
     /// Create, list and revoke API tokens and keys (on the server's machine).
     Auth {
         /// Configuration file (TOML); FORWARDER_* variables override it.
@@ -87,6 +91,10 @@ async fn main() -> std::process::ExitCode {
     forwarder::telemetry::init();
     match run(Cli::parse().command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<export_cli::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(130)
+        }
         Err(e) => {
             // The causes on one line, never a backtrace: this is what an operator reads.
             eprintln!("error: {e:#}");
@@ -114,6 +122,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             App::build(config).await?.run_worker(shutdown_on_signals()).await
         }
         Command::Jobs(args) => jobs_cli::run(args).await,
+        Command::Export(args) => export_cli::run(args).await,
         Command::Auth { config, command } => auth_cli::run(config.as_deref(), command).await,
         Command::Demo { dir, rows, format, part_mb, keep } => {
             run_demo(DemoOptions { dir, rows, format, part_mb, keep }).await

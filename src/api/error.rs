@@ -61,7 +61,11 @@ pub async fn no_such_path(uri: axum::http::Uri) -> ApiError {
 
 /// Known paths called with the wrong method.
 pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    let right = if uri.path() == "/search/query" { "POST" } else { "GET" };
+    let right = match uri.path() {
+        "/search/query" | "/v1/stream" => "POST",
+        path if path.starts_with("/v1/stream/") => "DELETE",
+        _ => "GET",
+    };
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         405,

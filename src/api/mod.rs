@@ -3,14 +3,22 @@
 mod auth;
 mod devo;
 mod error;
+pub mod exception_frame;
 mod idle;
 mod serve;
 mod signatures;
+mod stream;
+mod stream_body;
+mod stream_parquet;
+mod stream_registry;
+mod stream_request;
 
 pub use auth::{Caller, sign};
 pub use error::ApiError;
 pub use serve::{bind, serve};
 pub use signatures::{MAX_SIGNATURES, SHARED_SECOND, SignatureBindings};
+pub use stream::QUERY_ID_HEADER;
+pub use stream_registry::StreamRegistry;
 
 use std::sync::Arc;
 
@@ -18,7 +26,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -41,6 +49,8 @@ pub struct AppState {
     pub job_runnable: Arc<tokio::sync::Notify>,
     /// The method and path each live signature was first used with.
     pub signatures: Arc<SignatureBindings>,
+    /// The `/v1/stream` queries running now, by domain and query_id (to cancel them).
+    pub streams: Arc<StreamRegistry>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -53,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/search/job/stop/{id}", get(devo::stop))
         .route("/search/job/start/{id}", get(devo::start))
         .route("/search/job/remove/{id}", get(devo::remove))
+        .route("/v1/stream", post(stream::start))
+        .route("/v1/stream/{query_id}", delete(stream::cancel))
         // Figures for the whole service: any credential reads them (Prometheus sends a
         // bearer token), nobody without one.
         .route("/metrics", get(metrics))

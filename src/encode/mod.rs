@@ -14,6 +14,7 @@ mod fields;
 pub mod jsonl;
 pub mod parquet;
 mod time;
+pub mod tsv;
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;
