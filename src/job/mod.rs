@@ -2,12 +2,14 @@
 //! job stands ([`JobStatus`], [`Progress`], [`PartRecord`]), and the Devo-shaped view of it.
 //! Pure code: no I/O here.
 
+mod limits;
 mod param_chars;
 mod request;
 mod spec;
 mod status;
 mod view;
 
+pub use limits::Limits;
 pub use request::{RequestError, SubmitRequest, codes as request_codes, parse_submit};
 pub use spec::{Destination, Encoding, Format, JobSecrets, JobSpec, part_content_type, part_extension};
 pub use status::{Command, Effect, JobStatus, plan};

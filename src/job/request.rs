@@ -9,8 +9,8 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::limits::Limits;
 use super::spec::{Destination, Encoding, Format, JobSecrets, JobSpec};
-use crate::config::Limits;
 use crate::secret::Secret;
 
 /// A refused request: the Devo `status` code and a message that says what to fix.

@@ -10,10 +10,12 @@ mod leftovers;
 mod metered;
 pub mod s3;
 mod scrub;
+mod settings;
 
 pub use handle::ObjectUpload;
 pub use metered::Metered;
-pub use s3::{S3Defaults, S3Uploader};
+pub use s3::S3Uploader;
+pub use settings::{S3Defaults, UploadConfig};
 
 use async_trait::async_trait;
 use bytes::Bytes;
