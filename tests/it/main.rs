@@ -4,6 +4,8 @@
 mod auth;
 mod common;
 mod demo;
+mod deploy;
+mod deploy_config;
 mod devo_sdk;
 mod edges;
 mod export;
@@ -13,3 +15,4 @@ mod hostile;
 mod lifecycle;
 mod scale_out;
 mod store;
+mod version;
