@@ -40,6 +40,27 @@ pub fn yaml_documents(file: &Path) -> Vec<Value> {
     serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap().into_iter().filter(|d| !d.is_null()).collect()
 }
 
+/// One instruction of deploy/Dockerfile, as BuildKit's parser reads it.
+pub struct Instruction {
+    pub name: String,
+    pub flags: Vec<String>,
+    pub values: Vec<String>,
+}
+
+/// The instructions of deploy/Dockerfile, parsed by the `dockerfile` package (BuildKit's parser).
+pub fn dockerfile_instructions() -> Vec<Instruction> {
+    let script = "import dockerfile, json, sys; \
+        json.dump([[c.cmd, list(c.flags), list(c.value)] for c in dockerfile.parse_file(sys.argv[1])], sys.stdout)";
+    let out = Command::new(env("FORWARDER_TEST_DEPLOY_PYTHON"))
+        .args(["-c", script])
+        .arg(deploy_dir().join("Dockerfile"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "deploy/Dockerfile: {}", String::from_utf8_lossy(&out.stderr));
+    let parsed: Vec<(String, Vec<String>, Vec<String>)> = serde_json::from_slice(&out.stdout).unwrap();
+    parsed.into_iter().map(|(name, flags, values)| Instruction { name, flags, values }).collect()
+}
+
 /// The manifests `kubectl apply -k deploy/k8s` applies, as the kustomization lists them.
 pub fn kustomized_manifests() -> Vec<PathBuf> {
     let dir = deploy_dir().join("k8s");
@@ -60,6 +81,68 @@ fn compose_file_validates_against_the_compose_spec() {
         .args(["--builtin-schema", "vendor.compose-spec"])
         .arg(&compose));
     assert!(ok, "deploy/compose.yaml does not follow the compose spec:\n{said}");
+}
+
+#[test]
+fn image_is_built_in_stages_runs_as_a_user_and_is_labelled_with_its_version() {
+    const KNOWN: [&str; 18] = [
+        "ADD",
+        "ARG",
+        "CMD",
+        "COPY",
+        "ENTRYPOINT",
+        "ENV",
+        "EXPOSE",
+        "FROM",
+        "HEALTHCHECK",
+        "LABEL",
+        "MAINTAINER",
+        "ONBUILD",
+        "RUN",
+        "SHELL",
+        "STOPSIGNAL",
+        "USER",
+        "VOLUME",
+        "WORKDIR",
+    ];
+    let all = dockerfile_instructions();
+    for i in &all {
+        assert!(KNOWN.contains(&i.name.as_str()), "deploy/Dockerfile: unknown instruction {}", i.name);
+    }
+    let stages = all.iter().filter(|i| i.name == "FROM").count();
+    assert!(stages >= 2, "a multi-stage build: one stage builds, a small one runs");
+    // The instructions of the last stage: what the running image is.
+    let last_from = all.iter().rposition(|i| i.name == "FROM").unwrap();
+    let runtime = &all[last_from..];
+    let base = &runtime[0].values[0];
+    assert!(base.contains("slim") || base.contains("distroless"), "runtime base {base}");
+    let user = &runtime.iter().rfind(|i| i.name == "USER").expect("the image names a USER").values[0];
+    let uid = user.split(':').next().unwrap();
+    assert!(uid != "root" && uid != "0", "the image runs as {user}");
+    let labels: Vec<&String> = runtime.iter().filter(|i| i.name == "LABEL").flat_map(|i| &i.values).collect();
+    let label = |key: &str| labels.iter().position(|v| *v == key).map(|at| labels[at + 1].trim_matches('"'));
+    assert_eq!(label("org.opencontainers.image.version"), Some("${VERSION}"));
+    assert_eq!(label("org.opencontainers.image.revision"), Some("${REVISION}"));
+    let build =
+        all[..last_from].iter().filter(|i| i.name == "RUN").map(|i| i.values.join(" ")).collect::<String>();
+    assert!(
+        build.contains("BUILT_FROM_COMMIT=${REVISION} cargo build"),
+        "the commit reaches `forwarder --version`"
+    );
+    // The build context lets in what the build reads: the crate and the files COPY names.
+    let ignore = std::fs::read_to_string(deploy_dir().join("Dockerfile.dockerignore")).unwrap();
+    let context_copies = all.iter().filter(|i| i.name == "COPY" && i.flags.is_empty());
+    let sources = context_copies.map(|i| i.values[0].clone()).filter(|s| s != ".");
+    for needed in ["Cargo.toml", "Cargo.lock", "build.rs", "src/**", "migrations/**"]
+        .map(String::from)
+        .into_iter()
+        .chain(sources)
+    {
+        assert!(
+            ignore.lines().any(|l| l.trim() == format!("!{needed}")),
+            "Dockerfile.dockerignore keeps out {needed}"
+        );
+    }
 }
 
 #[test]

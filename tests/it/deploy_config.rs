@@ -10,7 +10,7 @@ use std::time::Duration;
 use forwarder::config::{Config, ConfigError};
 use serde_json::Value;
 
-use crate::deploy::{deploy_dir, kustomized_manifests, yaml_documents};
+use crate::deploy::{deploy_dir, dockerfile_instructions, kustomized_manifests, yaml_documents};
 
 type Vars = BTreeMap<String, String>;
 
@@ -36,18 +36,14 @@ fn text(value: &Value) -> String {
     value.as_str().map_or_else(|| value.to_string(), str::to_string)
 }
 
-/// The `ENV` of the image's runtime stage.
+/// The `ENV` of the image.
 fn image_vars() -> Vars {
-    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
-    let block = dockerfile.split("\nENV ").nth(1).expect("the Dockerfile sets ENV");
-    let mut lines = Vec::new();
-    for line in block.lines() {
-        lines.push(line.trim().trim_end_matches('\\').trim().to_string());
-        if !line.trim_end().ends_with('\\') {
-            break;
-        }
-    }
-    lines.iter().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    let env = dockerfile_instructions().into_iter().filter(|i| i.name == "ENV");
+    // BuildKit's parser gives `ENV K=V K2=V2` as the list K, V, K2, V2.
+    let pairs: Vec<String> = env.flat_map(|i| i.values).collect();
+    let vars: Vars = pairs.chunks(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+    assert!(vars.contains_key("FORWARDER_LISTEN"), "{vars:?}");
+    vars
 }
 
 /// Every process deploy/ starts, with its variables and its stop grace period.
