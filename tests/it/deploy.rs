@@ -21,14 +21,25 @@ pub fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
 }
 
+/// The python of the validators' venv: `FORWARDER_TEST_DEPLOY_PYTHON` (scripts/test.sh sets
+/// it), else the venv scripts/test.sh made in tests/deploy/.venv on an earlier run.
+pub fn deploy_python() -> PathBuf {
+    let made = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/deploy/.venv/bin/python");
+    match std::env::var_os("FORWARDER_TEST_DEPLOY_PYTHON") {
+        Some(given) => PathBuf::from(given),
+        None if made.exists() => made,
+        None => PathBuf::from(env("FORWARDER_TEST_DEPLOY_PYTHON")),
+    }
+}
+
 /// The venv's tool `name` (check-jsonschema, kubernetes-validate), beside its python.
 fn venv_tool(name: &str) -> PathBuf {
-    Path::new(&env("FORWARDER_TEST_DEPLOY_PYTHON")).with_file_name(name)
+    deploy_python().with_file_name(name)
 }
 
 /// The YAML documents of `file`, read by PyYAML (merge keys resolved) and handed over as JSON.
 pub fn yaml_documents(file: &Path) -> Vec<Value> {
-    let out = Command::new(env("FORWARDER_TEST_DEPLOY_PYTHON"))
+    let out = Command::new(deploy_python())
         .args([
             "-c",
             "import json, sys, yaml; json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)",
@@ -51,7 +62,7 @@ pub struct Instruction {
 pub fn dockerfile_instructions() -> Vec<Instruction> {
     let script = "import dockerfile, json, sys; \
         json.dump([[c.cmd, list(c.flags), list(c.value)] for c in dockerfile.parse_file(sys.argv[1])], sys.stdout)";
-    let out = Command::new(env("FORWARDER_TEST_DEPLOY_PYTHON"))
+    let out = Command::new(deploy_python())
         .args(["-c", script])
         .arg(deploy_dir().join("Dockerfile"))
         .output()
