@@ -2,6 +2,7 @@
 //! trait ([`s3::S3Uploader`]), and [`ObjectUpload`], the handle that turns a stream of
 //! chunks into one object (lazy multipart upload, bounded concurrency, abort on failure).
 
+mod attempts;
 mod clash;
 pub mod endpoint;
 mod fingerprint;

@@ -17,8 +17,8 @@ use aws_sdk_s3::types::{
 };
 use bytes::Bytes;
 
+use super::attempts::Attempts;
 use super::fingerprint::Fingerprint;
-use super::leftovers::Attempts;
 use super::scrub::Scrubber;
 use super::settings::{S3Defaults, UploadConfig};
 use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
@@ -332,11 +332,7 @@ impl Uploader for S3Uploader {
         prefix: &str,
         requested_at: std::time::SystemTime,
     ) -> Result<usize, UploadError> {
-        let latest = super::leftovers::epoch_secs(requested_at) + super::leftovers::CLOCK_MARGIN_SECS;
-        self.abort_open(prefix, |upload| {
-            upload.key.starts_with(prefix) && upload.initiated.is_none_or(|t| t <= latest)
-        })
-        .await
+        self.abort_created_until(prefix, requested_at).await
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
