@@ -27,6 +27,15 @@ if [ -n "$missing" ]; then
   { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq $missing; } >&2 \
     || echo "could not install$missing: the tests that use them will fail" >&2
 fi
+# The offline validators of deploy/ (compose and Kubernetes schemas, tests/it/deploy.rs), pinned, in a venv.
+deploy_venv=$root/tests/deploy/.venv
+if [ ! -x "$deploy_venv/bin/python" ] || ! cmp -s tests/deploy/requirements.txt "$deploy_venv/.installed"; then
+  echo "installing the deploy/ validators into $deploy_venv (pinned, see tests/deploy/requirements.txt)" >&2
+  python3 -m venv "$deploy_venv"
+  "$deploy_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/deploy/requirements.txt >&2
+  cp tests/deploy/requirements.txt "$deploy_venv/.installed"
+fi
+export FORWARDER_TEST_DEPLOY_PYTHON=$deploy_venv/bin/python
 # Into a file, not through a pipe: nothing a service inherits can keep this script waiting.
 scripts/services.sh >"$env_file"
 # shellcheck disable=SC1090

@@ -13,7 +13,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-use crate::upload::S3Defaults;
+// Sections kept with the code that reads them: `[limits]` bounds a request's parameters (job),
+// `[s3]` and `[upload]` are the uploads' own.
+pub use crate::job::Limits;
+pub use crate::upload::{S3Defaults, UploadConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -181,50 +184,6 @@ impl Default for WorkerConfig {
             max_crashed_runs: 3,
             time_slices: 64,
         }
-    }
-}
-
-/// Operator bounds for destination parameters. The defaults are Devo's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    pub retention_size_mb_min: f64,
-    pub retention_size_mb_max: f64,
-    pub retention_size_mb_default: f64,
-    pub retention_time_secs_min: u64,
-    pub retention_time_secs_max: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            retention_size_mb_min: 50.0,
-            retention_size_mb_max: 500.0,
-            retention_size_mb_default: 500.0,
-            retention_time_secs_min: 300,
-            retention_time_secs_max: 86_400,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UploadConfig {
-    /// Size of one S3 multipart upload part, in MiB (at least 5, S3's minimum). It doubles
-    /// every 1,000 parts so that one object can grow past 10,000 parts' worth.
-    pub part_size_mib: u64,
-    /// Upload parts in flight at once, per job.
-    pub concurrency: usize,
-    /// Attempts per S3 call (transient errors are retried with backoff and jitter).
-    pub max_attempts: u32,
-    /// Time limit of one S3 call attempt.
-    #[serde(with = "humantime_serde")]
-    pub attempt_timeout: Duration,
-}
-
-impl Default for UploadConfig {
-    fn default() -> Self {
-        Self { part_size_mib: 8, concurrency: 4, max_attempts: 6, attempt_timeout: Duration::from_secs(120) }
     }
 }
 

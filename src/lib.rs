@@ -1,8 +1,27 @@
 //! Forwarder: runs a query and forwards its result, as compressed CSV or JSON Lines part
 //! files, to an S3 bucket. The API is wire-compatible with Devo's Query API v2.
 //!
-//! The export pipeline: [`query`] (the source) → [`encode`] (rows to bytes) → [`compress`]
-//! (bytes packed) → [`part`] (parts rotated by size and time) → [`upload`] (S3 multipart).
+//! # Layout
+//!
+//! The folders follow the export pipeline, source → encoder → compressor → sink:
+//!
+//! | stage | module | what it holds |
+//! |---|---|---|
+//! | source | [`query`] | the catalog of tables and the DataFusion engine that streams record batches |
+//! | encoder | [`encode`] | rows to bytes: CSV, JSON Lines (pure) |
+//! | compressor | [`compress`] | gzip, zstd, zip (+AES), none (pure) |
+//! | part | [`part`] | encoder + compressor into upload-sized chunks, and when a part ends (pure) |
+//! | sink | [`upload`] | S3 multipart uploads, with its `[s3]` and `[upload]` settings |
+//!
+//! Around it: [`api`] (the HTTP API, Devo's paths, health, metrics) takes requests that
+//! [`job`] parses into a job (the model and its status machine, pure); [`store`] keeps jobs
+//! (SQLite or PostgreSQL); [`worker`] claims a job and runs it through the pipeline, then
+//! [`notify`] sends the email. [`config`] reads the configuration, [`app`] builds everything
+//! from it, and [`metrics`], [`telemetry`] and [`secret`] serve them all. The CLI's own
+//! commands are [`jobs_cli`], [`auth_cli`] and [`demo`].
+//!
+//! Dependencies point down the pipeline and from the outer modules inwards: no top-level
+//! module uses one that uses it back (a module's settings live in it, `config` gathers them).
 
 pub mod api;
 pub mod app;

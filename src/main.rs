@@ -17,9 +17,13 @@ use forwarder::query::demo;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// What `forwarder --version` prints after the name: the package version and the git commit
+/// it was built from (build.rs), e.g. `0.1.0 (217a019)`.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BUILT_FROM_COMMIT"), ")");
+
 /// Forwarder: runs queries and forwards their results to S3 as compressed CSV part files.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

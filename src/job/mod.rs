@@ -2,6 +2,7 @@
 //! job stands ([`JobStatus`], [`Progress`], [`PartRecord`]), and the Devo-shaped view of it.
 //! Pure code: no I/O here.
 
+mod limits;
 mod param_chars;
 mod request;
 mod request_shape;
@@ -9,6 +10,7 @@ mod spec;
 mod status;
 mod view;
 
+pub use limits::Limits;
 pub use request::{RequestError, SubmitRequest, codes as request_codes, parse_submit};
 pub use spec::{
     Destination, Encoding, Format, JobSecrets, JobSpec, ParquetCompression, part_content_type, part_extension,

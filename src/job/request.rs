@@ -9,9 +9,9 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::limits::Limits;
 use super::request_shape::{Shape, parse_shape};
 use super::spec::{Destination, Format, JobSecrets, JobSpec};
-use crate::config::Limits;
 use crate::secret::Secret;
 
 /// A refused request: the Devo `status` code and a message that says what to fix.

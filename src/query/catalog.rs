@@ -135,6 +135,12 @@ pub enum CatalogError {
     BadName(String),
 }
 
+/// The bucket of an `s3://bucket/…` location; `None` for a local path.
+pub fn s3_bucket(location: &str) -> Option<&str> {
+    let rest = location.strip_prefix("s3://")?;
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
 impl Catalog {
     /// Reads the catalog; relative locations are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, CatalogError> {
@@ -145,7 +151,7 @@ impl Catalog {
         for t in &mut catalog.tables {
             split_name(&t.name)?;
             let is_url = t.location.to_str().is_some_and(|l| l.contains("://"));
-            if is_url && t.location.to_str().and_then(super::object_stores::s3_bucket).is_none() {
+            if is_url && t.location.to_str().and_then(s3_bucket).is_none() {
                 return Err(read_err(format!("table {}: locations are local paths or s3:// URLs", t.name)));
             }
             if t.format == TableFormat::Parquet && t.compression.is_some_and(|c| c != TableCompression::None)

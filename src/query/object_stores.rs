@@ -9,17 +9,11 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use url::Url;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, s3_bucket};
 use crate::upload::S3Defaults;
 
 /// One store per bucket the catalog reads from, keyed by `s3://bucket`.
 pub type TableStores = Vec<(Url, Arc<dyn ObjectStore>)>;
-
-/// The bucket of an `s3://bucket/…` location; `None` for a local path.
-pub fn s3_bucket(location: &str) -> Option<&str> {
-    let rest = location.strip_prefix("s3://")?;
-    Some(rest.split('/').next().unwrap_or(rest))
-}
 
 pub fn for_catalog(catalog: &Catalog, s3: &S3Defaults) -> Result<TableStores, String> {
     let buckets: BTreeSet<&str> =

@@ -17,15 +17,7 @@ use aws_sdk_s3::types::ChecksumMode;
 
 use super::UploadError;
 use super::fingerprint::Fingerprint;
-use super::s3::{OWNER_METADATA, S3Uploader};
-
-/// The condition a write is sent with.
-pub(super) enum WriteIf {
-    /// `If-None-Match: *`: nothing is under the key.
-    Absent,
-    /// `If-Match`: the object under the key still has this ETag.
-    Is(String),
-}
+use super::s3::{OWNER_METADATA, S3Uploader, WriteIf};
 
 /// What the object found under a refused key is.
 enum Found {

@@ -4,64 +4,31 @@
 //! part cut off by a failure, and from a worker that died mid-part. Each is found by listing
 //! the open uploads under its key and aborted.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
-
-use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_smithy_runtime_api::box_error::BoxError;
 
 use super::UploadError;
 use super::s3::S3Uploader;
 
 /// How far the store's clock may be from ours, in seconds, when an upload's `Initiated` time
 /// tells whether it belongs to a call of ours.
-pub(super) const CLOCK_MARGIN_SECS: i64 = 10;
+const CLOCK_MARGIN_SECS: i64 = 10;
 
-pub(super) fn epoch_secs(t: SystemTime) -> i64 {
+fn epoch_secs(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// One open multipart upload, as listed.
-pub(super) struct OpenUpload {
+struct OpenUpload {
     pub key: String,
     pub id: String,
     /// When the store says it was created, in epoch seconds.
     pub initiated: Option<i64>,
 }
 
-/// Counts the attempts the SDK makes for one call (the first one and each retry), so that a
-/// call that had to be retried can be told from one that was answered at once.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Attempts(Arc<AtomicU32>);
-
-impl Attempts {
-    pub fn count(&self) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Intercept for Attempts {
-    fn name(&self) -> &'static str {
-        "Attempts"
-    }
-
-    fn read_before_attempt(
-        &self,
-        _: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
 impl S3Uploader {
     /// Aborts the open uploads under `prefix` that `select` picks; returns how many. One that
     /// cannot be aborted does not keep the others open (the last failure is returned).
-    pub(super) async fn abort_open(
+    async fn abort_open(
         &self,
         prefix: &str,
         select: impl Fn(&OpenUpload) -> bool,
@@ -77,6 +44,20 @@ impl S3Uploader {
             Some(e) => Err(e),
             None => Ok(aborted),
         }
+    }
+
+    /// Aborts every open upload under `prefix` created until `requested_at` (with the clock
+    /// margin): what an earlier run of a job left behind, not what a run after the call starts.
+    pub(super) async fn abort_created_until(
+        &self,
+        prefix: &str,
+        requested_at: SystemTime,
+    ) -> Result<usize, UploadError> {
+        let latest = epoch_secs(requested_at) + CLOCK_MARGIN_SECS;
+        self.abort_open(prefix, |upload| {
+            upload.key.starts_with(prefix) && upload.initiated.is_none_or(|t| t <= latest)
+        })
+        .await
     }
 
     /// After a create of `key` that needed more than one attempt and returned `kept`: aborts

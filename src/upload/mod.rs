@@ -2,6 +2,7 @@
 //! trait ([`s3::S3Uploader`]), and [`ObjectUpload`], the handle that turns a stream of
 //! chunks into one object (lazy multipart upload, bounded concurrency, abort on failure).
 
+mod attempts;
 mod clash;
 pub mod endpoint;
 mod fingerprint;
@@ -10,10 +11,12 @@ mod leftovers;
 mod metered;
 pub mod s3;
 mod scrub;
+mod settings;
 
 pub use handle::ObjectUpload;
 pub use metered::Metered;
-pub use s3::{S3Defaults, S3Uploader};
+pub use s3::S3Uploader;
+pub use settings::{S3Defaults, UploadConfig};
 
 use async_trait::async_trait;
 use bytes::Bytes;

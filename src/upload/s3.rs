@@ -16,58 +16,14 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
-use super::clash::WriteIf;
+use super::attempts::Attempts;
 use super::fingerprint::Fingerprint;
-use super::leftovers::Attempts;
 use super::scrub::Scrubber;
+use super::settings::{S3Defaults, UploadConfig};
 use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
-use crate::config::UploadConfig;
 use crate::job::{Destination, JobSecrets};
 use crate::secret::Secret;
-
-/// The worker's own S3 settings: the destination of requests that name no `aws.*`
-/// parameters, and where catalog tables at `s3://` locations are read. Credentials are the
-/// keys given here or, without them, the worker's AWS credential chain (environment, profile,
-/// instance role).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Defaults {
-    pub bucket: Option<String>,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub path_style: bool,
-    pub access_key: Option<String>,
-    pub secret_key: Option<Secret>,
-    /// Hosts, addresses or networks (CIDR) a request's `aws.endpoint` may reach although
-    /// they are internal (loopback, private, link-local): e.g. `["minio.internal", "10.0.0.0/8"]`,
-    /// or, as an environment variable is written, `minio.internal,10.0.0.0/8`.
-    #[serde(deserialize_with = "list_or_commas")]
-    pub allowed_endpoints: Vec<String>,
-}
-
-/// A list, or one text of comma-separated entries (`FORWARDER_S3__ALLOWED_ENDPOINTS=a,b`).
-fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Entries {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match Entries::deserialize(d)? {
-        Entries::List(list) => list,
-        Entries::Text(text) => {
-            text.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect()
-        }
-    })
-}
-
-impl S3Defaults {
-    pub fn allowed(&self) -> Vec<super::endpoint::Allowed> {
-        self.allowed_endpoints.iter().map(|e| super::endpoint::Allowed::parse(e)).collect()
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct S3Uploader {
@@ -234,6 +190,14 @@ fn innermost_causes(err: &(dyn std::error::Error + 'static)) -> String {
 /// The metadata key (`x-amz-meta-forwarder-job`) naming the job that wrote an object.
 pub(super) const OWNER_METADATA: &str = "forwarder-job";
 
+/// The condition a write is sent with.
+pub(super) enum WriteIf {
+    /// `If-None-Match: *`: nothing is under the key.
+    Absent,
+    /// `If-Match`: the object under the key still has this ETag.
+    Is(String),
+}
+
 /// What every new object is stored with, on either way of starting one (a multipart upload
 /// or a single put): the SDK's two builders share no trait, so one list keeps them in step.
 macro_rules! new_object {
@@ -368,11 +332,7 @@ impl Uploader for S3Uploader {
         prefix: &str,
         requested_at: std::time::SystemTime,
     ) -> Result<usize, UploadError> {
-        let latest = super::leftovers::epoch_secs(requested_at) + super::leftovers::CLOCK_MARGIN_SECS;
-        self.abort_open(prefix, |upload| {
-            upload.key.starts_with(prefix) && upload.initiated.is_none_or(|t| t <= latest)
-        })
-        .await
+        self.abort_created_until(prefix, requested_at).await
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {

@@ -4,6 +4,8 @@
 mod auth;
 mod common;
 mod demo;
+mod deploy;
+mod deploy_config;
 mod devo_sdk;
 mod edges;
 mod export;
@@ -17,3 +19,4 @@ mod scale_out;
 mod store;
 mod stream;
 mod tables;
+mod version;
