@@ -9,13 +9,6 @@ use forwarder::demo::{DemoOptions, run as run_demo};
 use forwarder::jobs_cli::{self, JobsArgs};
 use forwarder::query::demo;
 
-// jemalloc, as Vector and TiKV use: with glibc's malloc a long export's RSS crept upwards
-// (upload buffers are allocated on whichever blocking thread encodes a batch, and each thread's
-// arena keeps some freed memory), 10M rows peaking 8-13% above 1M; with jemalloc both peak at
-// 108-112 MiB and the RSS holds steady while the job runs (bench/export.sh).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// Forwarder: runs queries and forwards their results to S3 as compressed CSV part files.
 #[derive(Parser)]
 #[command(version, about)]

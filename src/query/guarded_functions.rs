@@ -42,6 +42,7 @@ const GUARDED: &[(&str, OutputBound)] = &[
     ("array_resize", |a| sum_rows(a, |r| r.bytes(0) + 16 * r.count(1))),
     ("range", |a| sum_rows(a, |r| 8 * r.series_length())),
     ("generate_series", |a| sum_rows(a, |r| 8 * r.series_length())),
+    ("regexp_replace", super::guarded_regexp::replace_bound),
 ];
 
 /// Replaces, in `ctx`, each function of [`GUARDED`] by its guarded self, reserving from the
@@ -128,6 +129,20 @@ pub(super) fn reserve_output(pool: &Arc<dyn MemoryPool>, name: &str, bytes: u128
             e.find_root()
         ))
     })?;
+    // What other calls in the same batch built is not in the pool any more, but it is still
+    // allocated: the process's headroom counts it.
+    if let Some((headroom, limit)) = super::memory_backstop::headroom()
+        && bytes > headroom as u128
+    {
+        let size = |b: u128| human_readable_size(usize::try_from(b).unwrap_or(usize::MAX));
+        return Err(DataFusionError::ResourcesExhausted(format!(
+            "{name}() would build up to {} of values for {rows} rows at once, and the worker has {} \
+             left of the {} it may hold while its queries run",
+            size(bytes),
+            size(headroom as u128),
+            size(limit as u128)
+        )));
+    }
     Ok(())
 }
 
@@ -179,6 +194,11 @@ pub(super) struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// This row's place in the batch.
+    pub(super) fn index(&self) -> usize {
+        self.index
+    }
+
     /// The bytes argument `i` takes in this row.
     pub(super) fn bytes(&self, i: usize) -> u128 {
         self.args.get(i).map_or(0, |a| a.bytes(self.index))

@@ -7,8 +7,11 @@ pub mod demo;
 mod engine;
 mod guarded_concat;
 mod guarded_functions;
+mod guarded_regexp;
+pub mod memory_backstop;
 mod object_stores;
 mod parse;
+mod watched_plan;
 
 pub use catalog::{Catalog, EpochUnit, TableEntry, TableFormat};
 pub use engine::{
