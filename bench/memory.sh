@@ -38,7 +38,10 @@ queries=(
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null || true' EXIT
 printf '%-10s %9s %7s  %s\n' status "peak MiB" seconds query
-for query in "${queries[@]}"; do
+for n in "${!queries[@]}"; do
+  # BENCH_ONLY=0,3: only those queries (by position).
+  [ -n "${BENCH_ONLY:-}" ] && [[ ",$BENCH_ONLY," != *",$n,"* ]] && continue
+  query=${queries[$n]}
   rm -rf "$work/data"
   cat >"$work/memory.toml" <<TOML
 listen = "127.0.0.1:$port"
@@ -50,7 +53,7 @@ memory_margin_mb = $margin
 [s3]
 allowed_endpoints = ["127.0.0.1"]
 TOML
-  RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config "$work/memory.toml" >"$work/server.log" 2>&1 &
+  RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config "$work/memory.toml" >"$work/server-$n.log" 2>&1 &
   server=$!
   for _ in $(seq 1 600); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   auth="Authorization: Bearer $(cat "$work/data/initial-token")"
@@ -70,7 +73,7 @@ TOML
   peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server/status" 2>/dev/null || echo 0)
   up=$(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$port/healthz" || true)
   status=$(echo "$job" | python3 -c 'import json,sys
-try: j = json.load(sys.stdin)["object"]; print(j["status"], "|", " ".join(j["error"])[:160])
+try: j = json.load(sys.stdin)["object"]; print(j["status"], "|", " ".join(j["error"]).split("raise the limit (")[-1][:200])
 except Exception: print("GONE |")')
   printf '%-10s %9d %7.1f  %s\n' "${status%% |*}" $((peak_kb / 1024)) "$secs" "${query:0:110}"
   echo "           healthz $up; ${status#*| }"

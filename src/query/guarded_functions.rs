@@ -331,6 +331,9 @@ mod tests {
             ("SELECT range(1, 4)", "[1, 2, 3]"),
             ("SELECT generate_series(1, 3)", "[1, 2, 3]"),
             ("SELECT array_resize(make_array(1), 2, 0)", "[1, 0]"),
+            ("SELECT regexp_replace('foobarbaz', 'b(..)', 'X\\1Y', 'g')", "fooXarYXazY"),
+            ("SELECT regexp_replace('aBc', '(b|d)', 'Ab\\1a', 'i')", "aAbBac"),
+            ("SELECT length(regexp_replace(repeat('x', 1000000), 'x', 'yy'))", "1000001"),
             ("SELECT cardinality(range(DATE '2026-01-01', DATE '2026-02-01', INTERVAL '1 day'))", "31"),
         ] {
             assert_eq!(value(sql).await.as_deref(), Ok(want), "{sql}");
@@ -371,5 +374,21 @@ mod tests {
             "{err}"
         );
         assert_eq!(value(&over_rows(1000)).await.as_deref(), Ok("1001"));
+    }
+
+    #[tokio::test]
+    async fn regexp_replace_is_bounded_by_the_matches_a_value_can_hold() {
+        // 5,000 characters, a 1,000-byte replacement at each of their 5,001 places: 5 MB a value.
+        for pattern in ["''", "'x*?'", "'(?:)'"] {
+            let sql = format!(
+                "SELECT length(regexp_replace(v, {pattern}, repeat('y', 1000), 'g')) FROM \
+                 (SELECT repeat('x', 5000) || n AS v FROM generate_series(1, 20) AS t(n))"
+            );
+            let err = value(&sql).await.unwrap_err();
+            assert!(err.contains("regexp_replace() would build up to"), "{sql}: {err}");
+        }
+        // Without `g`, one match a value: the same call fits.
+        let once = "SELECT length(regexp_replace(repeat('x', 5000), '', repeat('y', 1000)))";
+        assert_eq!(value(once).await.as_deref(), Ok("6000"));
     }
 }
