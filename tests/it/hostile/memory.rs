@@ -64,5 +64,5 @@ async fn queries_past_the_process_memory_limit_fail_their_job_and_the_server_sta
     // binary's pages. Unguarded, the first query alone took this process past 1.2 GiB.
     let peak = peak_rss_mib();
     println!("peak RSS of the test process: {peak} MiB (limit {budget_mb} + {margin_mb} MB)");
-    assert!(peak < budget_mb + margin_mb + 400, "peak RSS {peak} MiB");
+    assert!(peak < budget_mb + margin_mb + 600, "peak RSS {peak} MiB");
 }
