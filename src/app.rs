@@ -45,6 +45,7 @@ impl App {
         let engine = Arc::new(
             DataFusionEngine::new(catalog)
                 .with_memory_limit((config.worker.query_memory_mb as usize) << 20)
+                .with_process_margin((config.worker.memory_margin_mb as usize) << 20)
                 .with_table_stores(table_stores),
         );
         let metrics = Arc::new(Metrics::default());

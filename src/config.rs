@@ -142,6 +142,11 @@ pub struct WorkerConfig {
     /// Memory one query may hold, in MB (sorts spill to disk past it; what cannot spill
     /// fails the job with a clear error instead of taking the worker down).
     pub query_memory_mb: u64,
+    /// Memory the rest of the process may hold besides its running queries, in MB: past
+    /// `query_memory_mb` × the queries running plus this, the query holding the most is
+    /// stopped and its job fails as over `query_memory_mb` (what no query's pool sees, such as
+    /// batches between operators and estimates that fall short, is bounded this way).
+    pub memory_margin_mb: u64,
     /// Jobs of one domain running at once, over every worker sharing the store (0: no limit).
     /// Unset: `concurrency` − 1 (at least 1), so that one domain never takes every slot.
     pub max_running_per_domain: Option<u32>,
@@ -179,6 +184,7 @@ impl Default for WorkerConfig {
             zstd_level: 3,
             shutdown_deadline: Duration::from_secs(30),
             query_memory_mb: 512,
+            memory_margin_mb: 256,
             max_running_per_domain: None,
             max_queued_per_domain: 10_000,
             max_crashed_runs: 3,

@@ -10,13 +10,6 @@ use forwarder::export_cli::{self, ExportArgs};
 use forwarder::jobs_cli::{self, JobsArgs};
 use forwarder::query::demo;
 
-// jemalloc, as Vector and TiKV use: with glibc's malloc a long export's RSS crept upwards
-// (upload buffers are allocated on whichever blocking thread encodes a batch, and each thread's
-// arena keeps some freed memory), 10M rows peaking 8-13% above 1M; with jemalloc both peak at
-// 108-112 MiB and the RSS holds steady while the job runs (bench/export.sh).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// What `forwarder --version` prints after the name: the package version and the git commit
 /// it was built from (build.rs), e.g. `0.1.0 (217a019)`.
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BUILT_FROM_COMMIT"), ")");

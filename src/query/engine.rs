@@ -23,6 +23,9 @@ use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 /// The rows of one record batch.
 pub(super) const BATCH_ROWS: usize = 8192;
 
+/// The default of `worker.memory_margin_mb`, in bytes.
+const DEFAULT_PROCESS_MARGIN: usize = 256 << 20;
+
 /// The time range a run may see: `[from_ms, to_ms)` on every table's time column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueryWindow {
@@ -145,13 +148,16 @@ pub struct DataFusionEngine {
     catalog: Catalog,
     /// Memory one query may hold (sorts and aggregations spill or fail past it).
     memory_limit: Option<usize>,
+    /// What the rest of the process may hold besides its running queries (see
+    /// [`super::memory_backstop`]).
+    process_margin: usize,
     /// Where tables at `s3://` locations are read from.
     stores: TableStores,
 }
 
 impl DataFusionEngine {
     pub fn new(catalog: Catalog) -> Self {
-        Self { catalog, memory_limit: None, stores: Vec::new() }
+        Self { catalog, memory_limit: None, process_margin: DEFAULT_PROCESS_MARGIN, stores: Vec::new() }
     }
 
     /// The object stores of the catalog's `s3://` tables.
@@ -161,9 +167,16 @@ impl DataFusionEngine {
     }
 
     /// Each query runs under its own memory pool of `bytes`, so that one job cannot take the
-    /// worker down.
+    /// worker down; and the whole process is held to `bytes` per running query plus the
+    /// process margin.
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// What the rest of the process may hold besides its running queries (with a memory limit).
+    pub fn with_process_margin(mut self, bytes: usize) -> Self {
+        self.process_margin = bytes;
         self
     }
 
@@ -413,8 +426,19 @@ impl QueryEngine for DataFusionEngine {
         if let Some(budget) = self.memory_limit {
             with_planning_stack(|| super::guarded_functions::constants_fit(&optimized, budget))?;
         }
-        let physical = state.query_planner().create_physical_plan(&optimized, &state).await?;
-        let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
+        // Held to the process's memory limit as well as to its own pool, for as long as it runs.
+        let registration = self.memory_limit.map(|budget| {
+            let pool = ctx.runtime_env().memory_pool.clone();
+            super::memory_backstop::Registration::new(budget, self.process_margin, pool)
+        });
+        let mut physical = state.query_planner().create_physical_plan(&optimized, &state).await?;
+        if let Some(registration) = &registration {
+            physical = super::watched_plan::watched(physical, &registration.stop_signal())?;
+        }
+        let mut stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
+        if let Some(registration) = registration {
+            stream = registration.output(stream);
+        }
         Ok(QueryRun { stream, time_column, bytes_read })
     }
 

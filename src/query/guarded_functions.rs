@@ -42,6 +42,7 @@ const GUARDED: &[(&str, OutputBound)] = &[
     ("array_resize", |a| sum_rows(a, |r| r.bytes(0) + 16 * r.count(1))),
     ("range", |a| sum_rows(a, |r| 8 * r.series_length())),
     ("generate_series", |a| sum_rows(a, |r| 8 * r.series_length())),
+    ("regexp_replace", super::guarded_regexp::replace_bound),
 ];
 
 /// Replaces, in `ctx`, each function of [`GUARDED`] by its guarded self, reserving from the
@@ -128,6 +129,20 @@ pub(super) fn reserve_output(pool: &Arc<dyn MemoryPool>, name: &str, bytes: u128
             e.find_root()
         ))
     })?;
+    // What other calls in the same batch built is not in the pool any more, but it is still
+    // allocated: the process's headroom counts it.
+    if let Some((headroom, limit)) = super::memory_backstop::headroom()
+        && bytes > headroom as u128
+    {
+        let size = |b: u128| human_readable_size(usize::try_from(b).unwrap_or(usize::MAX));
+        return Err(DataFusionError::ResourcesExhausted(format!(
+            "{name}() would build up to {} of values for {rows} rows at once, and the worker has {} \
+             left of the {} it may hold while its queries run",
+            size(bytes),
+            size(headroom as u128),
+            size(limit as u128)
+        )));
+    }
     Ok(())
 }
 
@@ -179,6 +194,11 @@ pub(super) struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// This row's place in the batch.
+    pub(super) fn index(&self) -> usize {
+        self.index
+    }
+
     /// The bytes argument `i` takes in this row.
     pub(super) fn bytes(&self, i: usize) -> u128 {
         self.args.get(i).map_or(0, |a| a.bytes(self.index))
@@ -311,6 +331,9 @@ mod tests {
             ("SELECT range(1, 4)", "[1, 2, 3]"),
             ("SELECT generate_series(1, 3)", "[1, 2, 3]"),
             ("SELECT array_resize(make_array(1), 2, 0)", "[1, 0]"),
+            ("SELECT regexp_replace('foobarbaz', 'b(..)', 'X\\1Y', 'g')", "fooXarYXazY"),
+            ("SELECT regexp_replace('aBc', '(b|d)', 'Ab\\1a', 'i')", "aAbBac"),
+            ("SELECT length(regexp_replace(repeat('x', 1000000), 'x', 'yy'))", "1000001"),
             ("SELECT cardinality(range(DATE '2026-01-01', DATE '2026-02-01', INTERVAL '1 day'))", "31"),
         ] {
             assert_eq!(value(sql).await.as_deref(), Ok(want), "{sql}");
@@ -351,5 +374,21 @@ mod tests {
             "{err}"
         );
         assert_eq!(value(&over_rows(1000)).await.as_deref(), Ok("1001"));
+    }
+
+    #[tokio::test]
+    async fn regexp_replace_is_bounded_by_the_matches_a_value_can_hold() {
+        // 5,000 characters, a 1,000-byte replacement at each of their 5,001 places: 5 MB a value.
+        for pattern in ["''", "'x*?'", "'(?:)'"] {
+            let sql = format!(
+                "SELECT length(regexp_replace(v, {pattern}, repeat('y', 1000), 'g')) FROM \
+                 (SELECT repeat('x', 5000) || n AS v FROM generate_series(1, 20) AS t(n))"
+            );
+            let err = value(&sql).await.unwrap_err();
+            assert!(err.contains("regexp_replace() would build up to"), "{sql}: {err}");
+        }
+        // Without `g`, one match a value: the same call fits.
+        let once = "SELECT length(regexp_replace(repeat('x', 5000), '', repeat('y', 1000)))";
+        assert_eq!(value(once).await.as_deref(), Ok("6000"));
     }
 }

@@ -9,10 +9,13 @@ mod demo_parquet;
 mod engine;
 mod guarded_concat;
 mod guarded_functions;
+mod guarded_regexp;
+pub mod memory_backstop;
 mod object_stores;
 mod parse;
 pub mod slices;
 mod table_source;
+mod watched_plan;
 
 pub use bytes_read::BytesRead;
 pub use catalog::{Catalog, EpochUnit, TableCompression, TableEntry, TableFormat};

@@ -142,5 +142,6 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
 // One section per way a caller or a job could take the service down (issue 10).
 mod http;
 mod jobs;
+mod memory;
 mod queries;
 mod uploads;

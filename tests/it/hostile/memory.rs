@@ -1,0 +1,68 @@
+//! Queries whose memory their own pool does not see (aggregations over a table joined with
+//! itself, several large outputs in one row, `regexp_replace`) are held to the process's
+//! memory limit: each job fails saying the query needs more memory than allowed, and the
+//! server goes on.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+
+/// The peak resident memory of this process (the test's own server runs in it), in MiB.
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_past_the_process_memory_limit_fail_their_job_and_the_server_stays_up() {
+    let (budget_mb, margin_mb) = (64, 128);
+    let app = spawn_app_with(2_000, |c| {
+        c.worker.query_memory_mb = budget_mb;
+        c.worker.memory_margin_mb = margin_mb;
+    })
+    .await;
+    let over_budget = "the query needs more memory than one query may use (worker.query_memory_mb)";
+    let t = "demo.ecommerce.data";
+    let distinct_repeats: Vec<String> =
+        (0..20).map(|i| format!("repeat(uri, {}) AS c{i}", 400 + i)).collect();
+    let queries = [
+        // 4M joined rows aggregated: about 400 MB of strings that no pool estimate held.
+        format!(
+            "SELECT a.cookie, count(*) AS n, string_agg(b.userAgent, ',') AS s FROM {t} a, {t} b GROUP BY a.cookie"
+        ),
+        // Twenty outputs of about 25 MB each in one row: each fits the pool alone.
+        format!("SELECT {}, 1 AS one FROM {t}", distinct_repeats.join(", ")),
+        // The replacement between every two characters of every value: about 100 MB.
+        format!("SELECT regexp_replace(userAgent, '', '{}', 'g') AS s FROM {t}", "y".repeat(500)),
+    ];
+    let (from, to) = forwarder::query::demo::time_range(app.rows);
+    for query in &queries {
+        let body = json!({"query": query, "from": from, "to": to,
+                          "destination": {"type": "s3", "params": app.params(json!({"format": "gzip"}))}});
+        let (status, answer) = app.submit(body).await;
+        assert_eq!(status, 200, "{answer}");
+        let id = answer["object"]["id"].as_str().unwrap().to_string();
+        tokio::time::timeout(Duration::from_secs(300), app.worker.try_run_next_job())
+            .await
+            .expect("the job ends within 300 s")
+            .unwrap();
+        let job = app.job(&id).await;
+        let error = job["error"][0].as_str().unwrap_or_default();
+        println!("{} {query:.80}: {error}", job["status"]);
+        assert!(job["status"] == "FAILED" && error.starts_with(over_budget), "{query}: {job:#}");
+        assert_eq!(app.get("/healthz").await.0, 200, "{query}: the server is still up");
+    }
+    assert_eq!(app.open_multipart_uploads().await, 0, "no upload left open");
+    // Loosely: the test process also holds the test's client, LocalStack's answers and a debug
+    // binary's pages. Unguarded, the first query alone took this process past 1.2 GiB.
+    let peak = peak_rss_mib();
+    println!("peak RSS of the test process: {peak} MiB (limit {budget_mb} + {margin_mb} MB)");
+    assert!(peak < budget_mb + margin_mb + 600, "peak RSS {peak} MiB");
+}
