@@ -9,7 +9,8 @@
 #
 # Settings (environment):
 #   BENCH_SOURCES=csv,parquet   Forwarder's source table(s): the demo CSV, and/or the Parquet file
-#                               the peers read (a case Forwarder refuses or fails is printed n/a)
+#                               the peers read (a case Forwarder refuses or fails is printed n/a);
+#                               flat mode: csv
 #   BENCH_CASES=csv-zstd,csv-gzip6,parquet-zstd,jsonl-zstd    (flat mode: csv-zstd)
 #   BENCH_PEERS=duckdb,chdb     BENCH_LIMITS=1 (0: no zstd/pigz)   BENCH_JSONL_PEERS=0 (1: peers on JSON Lines too)
 #   BENCH_FLAT_ROWS="1000000 10000000"   BENCH_PARQUET_COMPRESSION=snappy (the source file's codec)
@@ -24,12 +25,13 @@ if [ "${1:-}" = flat ]; then mode=flat; shift; fi
 if [ $mode = flat ]; then
   runs=${1:-2}
   cases=${BENCH_CASES:-csv-zstd}
+  sources=${BENCH_SOURCES:-csv}
 else
   rows=${1:-2000000}
   runs=${2:-3}
   cases=${BENCH_CASES:-csv-zstd,csv-gzip6,parquet-zstd,jsonl-zstd}
+  sources=${BENCH_SOURCES:-csv,parquet}
 fi
-sources=${BENCH_SOURCES:-csv,parquet}
 work=${BENCH_DIR:-$root/target/bench}
 mkdir -p "$work"
 
