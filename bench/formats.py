@@ -115,6 +115,7 @@ class Bench:
             )
         log_path = os.path.join(work, "server.log")
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        env.pop("FORWARDER_BIN", None)  # not a server setting: it would refuse to start
         with open(log_path, "w") as log:
             server = subprocess.Popen([self.a.bin, "serve", "--config", config], stdout=log, stderr=log, env=env)
         try:

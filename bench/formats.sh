@@ -14,7 +14,7 @@
 #   BENCH_CASES=csv-zstd,csv-gzip6,parquet-zstd,jsonl-zstd    (flat mode: csv-zstd)
 #   BENCH_PEERS=duckdb,chdb     BENCH_LIMITS=1 (0: no zstd/pigz)   BENCH_JSONL_PEERS=0 (1: peers on JSON Lines too)
 #   BENCH_FLAT_ROWS="1000000 10000000"   BENCH_PARQUET_COMPRESSION=snappy (the source file's codec)
-#   BENCH_DIR (default target/bench)     FORWARDER_BIN (default: the release build, built here)
+#   BENCH_DIR (default target/bench)     BENCH_FORWARDER_BIN (default: the release build, built here)
 #   FORWARDER_* settings reach Forwarder's server (e.g. FORWARDER_UPLOAD__CONCURRENCY).
 # Installs what is missing: zstd and pigz (apt), the peers in bench/.venv (bench/requirements.txt).
 set -euo pipefail
@@ -67,8 +67,8 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s bench/requirements.txt "$venv/.instal
   cp bench/requirements.txt "$venv/.installed"
 fi
 
-if [ -n "${FORWARDER_BIN:-}" ]; then
-  bin=$FORWARDER_BIN
+if [ -n "${BENCH_FORWARDER_BIN:-}" ]; then
+  bin=$BENCH_FORWARDER_BIN
 else
   nice -n 19 cargo build --release --quiet
   bin=${CARGO_TARGET_DIR:-$root/target}/release/forwarder
@@ -102,7 +102,7 @@ TOML
 }
 
 common=(--bin "$bin" --python "$venv/bin/python" --work "$work" --endpoint "$endpoint" --runs "$runs"
-        --sources "$sources" --cases "$cases" --peers "${BENCH_PEERS:-duckdb,chdb}")
+        --sources "$sources" --cases "$cases" --peers "${BENCH_PEERS-duckdb,chdb}")
 [ "${BENCH_LIMITS:-1}" = 1 ] || common+=(--no-limits)
 [ "${BENCH_JSONL_PEERS:-0}" = 1 ] && common+=(--jsonl-peers)
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo '?'): $("$bin" --version 2>/dev/null || echo forwarder)" >&2
