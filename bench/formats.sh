@@ -25,12 +25,12 @@ if [ "${1:-}" = flat ]; then mode=flat; shift; fi
 if [ $mode = flat ]; then
   runs=${1:-2}
   cases=${BENCH_CASES:-csv-zstd}
-  sources=${BENCH_SOURCES:-csv}
+  sources=${BENCH_SOURCES-csv}
 else
   rows=${1:-2000000}
   runs=${2:-3}
   cases=${BENCH_CASES:-csv-zstd,csv-gzip6,parquet-zstd,jsonl-zstd}
-  sources=${BENCH_SOURCES:-csv,parquet}
+  sources=${BENCH_SOURCES-csv,parquet}
 fi
 work=${BENCH_DIR:-$root/target/bench}
 mkdir -p "$work"
