@@ -261,6 +261,8 @@ def run_all(a, bench):
     for r in range(a.runs):
         for case in a.cases:
             tools = tools_for(a, case)
+            if not tools:
+                continue
             k = r % len(tools)
             for tool in tools[k:] + tools[:k]:  # the order rotates from round to round
                 key = (case, tool)
