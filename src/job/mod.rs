@@ -4,12 +4,15 @@
 
 mod param_chars;
 mod request;
+mod request_dest;
 mod spec;
 mod status;
 mod view;
 
 pub use request::{RequestError, SubmitRequest, codes as request_codes, parse_submit};
-pub use spec::{Destination, Encoding, Format, JobSecrets, JobSpec, part_content_type, part_extension};
+pub use spec::{
+    Destination, DestinationType, Encoding, Format, JobSecrets, JobSpec, part_content_type, part_extension,
+};
 pub use status::{Command, Effect, JobStatus, plan};
 pub use view::{JobView, job_view};
 
