@@ -30,10 +30,11 @@ use tokio::sync::watch;
 use super::scrub::Scrubber;
 use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
 
-/// The metadata naming the job that wrote an object (as S3's `x-amz-meta-forwarder-job`).
-const JOB_METADATA: &str = "forwarder-job";
+/// The metadata naming the job that wrote an object (as S3's `x-amz-meta-forwarder-job`;
+/// Azure metadata names are C# identifiers, without hyphens).
+const JOB_METADATA: &str = "forwarder_job";
 /// The metadata naming the one write (a put or a multipart upload) that made an object.
-const WRITE_METADATA: &str = "forwarder-write";
+const WRITE_METADATA: &str = "forwarder_write";
 
 /// One multipart upload in flight.
 struct OpenUpload {

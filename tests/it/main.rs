@@ -2,8 +2,10 @@
 //! and PostgreSQL. Run them with `scripts/test.sh`, which starts those services.
 
 mod auth;
+mod backends;
 mod common;
 mod demo;
+mod destinations;
 mod devo_sdk;
 mod edges;
 mod export;
