@@ -5,6 +5,7 @@ mod auth;
 mod backends;
 mod common;
 mod demo;
+mod dest_exports;
 mod destinations;
 mod devo_sdk;
 mod edges;
