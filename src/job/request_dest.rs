@@ -133,6 +133,11 @@ pub fn place(kind: DestinationType, params: &Map<String, Value>) -> Result<Place
                     msg: "gcs.credentials must be a service account's JSON key (a JSON object)".into(),
                 });
             }
+            // object_store would send the requests wherever the key file says, past the
+            // internal-address guard that gcs.endpoint goes through.
+            if parsed.get("gcs_base_url").is_some() {
+                return bad("gcs.credentials must not hold gcs_base_url; give the endpoint as gcs.endpoint");
+            }
             Ok(Place {
                 bucket: Some(bucket),
                 endpoint: endpoint(text("gcs.endpoint")?, "gcs.endpoint")?,
@@ -214,6 +219,56 @@ mod tests {
             assert_eq!(e.code, codes::BAD_STORE_PARAM, "{bad}");
             assert!(e.msg.contains("file.directory"), "{bad}: {}", e.msg);
         }
+    }
+
+    fn params(value: serde_json::Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn gcs_params_keep_the_key_secret_and_refuse_what_would_bypass_the_guard() {
+        let key = r#"{"client_email":"a@b.iam.gserviceaccount.com","private_key":"k","private_key_id":"i"}"#;
+        let p = place(
+            DestinationType::Gcs,
+            &params(
+                serde_json::json!({"gcs.bucket": "my-bucket", "gcs.credentials": key, "gcs.prefix": "x/"}),
+            ),
+        )
+        .unwrap();
+        assert_eq!((p.bucket.as_deref(), p.prefix.as_str()), (Some("my-bucket"), "x/"));
+        assert_eq!(p.secrets.service_account.unwrap().expose(), key);
+        let refused = |extra: serde_json::Value| {
+            let mut all = serde_json::json!({"gcs.bucket": "my-bucket", "gcs.credentials": key});
+            all.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            place(DestinationType::Gcs, &params(all)).unwrap_err()
+        };
+        assert_eq!(
+            refused(serde_json::json!({"gcs.credentials": "not json"})).code,
+            codes::STORE_NEEDS_CREDENTIALS
+        );
+        let e = refused(serde_json::json!({"gcs.credentials": r#"{"gcs_base_url":"http://10.0.0.1"}"#}));
+        assert!(e.msg.contains("gcs.endpoint"), "{}", e.msg);
+        assert!(refused(serde_json::json!({"gcs.endpoint": "ftp://x"})).msg.contains("http"));
+        assert!(refused(serde_json::json!({"gcs.bucket": "Bad Name"})).msg.contains("gcs.bucket"));
+        let e = place(DestinationType::Gcs, &params(serde_json::json!({"gcs.bucket": "b1b"}))).unwrap_err();
+        assert_eq!(e.code, codes::STORE_NEEDS_CREDENTIALS);
+    }
+
+    #[test]
+    fn azure_params_need_one_credential() {
+        let base = serde_json::json!({"azure.account": "acct1", "azure.container": "c-1"});
+        let with = |extra: serde_json::Value| {
+            let mut all = base.clone();
+            all.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            place(DestinationType::Azure, &params(all))
+        };
+        let p = with(serde_json::json!({"azure.sastoken": "?sv=1&sig=abc"})).unwrap();
+        assert_eq!(p.secrets.sas_token.unwrap().expose(), "sv=1&sig=abc");
+        assert_eq!(with(serde_json::json!({})).unwrap_err().code, codes::STORE_NEEDS_CREDENTIALS);
+        let both = serde_json::json!({"azure.sastoken": "sv=1", "azure.accesskey": "a2V5"});
+        assert_eq!(with(both).unwrap_err().code, codes::STORE_NEEDS_CREDENTIALS);
+        let e = with(serde_json::json!({"azure.accesskey": "a2V5", "azure.account": "UPPER"})).unwrap_err();
+        assert!(e.msg.contains("azure.account"), "{}", e.msg);
     }
 
     #[test]

@@ -147,4 +147,33 @@ mod tests {
         );
         assert_eq!(gcs_url_base("b"), "gs://b");
     }
+
+    fn destination(body: serde_json::Value) -> (Destination, JobSecrets) {
+        let body = serde_json::json!({"query": "SELECT 1", "destination": body});
+        let (spec, secrets) =
+            crate::job::parse_submit(body.to_string().as_bytes(), &Default::default()).unwrap();
+        (spec.destination, secrets)
+    }
+
+    /// The uploaders build without reaching the store (object_store connects lazily), and
+    /// name their objects in each store's own URL form.
+    #[tokio::test]
+    async fn uploaders_build_and_name_objects_in_the_stores_url_form() {
+        use crate::upload::Uploader as _;
+        let key = r#"{"disable_oauth":true,"client_email":"","private_key":"","private_key_id":""}"#;
+        let (dest, secrets) = destination(serde_json::json!({"type": "gcs",
+            "params": {"gcs.bucket": "bkt", "gcs.credentials": key, "gcs.prefix": "exports/"}}));
+        let store = gcs(&dest, &secrets, &UploadConfig::default(), &[]).await.unwrap();
+        assert_eq!(store.url("exports/apiv2_x_001.csv.gz"), "gs://bkt/exports/apiv2_x_001.csv.gz");
+        let (dest, secrets) = destination(serde_json::json!({"type": "azure",
+            "params": {"azure.account": "acct1", "azure.container": "exports", "azure.accesskey": "a2V5"}}));
+        let az = azure(&dest, &secrets, &UploadConfig::default(), &[]).await.unwrap();
+        assert_eq!(az.url("a b.csv"), "https://acct1.blob.core.windows.net/exports/a%20b.csv");
+        // A key file object_store cannot use is refused without quoting it.
+        let bad = r#"{"client_email":"e","private_key":"not a pem","private_key_id":"SECRETID"}"#;
+        let (dest, secrets) = destination(serde_json::json!({"type": "gcs",
+            "params": {"gcs.bucket": "bkt", "gcs.credentials": bad}}));
+        let e = gcs(&dest, &secrets, &UploadConfig::default(), &[]).await.err().unwrap();
+        assert!(!e.contains("SECRETID") && e.contains("gcs.credentials"), "{e}");
+    }
 }
