@@ -106,3 +106,39 @@ async fn a_file_destination_never_follows_a_symlink_out_of_its_root() {
     assert!(job["error"].to_string().contains("symlink"), "{job:#}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was written outside the root");
 }
+
+/// A wrong Azure account key fails the job with a message that says what to check, and the
+/// key appears in no response, error, email or database file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_azure_key_fails_the_job_readably_and_stays_secret() {
+    use base64::Engine as _;
+    let backend = Backend::azure().await;
+    let app = spawn_app(2_000).await;
+    let wrong =
+        base64::engine::general_purpose::STANDARD.encode("not-the-account-key-but-a-secret-0123456789");
+    let mut destination =
+        backend.destination(json!({"format": "gzip", "notification.email": "ops@example.com"}));
+    destination["params"]["azure.accesskey"] = json!(wrong);
+    let (from, to) = forwarder::query::demo::time_range(app.rows);
+    let (status, body) =
+        app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": destination})).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["object"]["id"].as_str().unwrap().to_string();
+    app.worker.try_run_next_job().await.unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "FAILED", "{job:#}");
+    let error = job["error"].to_string();
+    assert!(error.contains("Azure") && error.contains("azure.accesskey"), "{error}");
+    let email = email_about(&id, "FAILED").await;
+    let (_, listed) = app.get("/search/jobs").await;
+    for text in [job.to_string(), email, listed.to_string()] {
+        assert!(!text.contains(&wrong), "the key leaked: {text}");
+    }
+    for entry in std::fs::read_dir(app.dir.join("data")).unwrap().flatten() {
+        if entry.path().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert!(!bytes.windows(wrong.len()).any(|w| w == wrong.as_bytes()), "{}", entry.path().display());
+        }
+    }
+    assert!(backend.keys().await.is_empty());
+}
