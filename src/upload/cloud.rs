@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::client::{HttpClient, HttpConnector};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
-use super::endpoint::{Allowed, check_endpoint};
+use super::endpoint::{Allowed, GuardedResolve, check_endpoint};
 use super::objects::ObjectStoreUploader;
 use crate::config::UploadConfig;
 use crate::job::{Destination, JobSecrets};
@@ -42,6 +43,32 @@ async fn checked(endpoint: Option<&str>, param: &str, allowed: &[Allowed]) -> Re
     }
 }
 
+/// The HTTP client of a request's own endpoint: its names resolve through the internal-address
+/// guard on every connection (a name that answered a public address when it was checked may
+/// answer an internal one later), and redirects are not followed.
+#[derive(Debug)]
+struct GuardedConnector {
+    allowed: Vec<Allowed>,
+    attempt_timeout: Duration,
+}
+
+impl HttpConnector for GuardedConnector {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = reqwest012::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolve::new(self.allowed.clone())))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(self.attempt_timeout)
+            .redirect(reqwest012::redirect::Policy::none())
+            .build()
+            .map_err(|e| object_store::Error::Generic { store: "HTTP client", source: Box::new(e) })?;
+        Ok(HttpClient::new(client))
+    }
+}
+
+fn guarded(allowed: &[Allowed], upload: &UploadConfig) -> GuardedConnector {
+    GuardedConnector { allowed: allowed.to_vec(), attempt_timeout: upload.attempt_timeout }
+}
+
 /// The URL of an Azure container: Azure's own form, or the endpoint's (Azurite serves
 /// `http://host:10000/<account>`, the account in the path).
 pub fn azure_url_base(account: &str, container: &str, endpoint: Option<&str>) -> String {
@@ -73,7 +100,9 @@ pub async fn azure(
         .with_retry(retry(upload))
         .with_client_options(client_options(upload, endpoint));
     if let Some(e) = endpoint {
-        builder = builder.with_endpoint(e.trim_end_matches('/').to_string());
+        builder = builder
+            .with_endpoint(e.trim_end_matches('/').to_string())
+            .with_http_connector(guarded(allowed, upload));
     }
     if let Some(key) = &secrets.account_key {
         builder = builder.with_access_key(key.expose());
@@ -118,7 +147,9 @@ pub async fn gcs(
         .with_retry(retry(upload))
         .with_client_options(client_options(upload, endpoint));
     if let Some(e) = endpoint {
-        builder = builder.with_config(GoogleConfigKey::BaseUrl, e.trim_end_matches('/'));
+        builder = builder
+            .with_config(GoogleConfigKey::BaseUrl, e.trim_end_matches('/'))
+            .with_http_connector(guarded(allowed, upload));
     }
     let store = builder.build().map_err(|_| {
         // The builder's error can quote the key file; it is only ever a bad key file here.
