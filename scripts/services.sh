@@ -4,7 +4,9 @@
 #   aiosmtpd, a real SMTP server, on 127.0.0.1:2525, storing every message in a Maildir, and
 #   a second one on 127.0.0.1:2526 that requires AUTH (scripts/smtp_auth_server.py);
 #   PostgreSQL on 127.0.0.1:5433 (Debian's package, installed with apt where absent), a
-#   throwaway cluster under the state directory.
+#   throwaway cluster under the state directory;
+#   Azurite (the Azure Blob Storage emulator, from npm, pinned below) on 127.0.0.1:10000, with
+#   Node.js from apt where absent, its blobs under the state directory.
 #
 #   scripts/services.sh [start]   start what is not running; print the environment the tests read
 #   scripts/services.sh stop      stop the services this script started
@@ -15,9 +17,10 @@
 # A port is not trusted: what answers there must be the service the tests expect (LocalStack
 # by its health answer; each SMTP server by aiosmtpd's banner and by a probe message that
 # must land in this state's Maildir, the AUTH one also by its AUTH and its record of logins;
-# PostgreSQL by a query as user `postgres`). Where something else holds a port, ours is
+# PostgreSQL by a query as user `postgres`; Azurite by its `Server` header on an answer from
+# the emulator's well-known account). Where something else holds a port, ours is
 # started on a free port instead, and the environment printed says where. The default ports
-# can be changed with FORWARDER_TEST_{LOCALSTACK,SMTP,SMTP_AUTH,POSTGRES}_PORT.
+# can be changed with FORWARDER_TEST_{LOCALSTACK,SMTP,SMTP_AUTH,POSTGRES,AZURITE}_PORT.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # One place per machine: a service started by another checkout is reused with its mailbox.
@@ -40,6 +43,15 @@ check_localstack() {
   fi
   echo "$health" | grep -q '"s3": "\(available\|running\)"' && return 0
   why="its /_localstack/health answer is not LocalStack's with S3 running: ${health:0:100}"; return 1
+}
+check_azurite() {
+  local headers
+  if ! headers=$(curl -s -m 5 -o /dev/null -D - "http://127.0.0.1:$1/devstoreaccount1?comp=list" 2>/dev/null); then
+    listening "$1" || return 2
+    why="it does not answer HTTP"; return 1
+  fi
+  echo "$headers" | grep -qi '^server: Azurite-Blob/' && return 0
+  why="its answer does not come from Azurite's blob service"; return 1
 }
 check_smtp() { why=$(python3 "$root/scripts/smtp_probe.py" "$1" "$state/maildir" 2>&1 >/dev/null); }
 check_smtp_auth() { why=$(python3 "$root/scripts/smtp_probe.py" "$1" "$state/maildir" "$state/smtp-logins" 2>&1 >/dev/null); }
@@ -92,7 +104,7 @@ detach() {
 }
 
 stop() {
-  for name in localstack smtp smtp-auth postgres; do
+  for name in localstack smtp smtp-auth postgres azurite; do
     if [ -f "$state/$name.pid" ]; then
       pid=$(cat "$state/$name.pid")
       # setsid made the service a process-group leader: stop it with its children (SIGINT is
@@ -184,6 +196,30 @@ if [ "$up" = 0 ]; then
   await postgres "$pg_port" 60 0.5
 fi
 
+# Azurite, pinned; it asks for Node.js 22 but serves blobs on Node.js 20 (Debian's) as well.
+azurite_version=3.37.0
+azurite_dir=$state/azurite-$azurite_version
+place azurite "${FORWARDER_TEST_AZURITE_PORT:-10000}"
+azurite_port=$port
+if [ "$up" = 0 ]; then
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "installing Node.js and npm (apt)" >&2
+    { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq nodejs npm; } >&2 \
+      || { echo "could not install Node.js" >&2; exit 1; }
+  fi
+  if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
+    echo "installing Azurite $azurite_version into $azurite_dir (npm)" >&2
+    mkdir -p "$azurite_dir"
+    timeout 900 npm install --silent --no-audit --no-fund --prefix "$azurite_dir" "azurite@$azurite_version" >&2 \
+      || { echo "could not install Azurite" >&2; exit 1; }
+  fi
+  mkdir -p "$state/azurite-data"
+  echo "starting Azurite (Azure Blob Storage) on 127.0.0.1:$azurite_port" >&2
+  detach azurite "$azurite_dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$azurite_port" \
+    --location "$state/azurite-data" --skipApiVersionCheck --loose
+  await azurite "$azurite_port" 60 0.5
+fi
+
 cat <<ENV
 export FORWARDER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
 export FORWARDER_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
@@ -193,4 +229,5 @@ export FORWARDER_TEST_SMTP_LOGINS=$state/smtp-logins
 export FORWARDER_TEST_MAILDIR=$state/maildir
 export FORWARDER_TEST_DEVO_PYTHON=$devo_venv/bin/python
 export FORWARDER_TEST_READERS_PYTHON=$readers_venv/bin/python
+export FORWARDER_TEST_AZURITE_ENDPOINT=http://127.0.0.1:$azurite_port/devstoreaccount1
 ENV

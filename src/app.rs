@@ -15,7 +15,8 @@ use crate::notify::{EndReporter, notifier_from_config};
 use crate::query::{Catalog, DataFusionEngine, demo};
 use crate::secret::SecretBox;
 use crate::store::{CredentialKind, CredentialStore, token_lookup};
-use crate::worker::{S3UploaderFactory, Worker};
+use crate::upload::DestinationSettings;
+use crate::worker::Worker;
 
 pub struct App {
     pub state: AppState,
@@ -49,9 +50,10 @@ impl App {
                 .with_table_stores(table_stores),
         );
         let metrics = Arc::new(Metrics::default());
-        let uploaders = Arc::new(S3UploaderFactory {
-            defaults: config.s3.clone(),
+        let uploaders = Arc::new(DestinationSettings {
+            s3: config.s3.clone(),
             upload: config.upload.clone(),
+            destinations: config.destinations.clone(),
             metrics: metrics.clone(),
         });
         let reporter = Arc::new(EndReporter::new(store.clone(), notifier, metrics.clone(), &config.smtp));

@@ -40,6 +40,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The default destination, for requests without `aws.*` parameters.
     pub s3: S3Defaults,
+    /// The destinations beyond S3: `[destinations.file] root`.
+    pub destinations: crate::upload::DestinationsConfig,
     /// Serve HTTPS with this certificate (Devo's SDK calls the job endpoints over https).
     pub tls: Option<TlsConfig>,
 }
@@ -68,6 +70,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             auth: AuthConfig::default(),
             s3: S3Defaults::default(),
+            destinations: Default::default(),
             tls: None,
         }
     }

@@ -25,6 +25,13 @@ pub struct OperationLabel {
     pub operation: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    /// `s3`, `file`, `azure` or `gcs`.
+    pub destination: &'static str,
+    pub operation: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Jobs in the store by status, read from the store at every scrape.
@@ -37,6 +44,9 @@ pub struct Metrics {
     pub parts_uploaded: Counter,
     pub s3_request_seconds: Family<OperationLabel, Histogram>,
     pub s3_errors: Family<OperationLabel, Counter>,
+    /// Every destination's calls (S3's too), by destination type and operation.
+    pub destination_request_seconds: Family<DestinationLabel, Histogram>,
+    pub destination_errors: Family<DestinationLabel, Counter>,
     pub emails_sent: Counter,
     pub smtp_errors: Counter,
     /// Encoding holds the registry; scrapes take turns.
@@ -60,6 +70,10 @@ impl Default for Metrics {
         let s3_request_seconds =
             Family::<OperationLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let s3_errors = Family::<OperationLabel, Counter>::default();
+        let destination_request_seconds = Family::<DestinationLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let destination_errors = Family::<DestinationLabel, Counter>::default();
         let emails_sent = Counter::default();
         let smtp_errors = Counter::default();
         registry.register("jobs", "Jobs in the job store, by status", jobs.clone());
@@ -83,6 +97,16 @@ impl Default for Metrics {
         );
         registry.register("s3_errors", "S3 calls that failed after retries, by operation", s3_errors.clone());
         registry.register(
+            "destination_request_seconds",
+            "Latency of calls to every destination (retries included), by destination type and operation",
+            destination_request_seconds.clone(),
+        );
+        registry.register(
+            "destination_errors",
+            "Destination calls that failed after retries, by destination type and operation",
+            destination_errors.clone(),
+        );
+        registry.register(
             "emails_sent",
             "Notification emails sent or written to the outbox",
             emails_sent.clone(),
@@ -102,6 +126,8 @@ impl Default for Metrics {
             parts_uploaded,
             s3_request_seconds,
             s3_errors,
+            destination_request_seconds,
+            destination_errors,
             emails_sent,
             smtp_errors,
             scrape: Mutex::new(()),
@@ -124,6 +150,22 @@ impl Metrics {
 
     pub fn job_ended(&self, status: JobStatus) {
         self.jobs_ended.get_or_create(&StatusLabel { status: status.as_str() }).inc();
+    }
+
+    /// Times one call to a destination of type `destination` (`s3`, `file`, `azure`, `gcs`)
+    /// and counts it as an error when it fails.
+    pub fn destination_call<T, E>(
+        &self,
+        destination: &'static str,
+        operation: &'static str,
+        started: Instant,
+        result: &Result<T, E>,
+    ) {
+        let label = DestinationLabel { destination, operation };
+        self.destination_request_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.destination_errors.get_or_create(&label).inc();
+        }
     }
 
     /// Times one S3 call and counts it as an error when it fails.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{ApiError, AppState, Caller};
-use crate::job::{Command, Job, JobStatus, Progress, job_view, now_ms, parse_submit};
+use crate::job::{Command, DestinationType, Job, JobStatus, Progress, job_view, now_ms, parse_submit};
 use crate::store::{JobFilter, Outcome};
 use crate::upload::endpoint::check_endpoint;
 
@@ -21,10 +21,23 @@ pub async fn submit(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (spec, secrets) = parse_submit(&body, &state.config.limits)?;
+    let kind = spec.destination.kind;
     if let Some(endpoint) = &spec.destination.endpoint {
+        let (param, code) = match kind {
+            DestinationType::Azure => ("azure.endpoint", crate::job::request_codes::BAD_STORE_PARAM),
+            DestinationType::Gcs => ("gcs.endpoint", crate::job::request_codes::BAD_STORE_PARAM),
+            _ => ("aws.endpoint", crate::job::request_codes::BAD_AWS_PARAM),
+        };
         check_endpoint(endpoint, &state.config.s3.allowed())
             .await
-            .map_err(|msg| ApiError::bad_request(crate::job::request_codes::BAD_AWS_PARAM, msg))?;
+            .map_err(|msg| ApiError::bad_request(code, msg.replace("aws.endpoint", param)))?;
+    }
+    if kind == DestinationType::File && state.config.destinations.file.root.is_none() {
+        return Err(ApiError::bad_request(
+            crate::job::request_codes::FILE_NOT_CONFIGURED,
+            "this server writes no files: destination type \"file\" needs the operator to set \
+             [destinations.file] root in the configuration; use another destination type",
+        ));
     }
     let shape = state
         .engine
@@ -47,7 +60,7 @@ pub async fn submit(
             ),
         ));
     }
-    if spec.destination.bucket.is_none() && state.config.s3.bucket.is_none() {
+    if kind == DestinationType::S3 && spec.destination.bucket.is_none() && state.config.s3.bucket.is_none() {
         return Err(ApiError::bad_request(
             crate::job::request_codes::BUCKET_NEEDS_CREDENTIALS,
             "destination.params needs aws.bucket (with aws.region, aws.accesskey and aws.secretkey): \
@@ -69,7 +82,7 @@ pub async fn submit(
         id,
         domain: caller.domain,
         owner: caller.owner,
-        friendly_name: format!("s3_{now}_{}", &id.simple().to_string()[..8]),
+        friendly_name: format!("{}_{now}_{}", spec.destination.kind.name(), &id.simple().to_string()[..8]),
         status: JobStatus::Created,
         spec,
         sealed_secrets: sealed,

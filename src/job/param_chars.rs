@@ -10,9 +10,25 @@ use serde_json::{Map, Value};
 use super::request::{RequestError, codes};
 
 /// Sent in a header as they are: visible ASCII, no spaces.
-const HEADER_PARAMS: [&str; 4] = ["aws.accesskey", "aws.secretkey", "aws.sessiontoken", "aws.kmskeyid"];
+const HEADER_PARAMS: &[&str] = &[
+    "aws.accesskey",
+    "aws.secretkey",
+    "aws.sessiontoken",
+    "aws.kmskeyid",
+    "azure.accesskey",
+    "azure.sastoken",
+];
 /// Kept in an object key, a URL or a password: any text but control characters.
-const TEXT_PARAMS: [&str; 3] = ["aws.prefix", "aws.endpoint", "file.password"];
+const TEXT_PARAMS: &[&str] = &[
+    "aws.prefix",
+    "aws.endpoint",
+    "file.password",
+    "file.directory",
+    "azure.prefix",
+    "azure.endpoint",
+    "gcs.prefix",
+    "gcs.endpoint",
+];
 
 /// Checks every string parameter that has a character rule. Values are judged as the parser
 /// keeps them: trimmed, but for the password, which is kept as it is.
@@ -56,20 +72,22 @@ pub(super) fn check(params: &Map<String, Value>) -> Result<(), RequestError> {
 /// signer and the error scrubber.
 fn longest(key: &str) -> Option<usize> {
     match key {
-        "aws.accesskey" | "aws.secretkey" => Some(128),
+        "aws.accesskey" | "aws.secretkey" | "azure.accesskey" => Some(128),
         "aws.sessiontoken" => Some(8192),
-        "aws.kmskeyid" | "aws.endpoint" => Some(2048),
-        "aws.prefix" | "file.password" => Some(512),
+        "aws.kmskeyid" | "aws.endpoint" | "azure.endpoint" | "gcs.endpoint" | "azure.sastoken" => Some(2048),
+        "aws.prefix" | "file.password" | "file.directory" | "azure.prefix" | "gcs.prefix" => Some(512),
+        // A service account's JSON key is about 2.3 KB.
+        "gcs.credentials" => Some(16_384),
         _ => None,
     }
 }
 
 fn where_text_goes(key: &str) -> &'static str {
     match key {
-        "aws.prefix" => {
+        "aws.prefix" | "azure.prefix" | "gcs.prefix" | "file.directory" => {
             "it becomes part of every object key, where S3 and its listings cannot keep control characters"
         }
-        "aws.endpoint" => {
+        "aws.endpoint" | "azure.endpoint" | "gcs.endpoint" => {
             "a URL holds no control characters (and some would be silently dropped, changing the address)"
         }
         _ => {
@@ -165,7 +183,7 @@ mod tests {
     proptest! {
         #[test]
         fn no_control_character_passes_anywhere(
-            key in prop::sample::select([HEADER_PARAMS.as_slice(), TEXT_PARAMS.as_slice()].concat()),
+            key in prop::sample::select([HEADER_PARAMS, TEXT_PARAMS].concat()),
             c in prop_oneof![0u32..0x20, Just(0x7f), 0x80u32..0xa0].prop_map(|n| char::from_u32(n).unwrap()),
             // Marked, so that a value echoed in the message would be found there.
             before in "QZX[A-Za-z0-9]{0,17}",

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::limits::Limits;
+use super::request_dest::{AZURE_PARAMS, FILE_PARAMS, GCS_PARAMS, Place};
 use super::request_shape::{Shape, parse_shape};
-use super::spec::{Destination, Format, JobSecrets, JobSpec};
+use super::spec::{Destination, DestinationType, Format, JobSecrets, JobSpec};
 use crate::secret::Secret;
 
 /// A refused request: the Devo `status` code and a message that says what to fix.
@@ -46,6 +47,12 @@ pub mod codes {
     pub const BAD_FILE_FORMAT: u16 = 218;
     pub const BAD_PARQUET_COMPRESSION: u16 = 219;
     pub const BAD_MANIFEST: u16 = 220;
+    /// A bad `file.*`, `azure.*` or `gcs.*` destination param.
+    pub const BAD_STORE_PARAM: u16 = 221;
+    /// An `azure` or `gcs` destination without its credentials (as 205 for S3).
+    pub const STORE_NEEDS_CREDENTIALS: u16 = 222;
+    /// A `file` destination on a server that has no `[destinations.file] root`.
+    pub const FILE_NOT_CONFIGURED: u16 = 223;
 }
 use codes::*;
 
@@ -60,7 +67,7 @@ pub struct SubmitRequest {
     pub destination: Option<Value>,
 }
 
-const KNOWN_PARAMS: &[&str] = &[
+const AWS_PARAMS: &[&str] = &[
     "aws.bucket",
     "aws.region",
     "aws.accesskey",
@@ -72,6 +79,10 @@ const KNOWN_PARAMS: &[&str] = &[
     "aws.sse",
     "aws.kmskeyid",
     "aws.storageclass",
+];
+
+/// The params of every destination type: what goes into a part, and who hears of the job.
+const COMMON_PARAMS: &[&str] = &[
     "format",
     "file.format",
     "file.password",
@@ -210,97 +221,51 @@ fn parse_destination(
     d: &Map<String, Value>,
     limits: &Limits,
 ) -> Result<(Destination, JobSecrets), RequestError> {
-    match d.get("type") {
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("s3") => {}
-        Some(Value::String(t)) => {
-            return err(
-                BAD_DESTINATION,
-                format!("destination type \"{}\" is not supported; use \"s3\"", shown(t)),
-            );
-        }
-        _ => return err(BAD_DESTINATION, "destination.type is missing; use \"s3\""),
-    }
+    let types = || DestinationType::ALL.map(|t| format!("\"{}\"", t.name())).join(", ");
+    let kind = match d.get("type") {
+        Some(Value::String(t)) => DestinationType::parse(t).map_or_else(
+            || {
+                err(
+                    BAD_DESTINATION,
+                    format!("destination type \"{}\" is not supported; use one of {}", shown(t), types()),
+                )
+            },
+            Ok,
+        )?,
+        _ => return err(BAD_DESTINATION, format!("destination.type is missing; use one of {}", types())),
+    };
     let empty = Map::new();
     let params = match d.get("params") {
         Some(Value::Object(p)) => p,
         None | Some(Value::Null) => &empty,
         Some(_) => return err(BAD_DESTINATION, "destination.params must be an object"),
     };
-    if let Some(unknown) = params.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
+    let own: &[&str] = match kind {
+        DestinationType::S3 => AWS_PARAMS,
+        DestinationType::File => FILE_PARAMS,
+        DestinationType::Azure => AZURE_PARAMS,
+        DestinationType::Gcs => GCS_PARAMS,
+    };
+    if let Some(unknown) =
+        params.keys().find(|k| !own.contains(&k.as_str()) && !COMMON_PARAMS.contains(&k.as_str()))
+    {
         return err(
             UNKNOWN_PARAM,
             format!(
-                "destination.params has an unknown parameter \"{}\"; known: {}",
+                "destination.params has an unknown parameter \"{}\" for type {}; known: {}, {}",
                 shown(unknown),
-                KNOWN_PARAMS.join(", ")
+                kind.name(),
+                own.join(", "),
+                COMMON_PARAMS.join(", ")
             ),
         );
     }
     super::param_chars::check(params)?;
-    let text = |key: &str| -> Result<Option<String>, RequestError> {
-        match params.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(_) => err(BAD_AWS_PARAM, format!("destination.params.{key} must be a string")),
-        }
+    let place = match kind {
+        DestinationType::S3 => aws_place(params)?,
+        other => super::request_dest::place(other, params)?,
     };
-    let bucket = text("aws.bucket")?;
-    let region = text("aws.region")?;
-    let access_key = text("aws.accesskey")?;
-    let secret_key = text("aws.secretkey")?;
-    let session_token = text("aws.sessiontoken")?;
-    if bucket.is_some() && (region.is_none() || access_key.is_none() || secret_key.is_none()) {
-        return err(
-            BUCKET_NEEDS_CREDENTIALS,
-            "a request that names aws.bucket must also give aws.region, aws.accesskey and aws.secretkey",
-        );
-    }
-    if bucket.is_none() && (access_key.is_some() || secret_key.is_some()) {
-        return err(
-            BUCKET_NEEDS_CREDENTIALS,
-            "aws.accesskey and aws.secretkey need aws.bucket (and aws.region)",
-        );
-    }
-    if access_key.is_some() != secret_key.is_some() {
-        return err(BUCKET_NEEDS_CREDENTIALS, "aws.accesskey and aws.secretkey go together");
-    }
-    if let Some(b) = &bucket
-        && !valid_bucket_name(b)
-    {
-        return err(
-            BAD_AWS_PARAM,
-            format!(
-                "aws.bucket \"{}\" is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)",
-                shown(b)
-            ),
-        );
-    }
-    let endpoint = text("aws.endpoint")?;
-    if let Some(e) = &endpoint
-        && !(e.starts_with("http://") || e.starts_with("https://"))
-    {
-        return err(BAD_AWS_PARAM, "aws.endpoint must be an http:// or https:// URL");
-    }
-    // Without a bucket the worker writes as itself: its own credentials must never be sent to
-    // an endpoint the caller chose.
-    if bucket.is_none() && (endpoint.is_some() || session_token.is_some()) {
-        return err(
-            BUCKET_NEEDS_CREDENTIALS,
-            "aws.endpoint and aws.sessiontoken need aws.bucket, aws.region, aws.accesskey and aws.secretkey \
-             (without them the export goes to the server's own default destination)",
-        );
-    }
-    let path_style = match params.get("aws.pathstyle") {
-        None | Some(Value::Null) => false,
-        Some(v) => {
-            as_bool(v).map_or_else(|| err(BAD_AWS_PARAM, "aws.pathstyle must be true or false"), Ok)?
-        }
-    };
-    let prefix = text("aws.prefix")?.unwrap_or_default();
-    if prefix.starts_with('/') || prefix.len() > 512 {
-        return err(BAD_AWS_PARAM, "aws.prefix must not start with '/' and must be under 512 characters");
-    }
+    let text = |key: &str| super::request_dest::text(params, key, BAD_AWS_PARAM);
 
     let Shape { format, file_format, parquet_compression, manifest, file_password } = parse_shape(params)?;
     let multiple_file = match params.get("multiplefile") {
@@ -371,6 +336,92 @@ fn parse_destination(
                 .collect::<Result<Vec<_>, _>>()?,
         };
 
+    let mut secrets = place.secrets;
+    secrets.file_password = file_password;
+    let destination = Destination {
+        kind,
+        bucket: place.bucket,
+        account: place.account,
+        region: place.region,
+        endpoint: place.endpoint,
+        path_style: place.path_style,
+        prefix: place.prefix,
+        sse: place.sse,
+        kms_key_id: place.kms_key_id,
+        storage_class: place.storage_class,
+        format,
+        file_format,
+        parquet_compression,
+        manifest,
+        encrypted: secrets.file_password.is_some(),
+        multiple_file,
+        retention_bytes,
+        retention_time,
+        notification_emails,
+    };
+    Ok((destination, secrets))
+}
+
+/// Where and as whom an `s3` destination writes (Devo's `aws.*` params and ours).
+fn aws_place(params: &Map<String, Value>) -> Result<Place, RequestError> {
+    let text = |key: &str| super::request_dest::text(params, key, BAD_AWS_PARAM);
+    let bucket = text("aws.bucket")?;
+    let region = text("aws.region")?;
+    let access_key = text("aws.accesskey")?;
+    let secret_key = text("aws.secretkey")?;
+    let session_token = text("aws.sessiontoken")?;
+    if bucket.is_some() && (region.is_none() || access_key.is_none() || secret_key.is_none()) {
+        return err(
+            BUCKET_NEEDS_CREDENTIALS,
+            "a request that names aws.bucket must also give aws.region, aws.accesskey and aws.secretkey",
+        );
+    }
+    if bucket.is_none() && (access_key.is_some() || secret_key.is_some()) {
+        return err(
+            BUCKET_NEEDS_CREDENTIALS,
+            "aws.accesskey and aws.secretkey need aws.bucket (and aws.region)",
+        );
+    }
+    if access_key.is_some() != secret_key.is_some() {
+        return err(BUCKET_NEEDS_CREDENTIALS, "aws.accesskey and aws.secretkey go together");
+    }
+    if let Some(b) = &bucket
+        && !valid_bucket_name(b)
+    {
+        return err(
+            BAD_AWS_PARAM,
+            format!(
+                "aws.bucket \"{}\" is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)",
+                shown(b)
+            ),
+        );
+    }
+    let endpoint = text("aws.endpoint")?;
+    if let Some(e) = &endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        return err(BAD_AWS_PARAM, "aws.endpoint must be an http:// or https:// URL");
+    }
+    // Without a bucket the worker writes as itself: its own credentials must never be sent to
+    // an endpoint the caller chose.
+    if bucket.is_none() && (endpoint.is_some() || session_token.is_some()) {
+        return err(
+            BUCKET_NEEDS_CREDENTIALS,
+            "aws.endpoint and aws.sessiontoken need aws.bucket, aws.region, aws.accesskey and aws.secretkey \
+             (without them the export goes to the server's own default destination)",
+        );
+    }
+    let path_style = match params.get("aws.pathstyle") {
+        None | Some(Value::Null) => false,
+        Some(v) => {
+            as_bool(v).map_or_else(|| err(BAD_AWS_PARAM, "aws.pathstyle must be true or false"), Ok)?
+        }
+    };
+    let prefix = text("aws.prefix")?.unwrap_or_default();
+    if prefix.starts_with('/') || prefix.len() > 512 {
+        return err(BAD_AWS_PARAM, "aws.prefix must not start with '/' and must be under 512 characters");
+    }
+
     if let Some(r) = &region
         && !(r.len() <= 64 && r.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'))
     {
@@ -407,7 +458,7 @@ fn parse_destination(
         );
     }
 
-    let destination = Destination {
+    Ok(Place {
         bucket,
         region,
         endpoint,
@@ -416,23 +467,14 @@ fn parse_destination(
         sse,
         kms_key_id,
         storage_class,
-        format,
-        file_format,
-        parquet_compression,
-        manifest,
-        encrypted: file_password.is_some(),
-        multiple_file,
-        retention_bytes,
-        retention_time,
-        notification_emails,
-    };
-    let secrets = JobSecrets {
-        access_key: access_key.map(Secret::new),
-        secret_key: secret_key.map(Secret::new),
-        session_token: session_token.map(Secret::new),
-        file_password,
-    };
-    Ok((destination, secrets))
+        secrets: JobSecrets {
+            access_key: access_key.map(Secret::new),
+            secret_key: secret_key.map(Secret::new),
+            session_token: session_token.map(Secret::new),
+            ..JobSecrets::default()
+        },
+        ..Place::default()
+    })
 }
 
 /// Server-side encryption a write may ask for (S3 reports others, like `aws:fsx`, but

@@ -60,7 +60,7 @@ fn any_value() -> impl Strategy<Value = Value> {
 /// A valid request with some fields replaced by anything at all.
 fn mutated_request() -> impl Strategy<Value = Value> {
     let top = prop::sample::select(vec!["query", "from", "to", "limit", "destination", "mode", "offset"]);
-    let param = prop::sample::select(KNOWN_PARAMS.to_vec());
+    let param = prop::sample::select([AWS_PARAMS, COMMON_PARAMS].concat());
     (
         prop::collection::vec((top, any_value()), 0..3),
         prop::collection::vec((param, any_value()), 0..6),

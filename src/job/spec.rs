@@ -51,11 +51,50 @@ pub fn part_content_type(encoding: Encoding, format: Format) -> &'static str {
     }
 }
 
+/// `destination.type`: which kind of store the parts go to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationType {
+    /// Devo's: S3 or an S3-compatible store, through aws-sdk-s3.
+    #[default]
+    S3,
+    /// A directory under the operator's `[destinations.file] root`.
+    File,
+    /// Azure Blob Storage, through object_store.
+    Azure,
+    /// Google Cloud Storage, through object_store.
+    Gcs,
+}
+
+impl DestinationType {
+    pub const ALL: [DestinationType; 4] = [Self::S3, Self::File, Self::Azure, Self::Gcs];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::S3 => "s3",
+            Self::File => "file",
+            Self::Azure => "azure",
+            Self::Gcs => "gcs",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
 /// Where and how the parts go. Credentials are not here: they are in [`JobSecrets`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Destination {
-    /// `None`: the worker's configured default bucket and credential chain.
+    /// Jobs stored before other types existed are S3 jobs.
+    #[serde(default, rename = "type")]
+    pub kind: DestinationType,
+    /// The S3 or GCS bucket, or the Azure container. `None` (S3 only): the worker's
+    /// configured default bucket and credential chain.
     pub bucket: Option<String>,
+    /// The Azure storage account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub path_style: bool,
@@ -92,13 +131,34 @@ pub struct JobSecrets {
     pub secret_key: Option<Secret>,
     pub session_token: Option<Secret>,
     pub file_password: Option<Secret>,
+    /// Azure: the storage account key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key: Option<Secret>,
+    /// Azure: a shared access signature (the query string, without its leading `?`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token: Option<Secret>,
+    /// GCS: the service account's JSON key file, whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<Secret>,
 }
 
 impl JobSecrets {
     pub fn is_empty(&self) -> bool {
-        self.access_key.is_none()
-            && self.secret_key.is_none()
-            && self.session_token.is_none()
-            && self.file_password.is_none()
+        self.all().next().is_none()
+    }
+
+    /// Every secret the request gave, so that error texts and logs can be scrubbed of them.
+    pub fn all(&self) -> impl Iterator<Item = &Secret> {
+        [
+            &self.access_key,
+            &self.secret_key,
+            &self.session_token,
+            &self.file_password,
+            &self.account_key,
+            &self.sas_token,
+            &self.service_account,
+        ]
+        .into_iter()
+        .flatten()
     }
 }

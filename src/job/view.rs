@@ -58,7 +58,7 @@ pub fn job_view(job: &Job) -> JobView {
     JobView {
         id: job.id.to_string(),
         status: job.status.as_str(),
-        kind: "s3",
+        kind: job.spec.destination.kind.name(),
         friendly_name: job.friendly_name.clone(),
         query: job.spec.query.clone(),
         table: table_of(&job.spec.query),

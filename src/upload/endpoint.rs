@@ -175,9 +175,57 @@ impl ResolveDns for CheckedResolver {
     }
 }
 
+/// The same rule for the `object_store` clients (Azure, GCS) of a request's own endpoint:
+/// every connection resolves through it. (IP literals are not resolved, and were judged by
+/// [`check_endpoint`] already.)
+#[derive(Debug, Clone)]
+pub struct GuardedResolve {
+    allowed: Arc<Vec<Allowed>>,
+}
+
+impl GuardedResolve {
+    pub fn new(allowed: Vec<Allowed>) -> Self {
+        Self { allowed: Arc::new(allowed) }
+    }
+}
+
+impl reqwest012::dns::Resolve for GuardedResolve {
+    fn resolve(&self, name: reqwest012::dns::Name) -> reqwest012::dns::Resolving {
+        let allowed = self.allowed.clone();
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        Box::pin(async move {
+            let addresses = resolve(&host, 0).await?;
+            let host_allowed = allowed.iter().any(|a| matches!(a, Allowed::Host(h) if *h == host));
+            if let (false, Some(ip)) = (host_allowed, addresses.iter().find(|ip| refused(**ip, &allowed))) {
+                return Err(refusal(&host, *ip).into());
+            }
+            let found: reqwest012::dns::Addrs = Box::new(
+                addresses
+                    .into_iter()
+                    .map(|ip| std::net::SocketAddr::new(ip, 0))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            Ok(found)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The object_store clients' resolver refuses a name that answers an internal address,
+    /// unless the operator allowed it.
+    #[tokio::test]
+    async fn the_object_store_resolver_applies_the_guard() {
+        use reqwest012::dns::Resolve as _;
+        let name = |n: &str| n.parse::<reqwest012::dns::Name>().unwrap();
+        let refused = GuardedResolve::new(vec![]).resolve(name("localhost")).await.err().unwrap();
+        assert!(refused.to_string().contains("internal address"), "{refused}");
+        let allowed = GuardedResolve::new(vec![Allowed::parse("127.0.0.0/8"), Allowed::parse("::1/128")]);
+        assert!(allowed.resolve(name("localhost")).await.is_ok());
+    }
 
     #[test]
     fn internal_addresses_are_recognised() {

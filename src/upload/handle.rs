@@ -54,7 +54,7 @@ impl ObjectUpload {
         }
         // Collect what has finished, failing fast on the first error.
         while let Some(res) = self.in_flight.try_join_next() {
-            self.done.push(joined(res, &self.object.key)??);
+            self.done.push(joined(res, self.uploader.store(), &self.object.key)??);
         }
         let permit = self.slots.clone().acquire_owned().await.expect("semaphore never closed");
         let number = self.next_number;
@@ -91,7 +91,7 @@ impl ObjectUpload {
             self.put_chunk(last).await?;
         }
         while let Some(res) = self.in_flight.join_next().await {
-            self.done.push(joined(res, &self.object.key)??);
+            self.done.push(joined(res, self.uploader.store(), &self.object.key)??);
         }
         let mut parts = std::mem::take(&mut self.done);
         parts.sort_by_key(|p| p.number);
@@ -138,8 +138,13 @@ impl ObjectUpload {
     }
 }
 
-fn joined<T>(res: Result<T, tokio::task::JoinError>, key: &str) -> Result<T, UploadError> {
+fn joined<T>(
+    res: Result<T, tokio::task::JoinError>,
+    store: &'static str,
+    key: &str,
+) -> Result<T, UploadError> {
     res.map_err(|e| UploadError {
+        store,
         operation: "UploadPart",
         key: key.to_string(),
         code: None,
@@ -167,7 +172,7 @@ mod tests {
     }
 
     fn refused(operation: &'static str, message: String) -> UploadError {
-        UploadError { operation, key: "k".into(), code: Some("InvalidArgument".into()), message }
+        UploadError { store: "S3", operation, key: "k".into(), code: Some("InvalidArgument".into()), message }
     }
 
     #[async_trait]

@@ -11,7 +11,7 @@ use super::s3::S3Uploader;
 
 /// How far the store's clock may be from ours, in seconds, when an upload's `Initiated` time
 /// tells whether it belongs to a call of ours.
-const CLOCK_MARGIN_SECS: i64 = 10;
+pub(super) const CLOCK_MARGIN_SECS: i64 = 10;
 
 fn epoch_secs(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)

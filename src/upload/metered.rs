@@ -1,4 +1,5 @@
-//! An [`Uploader`] layer that times every call and counts failures in [`Metrics`].
+//! An [`Uploader`] layer that times every call and counts failures in [`Metrics`], by
+//! destination type.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +19,21 @@ impl Metered {
     pub fn new(inner: Arc<dyn Uploader>, metrics: Arc<Metrics>) -> Self {
         Self { inner, metrics }
     }
+
+    /// S3 calls keep their own `s3_*` series (as before other destinations existed); every
+    /// call is also counted under its destination type.
+    fn record<T>(&self, operation: &'static str, started: Instant, result: &Result<T, UploadError>) {
+        let destination = match self.inner.store() {
+            "S3" => {
+                self.metrics.s3_call(operation, started, result);
+                "s3"
+            }
+            "Azure" => "azure",
+            "GCS" => "gcs",
+            _ => "file",
+        };
+        self.metrics.destination_call(destination, operation, started, result);
+    }
 }
 
 #[async_trait]
@@ -25,7 +41,7 @@ impl Uploader for Metered {
     async fn create_multipart(&self, object: &ObjectMeta) -> Result<String, UploadError> {
         let t = Instant::now();
         let r = self.inner.create_multipart(object).await;
-        self.metrics.s3_call("CreateMultipartUpload", t, &r);
+        self.record("CreateMultipartUpload", t, &r);
         r
     }
 
@@ -38,7 +54,7 @@ impl Uploader for Metered {
     ) -> Result<UploadedPart, UploadError> {
         let t = Instant::now();
         let r = self.inner.upload_part(key, upload_id, number, data).await;
-        self.metrics.s3_call("UploadPart", t, &r);
+        self.record("UploadPart", t, &r);
         r
     }
 
@@ -50,14 +66,14 @@ impl Uploader for Metered {
     ) -> Result<(), UploadError> {
         let t = Instant::now();
         let r = self.inner.complete_multipart(key, upload_id, parts).await;
-        self.metrics.s3_call("CompleteMultipartUpload", t, &r);
+        self.record("CompleteMultipartUpload", t, &r);
         r
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), UploadError> {
         let t = Instant::now();
         let r = self.inner.abort_multipart(key, upload_id).await;
-        self.metrics.s3_call("AbortMultipartUpload", t, &r);
+        self.record("AbortMultipartUpload", t, &r);
         r
     }
 
@@ -68,18 +84,22 @@ impl Uploader for Metered {
     ) -> Result<usize, UploadError> {
         let t = Instant::now();
         let r = self.inner.abort_all_under(prefix, requested_at).await;
-        self.metrics.s3_call("ListMultipartUploads", t, &r);
+        self.record("ListMultipartUploads", t, &r);
         r
     }
 
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError> {
         let t = Instant::now();
         let r = self.inner.put_object(object, data).await;
-        self.metrics.s3_call("PutObject", t, &r);
+        self.record("PutObject", t, &r);
         r
     }
 
     fn url(&self, key: &str) -> String {
         self.inner.url(key)
+    }
+
+    fn store(&self) -> &'static str {
+        self.inner.store()
     }
 }

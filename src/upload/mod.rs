@@ -1,18 +1,25 @@
-//! Uploads in layers, as `object_store` does: raw S3 calls behind the small [`Uploader`]
-//! trait ([`s3::S3Uploader`]), and [`ObjectUpload`], the handle that turns a stream of
-//! chunks into one object (lazy multipart upload, bounded concurrency, abort on failure).
+//! Uploads in layers, as `object_store` does: the raw calls of each destination behind the
+//! small [`Uploader`] trait (S3 in [`s3::S3Uploader`], Azure and GCS in
+//! [`objects::ObjectStoreUploader`], the file system in [`local::LocalUploader`], picked by
+//! [`DestinationSettings`]), and [`ObjectUpload`], the handle that turns a stream of chunks
+//! into one object (lazy multipart upload, bounded concurrency, abort on failure).
 
 mod attempts;
 mod clash;
+pub mod cloud;
+pub mod destinations;
 pub mod endpoint;
 mod fingerprint;
 mod handle;
 mod leftovers;
+pub mod local;
 mod metered;
+pub mod objects;
 pub mod s3;
 mod scrub;
 mod settings;
 
+pub use destinations::{DestinationSettings, DestinationsConfig, FileDestinationConfig};
 pub use handle::ObjectUpload;
 pub use metered::Metered;
 pub use s3::S3Uploader;
@@ -21,11 +28,13 @@ pub use settings::{S3Defaults, UploadConfig};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-/// A failed S3 call, with the S3 error code when there is one (`NoSuchBucket`,
-/// `AccessDenied`, `PreconditionFailed`, …). Never holds a credential.
+/// A failed call to a destination, with the store's error code when there is one
+/// (`NoSuchBucket`, `AccessDenied`, `PreconditionFailed`, …). Never holds a credential.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("S3 {operation} of {key} failed: {}{message}{}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), self.hint())]
+#[error("{store} {operation} of {key} failed: {}{message}{}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), self.hint())]
 pub struct UploadError {
+    /// `S3`, `Azure`, `GCS` or `File`.
+    pub store: &'static str,
     pub operation: &'static str,
     pub key: String,
     pub code: Option<String>,
@@ -35,6 +44,21 @@ pub struct UploadError {
 impl UploadError {
     /// What the job's owner can do about a permanent error, for the codes whose fix is theirs.
     fn hint(&self) -> &'static str {
+        match (self.store, self.code.as_deref()) {
+            ("S3", _) => {}
+            ("Azure", Some("Unauthenticated" | "PermissionDenied")) => {
+                return " (Azure refused the credentials: check azure.account and azure.accesskey or azure.sastoken, \
+                        and that a SAS token allows create and write)";
+            }
+            ("Azure", Some("NotFound")) => {
+                return " (check azure.account, azure.container and azure.endpoint)";
+            }
+            ("GCS", Some("Unauthenticated" | "PermissionDenied")) => {
+                return " (GCS refused the credentials: check gcs.credentials and the account's permissions on the bucket)";
+            }
+            ("GCS", Some("NotFound")) => return " (check gcs.bucket and gcs.endpoint)",
+            _ => return "",
+        }
         match self.code.as_deref() {
             Some(
                 "InvalidAccessKeyId"
@@ -102,6 +126,10 @@ pub trait Uploader: Send + Sync + 'static {
         requested_at: std::time::SystemTime,
     ) -> Result<usize, UploadError>;
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError>;
-    /// The URL of an object, as listed in the job's `extra.paths`.
+    /// The URL of an object, as listed in the job's `extra.paths`, in the store's own form.
     fn url(&self, key: &str) -> String;
+    /// The store's name in errors: `S3`, `Azure`, `GCS` or `File`.
+    fn store(&self) -> &'static str {
+        "S3"
+    }
 }

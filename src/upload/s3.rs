@@ -118,14 +118,12 @@ impl S3Uploader {
             None if bucket.contains('.') => format!("https://s3.{region}.amazonaws.com/{bucket}"),
             None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         };
-        let known =
-            [&secrets.access_key, &secrets.secret_key, &secrets.session_token, &secrets.file_password];
         let configured = defaults
             .access_key
             .as_deref()
             .into_iter()
             .chain(defaults.secret_key.as_ref().map(Secret::expose));
-        let scrub = Scrubber::new(known.into_iter().flatten().map(Secret::expose).chain(configured));
+        let scrub = Scrubber::new(secrets.all().map(Secret::expose).chain(configured));
         Ok(Self {
             client: Client::from_conf(conf.build()),
             bucket,
@@ -173,7 +171,13 @@ impl S3Uploader {
                 (None, format!("{what}: {}", innermost_causes(other)))
             }
         };
-        UploadError { operation, key: key.to_string(), code, message: self.scrub.error_text(&message) }
+        UploadError {
+            store: "S3",
+            operation,
+            key: key.to_string(),
+            code,
+            message: self.scrub.error_text(&message),
+        }
     }
 }
 
@@ -239,6 +243,7 @@ impl Uploader for S3Uploader {
             .await
             .map_err(|e| self.failed("CreateMultipartUpload", &object.key, e))?;
         let id = out.upload_id.ok_or_else(|| UploadError {
+            store: "S3",
             operation: "CreateMultipartUpload",
             key: object.key.clone(),
             code: None,
@@ -355,7 +360,7 @@ impl Uploader for S3Uploader {
 const KEY_IN_URL: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
-fn object_url(base: &str, key: &str) -> String {
+pub(super) fn object_url(base: &str, key: &str) -> String {
     format!("{base}/{}", percent_encoding::utf8_percent_encode(key, KEY_IN_URL))
 }
 

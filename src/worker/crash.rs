@@ -9,8 +9,7 @@ use crate::job::JobSecrets;
 /// Text a job's error, log line or email may carry: every secret of the job replaced.
 pub fn scrub(text: &str, secrets: &JobSecrets) -> String {
     let mut out = text.to_string();
-    let values = [&secrets.access_key, &secrets.secret_key, &secrets.session_token, &secrets.file_password];
-    for value in values.into_iter().flatten() {
+    for value in secrets.all() {
         if !value.is_empty() {
             out = out.replace(value.expose(), "***");
         }

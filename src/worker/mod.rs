@@ -31,7 +31,7 @@ use crate::part::{PartOptions, RotationPolicy};
 use crate::query::{QueryEngine, QueryWindow, slices};
 use crate::secret::SecretBox;
 use crate::store::{Claim, JobStore, Lease, StoreError};
-use crate::upload::{Metered, S3Defaults, S3Uploader, Uploader};
+use crate::upload::{DestinationSettings, Uploader};
 
 /// Builds the uploader for one job's destination (a trait so tests can swap the target).
 #[async_trait]
@@ -39,19 +39,11 @@ pub trait UploaderFactory: Send + Sync + 'static {
     async fn for_job(&self, job: &Job, secrets: &JobSecrets) -> Result<Arc<dyn Uploader>, String>;
 }
 
-pub struct S3UploaderFactory {
-    pub defaults: S3Defaults,
-    pub upload: UploadConfig,
-    pub metrics: Arc<Metrics>,
-}
-
+/// Every destination type, by the job's `destination.type`.
 #[async_trait]
-impl UploaderFactory for S3UploaderFactory {
+impl UploaderFactory for DestinationSettings {
     async fn for_job(&self, job: &Job, secrets: &JobSecrets) -> Result<Arc<dyn Uploader>, String> {
-        let u = S3Uploader::for_destination(&job.spec.destination, secrets, &self.defaults, &self.upload)
-            .await?
-            .owned_by(job.id.to_string());
-        Ok(Arc::new(Metered::new(Arc::new(u), self.metrics.clone())))
+        self.uploader(&job.id.to_string(), &job.spec.destination, secrets).await
     }
 }
 

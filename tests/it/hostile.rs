@@ -56,7 +56,24 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         ("limit is huge", good(json!({"limit": 1e30}))),
         ("limit is text", good(json!({"limit": "ten"}))),
         ("destination is a list", good(json!({"destination": []}))),
-        ("unknown destination type", good(json!({"destination": {"type": "gcs", "params": {}}}))),
+        ("unknown destination type", good(json!({"destination": {"type": "ftp", "params": {}}}))),
+        ("gcs without a bucket", good(json!({"destination": {"type": "gcs", "params": {}}}))),
+        (
+            "file on a server without a file root",
+            good(json!({"destination": {"type": "file", "params": {}}})),
+        ),
+        (
+            "azure key and SAS both",
+            good(
+                json!({"destination": {"type": "azure", "params": {"azure.account": "acct1", "azure.container": "c1", "azure.accesskey": "a2V5", "azure.sastoken": "sv=1"}}}),
+            ),
+        ),
+        (
+            "azure endpoint on a private network",
+            good(
+                json!({"destination": {"type": "azure", "params": {"azure.account": "acct1", "azure.container": "c1", "azure.accesskey": "a2V5", "azure.endpoint": "http://10.0.0.1:10000"}}}),
+            ),
+        ),
         ("unknown format", good(json!({"param:format": "rar"}))),
         ("password with gzip", good(json!({"param:file.password": "x"}))),
         ("retention.size is text", good(json!({"param:retention.size": "big"}))),

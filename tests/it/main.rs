@@ -2,10 +2,13 @@
 //! and PostgreSQL. Run them with `scripts/test.sh`, which starts those services.
 
 mod auth;
+mod backends;
 mod common;
 mod demo;
 mod deploy;
 mod deploy_config;
+mod dest_exports;
+mod destinations;
 mod devo_sdk;
 mod edges;
 mod export;

@@ -26,7 +26,9 @@ fn job(domain: &str) -> Job {
             to_ms: Some(1),
             limit: None,
             destination: Destination {
+                kind: Default::default(),
                 bucket: None,
+                account: None,
                 region: None,
                 endpoint: None,
                 path_style: false,
