@@ -187,7 +187,7 @@ impl Default for WorkerConfig {
             zstd_level: 3,
             shutdown_deadline: Duration::from_secs(30),
             query_memory_mb: 512,
-            memory_margin_mb: 256,
+            memory_margin_mb: 1024,
             max_running_per_domain: None,
             max_queued_per_domain: 10_000,
             max_crashed_runs: 3,

@@ -14,8 +14,8 @@ mod view;
 pub use limits::Limits;
 pub use request::{RequestError, SubmitRequest, codes as request_codes, parse_submit};
 pub use spec::{
-    Destination, DestinationType, Encoding, Format, JobSecrets, JobSpec, ParquetCompression, part_content_type,
-    part_extension,
+    Destination, DestinationType, Encoding, Format, JobSecrets, JobSpec, ParquetCompression,
+    part_content_type, part_extension,
 };
 pub use status::{Command, Effect, JobStatus, plan};
 pub use view::{JobView, job_view};

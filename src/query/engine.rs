@@ -24,7 +24,7 @@ use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
 pub(super) const BATCH_ROWS: usize = 8192;
 
 /// The default of `worker.memory_margin_mb`, in bytes.
-const DEFAULT_PROCESS_MARGIN: usize = 256 << 20;
+const DEFAULT_PROCESS_MARGIN: usize = 1024 << 20;
 
 /// The time range a run may see: `[from_ms, to_ms)` on every table's time column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
