@@ -296,3 +296,42 @@ async fn one_hour_of_a_year_of_parquet_reads_about_that_hour() {
     println!("the whole year: {year_read} of {total} bytes read");
     assert!(year_read >= 0.9 * total as f64, "read {year_read} of {total} bytes");
 }
+
+/// A bounded row-wise job over a Parquet table runs in time slices: every row exactly once,
+/// and the checkpoint of its part names the slice its last row came from (not the job's
+/// start), with only that slice's rows to skip, so a resumed run would re-read one slice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_year_of_parquet_is_exported_in_slices_and_checkpointed_by_slice() {
+    let year_start = START - 365 * 24 * HOUR;
+    let step = 120_000_i64;
+    let per_month = 30 * 24 * 30_i64;
+    let rows = 365 * 24 * 30_i64;
+    let dir = std::env::temp_dir().join(format!("forwarder-it-slices-{}", uuid::Uuid::new_v4()));
+    for month in 0..12 {
+        let end = if month == 11 { rows } else { (month + 1) * per_month };
+        let bytes = parquet(&batch(month * per_month..end, year_start, step), 2000);
+        write(&dir.join(format!("year/2025-{:02}.parquet", month + 1)), &bytes);
+    }
+    let catalog = dir.join("catalog.toml");
+    std::fs::write(&catalog, entry("logs.year", &dir.join("year").display().to_string(), "parquet", ""))
+        .unwrap();
+    let app = app_with_catalog(catalog).await;
+
+    let got = exported_ids(&app, "SELECT id, eventdate, text FROM logs.year", year_start, START).await;
+    assert_eq!(got, (0..rows).collect::<Vec<_>>(), "every row exactly once over the slices");
+    let (_, jobs) = app.get("/search/jobs").await;
+    let id: uuid::Uuid = jobs["object"][0]["id"].as_str().unwrap().parse().unwrap();
+    let job = app.store.get(None, id).await.unwrap().unwrap();
+    let last = job.parts.last().unwrap();
+    let slice = forwarder::query::slices::slice_length(year_start, START, 64).unwrap();
+    let resume_from = last.resume.from_ms.unwrap();
+    assert!(resume_from > year_start, "the checkpoint names a slice, not the job's start: {:?}", last.resume);
+    assert_eq!((resume_from - year_start) % slice, 0, "a slice start: {:?}", last.resume);
+    let rows_per_slice = slice / step + 1;
+    assert!(
+        last.resume.skip > 0 && last.resume.skip as i64 <= rows_per_slice,
+        "a resumed run would skip at most one slice's rows ({rows_per_slice}): {:?}",
+        last.resume
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
