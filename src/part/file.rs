@@ -147,11 +147,7 @@ impl PartFile {
         self.pending.extend_from_slice(trailer);
         self.flush_pending()?;
         self.compressor.finish()?;
-        let mut chunks = self.sink.take_ready();
-        let rest = self.sink.take_rest();
-        if !rest.is_empty() {
-            chunks.push(rest);
-        }
+        let chunks = self.sink.take_all();
         Ok(FinishedPart {
             chunks,
             bytes: self.sink.written(),

@@ -99,11 +99,7 @@ impl ParquetPart {
         self.writer.finish().map_err(parquet_error)?;
         // The writer buffers its output; everything is in the sink once it is dropped.
         drop(self.writer);
-        let mut chunks = self.sink.take_ready();
-        let rest = self.sink.take_rest();
-        if !rest.is_empty() {
-            chunks.push(rest);
-        }
+        let chunks = self.sink.take_all();
         Ok(FinishedPart {
             chunks,
             bytes: self.sink.written(),

@@ -66,6 +66,16 @@ impl ChunkSink {
         hex::encode(self.lock().digest.clone().finalize())
     }
 
+    /// Every chunk not yet taken, the last one possibly short: the end of an object.
+    pub fn take_all(&self) -> Vec<Bytes> {
+        let mut chunks = self.take_ready();
+        let rest = self.take_rest();
+        if !rest.is_empty() {
+            chunks.push(rest);
+        }
+        chunks
+    }
+
     /// Whatever is left after the last full chunk (possibly empty).
     pub fn take_rest(&self) -> Bytes {
         let mut s = self.lock();
