@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::stream_body::{self, StreamPlan};
+use super::stream_registry::{MAX_STREAMS_PER_DOMAIN, Refusal};
 use super::stream_request::{StreamFormat, check_query_id, negotiate, query_text, split_format};
 use super::{ApiError, AppState, Caller, exception_frame};
 use crate::query::{QueryError, QueryWindow};
@@ -92,11 +93,19 @@ pub async fn start(
         StreamFormat::Parquet => None,
         _ => negotiate(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok())),
     };
-    let registered = state.streams.register(&caller.domain, &query_id).ok_or_else(|| {
-        ApiError::conflict(format!(
+    let registered = state.streams.register(&caller.domain, &query_id).map_err(|refusal| match refusal {
+        Refusal::IdTaken => ApiError::conflict(format!(
             "a stream with query_id {query_id} is already running: wait for it to end, stop it with DELETE \
              /v1/stream/{query_id}, or choose another query_id"
-        ))
+        )),
+        Refusal::DomainBusy => ApiError::too_many(
+            429,
+            format!(
+                "this domain already runs {MAX_STREAMS_PER_DOMAIN} streams on this server: wait for one to end \
+                 or stop one with DELETE /v1/stream/{{query_id}}"
+            ),
+            1,
+        ),
     })?;
     tracing::info!(query_id, domain = caller.domain, format = format.name(), "stream started");
 

@@ -7,6 +7,20 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+/// Streams one domain may run at once on this server: each holds a query (its memory budget,
+/// a share of the query runtime's threads), so one tenant opening streams without end must
+/// not leave the others none.
+pub const MAX_STREAMS_PER_DOMAIN: usize = 4;
+
+/// Why a stream was not registered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The domain already runs a stream with this `query_id`.
+    IdTaken,
+    /// The domain already runs [`MAX_STREAMS_PER_DOMAIN`] streams.
+    DomainBusy,
+}
+
 #[derive(Default)]
 pub struct StreamRegistry {
     running: Mutex<HashMap<(String, String), CancellationToken>>,
@@ -31,17 +45,20 @@ impl StreamRegistry {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes `query_id` for a new stream of `domain`; `None` while another of its streams
-    /// runs with that id.
-    pub fn register(self: &Arc<Self>, domain: &str, query_id: &str) -> Option<Registered> {
+    /// Takes `query_id` for a new stream of `domain`: refused while another of its streams
+    /// runs with that id, or while it already runs [`MAX_STREAMS_PER_DOMAIN`] streams.
+    pub fn register(self: &Arc<Self>, domain: &str, query_id: &str) -> Result<Registered, Refusal> {
         let key = (domain.to_string(), query_id.to_string());
         let mut running = self.lock();
         if running.contains_key(&key) {
-            return None;
+            return Err(Refusal::IdTaken);
+        }
+        if running.keys().filter(|(d, _)| d == domain).count() >= MAX_STREAMS_PER_DOMAIN {
+            return Err(Refusal::DomainBusy);
         }
         let cancel = CancellationToken::new();
         running.insert(key.clone(), cancel.clone());
-        Some(Registered { registry: self.clone(), key, cancel })
+        Ok(Registered { registry: self.clone(), key, cancel })
     }
 
     /// Cancels `domain`'s stream `query_id`; `false` if none runs.
@@ -73,14 +90,30 @@ mod tests {
     fn ids_are_per_domain_and_freed_when_the_stream_ends() {
         let registry = Arc::new(StreamRegistry::default());
         let a = registry.register("acme", "q1").unwrap();
-        assert!(registry.register("acme", "q1").is_none(), "one running stream per id");
+        assert_eq!(
+            registry.register("acme", "q1").err(),
+            Some(Refusal::IdTaken),
+            "one running stream per id"
+        );
         let b = registry.register("other", "q1").unwrap();
         assert!(!registry.cancel("nobody", "q1"));
         assert!(registry.cancel("other", "q1"));
         assert!(b.cancel.is_cancelled() && !a.cancel.is_cancelled());
         drop(a);
-        assert!(registry.register("acme", "q1").is_some());
+        assert!(registry.register("acme", "q1").is_ok());
         drop(b);
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn one_domain_runs_a_bounded_number_of_streams() {
+        let registry = Arc::new(StreamRegistry::default());
+        let held: Vec<_> = (0..MAX_STREAMS_PER_DOMAIN)
+            .map(|i| registry.register("acme", &format!("q{i}")).unwrap())
+            .collect();
+        assert_eq!(registry.register("acme", "one-more").err(), Some(Refusal::DomainBusy));
+        assert!(registry.register("other", "q0").is_ok(), "another domain is not held back");
+        drop(held);
+        assert!(registry.register("acme", "one-more").is_ok(), "a stream that ends frees its place");
     }
 }
