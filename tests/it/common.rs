@@ -241,6 +241,23 @@ impl TestApp {
     }
 }
 
+/// Submits `query` with each destination `params` and checks that every one is refused with
+/// HTTP 400, its Devo-style code and a message containing the needle, and that nothing is queued.
+pub async fn assert_refused_and_nothing_queued(app: &TestApp, query: &str, cases: &[(Value, u16, &str)]) {
+    let (from, to) = demo::time_range(app.rows);
+    for (params, code, needle) in cases {
+        let destination = json!({"type": "s3", "params": app.params(params.clone())});
+        let (status, body) =
+            app.submit(json!({"query": query, "from": from, "to": to, "destination": destination})).await;
+        assert_eq!(status, 400, "{params}: {body}");
+        assert_eq!(body["status"], *code, "{params}: {body}");
+        assert!(body["msg"].as_str().unwrap().contains(needle), "{params}: {body}");
+    }
+    let (_, jobs) = app.get("/search/jobs").await;
+    assert_eq!(jobs["object"].as_array().unwrap().len(), 0, "nothing queued: {jobs}");
+    assert!(app.worker.try_run_next_job().await.unwrap().is_none());
+}
+
 pub fn parse_csv(bytes: &[u8]) -> Vec<Vec<String>> {
     csv::ReaderBuilder::new()
         .has_headers(false)

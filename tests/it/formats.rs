@@ -162,20 +162,10 @@ async fn jsonl_plain_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_file_format_is_refused_and_nothing_is_queued() {
     let app = spawn_app(10).await;
-    let (from, to) = forwarder::query::demo::time_range(10);
-    for (params, code, needle) in [
+    let cases = [
         (json!({"file.format": "xml"}), 218, "use csv, jsonl"),
         (json!({"format": "brotli"}), 210, "use plain, gzip, zstd, zip"),
         (json!({"format": "zstd", "file.password": "pw"}), 211, "file.password works only with format zip"),
-    ] {
-        let (status, body) = app
-            .submit(json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": app.params(params)}}))
-            .await;
-        assert_eq!(status, 400, "{body}");
-        assert_eq!(body["status"], code, "{body}");
-        assert!(body["msg"].as_str().unwrap().contains(needle), "{body}");
-    }
-    let (_, jobs) = app.get("/search/jobs").await;
-    assert_eq!(jobs["object"].as_array().unwrap().len(), 0, "nothing queued: {jobs}");
-    assert!(app.worker.try_run_next_job().await.unwrap().is_none());
+    ];
+    assert_refused_and_nothing_queued(&app, QUERY, &cases).await;
 }

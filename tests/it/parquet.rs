@@ -119,8 +119,7 @@ async fn parquet_uncompressed_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_parquet_combinations_are_refused_and_nothing_is_queued() {
     let app = spawn_app(10).await;
-    let (from, to) = forwarder::query::demo::time_range(10);
-    for (params, code, needle) in [
+    let cases = [
         (json!({"file.format": "parquet", "format": "gzip"}), 210, "leave format out"),
         (json!({"file.format": "parquet", "format": "zip"}), 210, "parquet.compression"),
         (
@@ -131,17 +130,8 @@ async fn wrong_parquet_combinations_are_refused_and_nothing_is_queued() {
         (json!({"file.format": "csv", "parquet.compression": "zstd"}), 219, "only with file.format parquet"),
         (json!({"file.format": "parquet", "file.password": "pw"}), 211, "only with format zip"),
         (json!({"file.format": "parquet", "manifest": "yes please"}), 220, "manifest must be true or false"),
-    ] {
-        let (status, body) = app
-            .submit(json!({"query": QUERY, "from": from, "to": to, "destination": {"type": "s3", "params": app.params(params)}}))
-            .await;
-        assert_eq!(status, 400, "{body}");
-        assert_eq!(body["status"], code, "{body}");
-        assert!(body["msg"].as_str().unwrap().contains(needle), "{body}");
-    }
-    let (_, jobs) = app.get("/search/jobs").await;
-    assert_eq!(jobs["object"].as_array().unwrap().len(), 0, "nothing queued: {jobs}");
-    assert!(app.worker.try_run_next_job().await.unwrap().is_none());
+    ];
+    assert_refused_and_nothing_queued(&app, QUERY, &cases).await;
 }
 
 /// `manifest: true`: after the last part, `apiv2_<jobid>_manifest.json` lists every part as
