@@ -26,6 +26,12 @@ pub struct OperationLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `pull` or `push`.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DestinationLabel {
     /// `s3`, `file`, `azure` or `gcs`.
     pub destination: &'static str,
@@ -49,6 +55,10 @@ pub struct Metrics {
     pub destination_errors: Family<DestinationLabel, Counter>,
     pub emails_sent: Counter,
     pub smtp_errors: Counter,
+    /// ksqlDB `/query` queries streaming now, by kind (`pull`, `push`).
+    pub ksql_queries: Family<KindLabel, Gauge>,
+    /// Bytes of the record batches those queries hold while writing them out (one each at most).
+    pub ksql_batch_bytes: Gauge,
     /// Encoding holds the registry; scrapes take turns.
     scrape: Mutex<()>,
 }
@@ -76,6 +86,8 @@ impl Default for Metrics {
         let destination_errors = Family::<DestinationLabel, Counter>::default();
         let emails_sent = Counter::default();
         let smtp_errors = Counter::default();
+        let ksql_queries = Family::<KindLabel, Gauge>::default();
+        let ksql_batch_bytes = Gauge::default();
         registry.register("jobs", "Jobs in the job store, by status", jobs.clone());
         registry.register("jobs_ended", "Job runs this process ended, by final status", jobs_ended.clone());
         registry.register("rows_exported", "Rows inside uploaded part files", rows_exported.clone());
@@ -116,6 +128,16 @@ impl Default for Metrics {
             "Notification emails that failed after retries",
             smtp_errors.clone(),
         );
+        registry.register(
+            "ksql_queries_running",
+            "ksqlDB /query queries streaming now, by kind (pull, push)",
+            ksql_queries.clone(),
+        );
+        registry.register(
+            "ksql_batch_bytes_held",
+            "Bytes of record batches the running /query queries hold (at most one batch each)",
+            ksql_batch_bytes.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -130,6 +152,8 @@ impl Default for Metrics {
             destination_errors,
             emails_sent,
             smtp_errors,
+            ksql_queries,
+            ksql_batch_bytes,
             scrape: Mutex::new(()),
         }
     }
@@ -139,6 +163,10 @@ impl Metrics {
     /// The text exposition, with the job counts given.
     pub fn render(&self, job_counts: &[(JobStatus, u64)]) -> String {
         let _turn = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        for kind in ["pull", "push"] {
+            // Shown at 0 before the first query, so that a dashboard has a series to draw.
+            let _ = self.ksql_queries.get_or_create(&KindLabel { kind });
+        }
         for status in JobStatus::ALL {
             let n = job_counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
             self.jobs.get_or_create(&StatusLabel { status: status.as_str() }).set(n as i64);

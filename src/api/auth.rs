@@ -7,6 +7,9 @@
 //!   path: the signature does not cover the path, so it is bound to the first one it was
 //!   used with ([`super::signatures`]).
 //! - `Authorization: Bearer <token>`.
+//! - On ksqlDB's paths only (`/query`, `/close-query`), HTTP Basic as ksqlDB's clients send it:
+//!   a token as the password (any user), or an API key and its secret as user and password.
+//!   Not elsewhere: a secret sent as it is, unsigned, could be replayed, and Devo's clients sign.
 //!
 //! Keys and tokens come from the configuration or from `forwarder auth`; each belongs to a
 //! domain, and a caller sees only its domain's jobs.
@@ -16,7 +19,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -51,6 +54,7 @@ pub async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    let ksql = super::ksql::takes_basic_auth(parts.uri.path());
     let target = match parts.uri.path_and_query() {
         Some(path) => format!("{} {path}", parts.method),
         None => format!("{} {}", parts.method, parts.uri.path()),
@@ -60,22 +64,28 @@ pub async fn authenticate(
     let by_token = if parts.headers.contains_key("x-logtrust-apikey") {
         None
     } else {
-        match identify(&state, &parts.headers, &Bytes::new(), &target, false).await {
+        match identify(&state, &parts.headers, &Bytes::new(), &target, false, ksql).await {
             Ok(caller) => Some(caller),
-            Err(refused) => return Ok(refused_before_the_body(refused, &parts.headers)),
+            Err(refused) => return Ok(refused_before_the_body(refused, &parts.headers, ksql)),
         }
     };
     // The whole body within the deadline, not only each piece of it: a client sending a byte
     // a second would otherwise hold its connection (and a task) for as long as it likes.
     let deadline = state.config.server.body_read_timeout;
-    let body = tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY))
-        .await
-        .map_err(|_| ApiError::body_too_slow(deadline))?
-        .map_err(|_| ApiError::too_large(MAX_BODY))?;
+    let shaped = |e: ApiError| if ksql { super::ksql::error_response(e) } else { e.into_response() };
+    let body = match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
+        Err(_) => return Ok(shaped(ApiError::body_too_slow(deadline))),
+        Ok(Err(_)) => return Ok(shaped(ApiError::too_large(MAX_BODY))),
+        Ok(Ok(body)) => body,
+    };
     let caller = match by_token {
         Some(caller) => caller,
         None => {
-            identify(&state, &parts.headers, &body, &target, parts.method == axum::http::Method::POST).await?
+            let submits = parts.method == axum::http::Method::POST;
+            match identify(&state, &parts.headers, &body, &target, submits, ksql).await {
+                Ok(caller) => caller,
+                Err(refused) => return Ok(shaped(refused)),
+            }
         }
     };
     let mut req = Request::from_parts(parts, Body::from(body));
@@ -85,9 +95,9 @@ pub async fn authenticate(
 
 /// The refusal of a request whose body was never read: if it has one, the connection cannot
 /// carry another request, and a pooling client must be told so.
-fn refused_before_the_body(refused: ApiError, headers: &HeaderMap) -> Response {
+fn refused_before_the_body(refused: ApiError, headers: &HeaderMap, ksql: bool) -> Response {
     use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-    let mut response = axum::response::IntoResponse::into_response(refused);
+    let mut response = if ksql { super::ksql::error_response(refused) } else { refused.into_response() };
     let has_body = headers.contains_key(TRANSFER_ENCODING)
         || header(headers, CONTENT_LENGTH.as_str()).is_some_and(|n| n != "0");
     if has_body {
@@ -106,16 +116,34 @@ async fn identify(
     body: &Bytes,
     target: &str,
     submits: bool,
+    basic_allowed: bool,
 ) -> Result<Caller, ApiError> {
     if let Some(key) = header(headers, "x-logtrust-apikey") {
         return signed(state, headers, key, body, target, submits).await;
     }
-    // The scheme is case-insensitive (RFC 9110): `bearer` works as well as `Bearer`.
-    let token = header(headers, "authorization")
+    let (scheme, credentials) = header(headers, "authorization")
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>, or Devo's x-logtrust-apikey / -timestamp / -sign headers"))?;
+        .map(|(scheme, rest)| (scheme, rest.trim()))
+        .unwrap_or_default();
+    // Schemes are case-insensitive (RFC 9110): `bearer` works as well as `Bearer`.
+    if scheme.eq_ignore_ascii_case("basic") && basic_allowed {
+        return basic(state, credentials).await;
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        let hint = if basic_allowed {
+            ", or HTTP Basic (a token as the password, or an API key and its secret)"
+        } else {
+            ""
+        };
+        return Err(ApiError::unauthorized(&format!(
+            "send Authorization: Bearer <token>, or Devo's x-logtrust-apikey / -timestamp / -sign headers{hint}"
+        )));
+    }
+    by_token(state, credentials).await?.ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
+}
+
+/// The caller a bearer token names, if any.
+async fn by_token(state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
     if let Some(t) = state
         .config
         .auth
@@ -123,12 +151,52 @@ async fn identify(
         .iter()
         .find(|t| constant_time_eq(t.token.expose().as_bytes(), token.as_bytes()))
     {
-        return Ok(Caller { domain: t.domain.clone(), owner: format!("token@{}", t.domain) });
+        return Ok(Some(Caller { domain: t.domain.clone(), owner: format!("token@{}", t.domain) }));
     }
-    match state.credentials.find_credential(CredentialKind::Token, &token_lookup(token)).await? {
-        Some(c) => Ok(Caller { domain: c.domain, owner: c.id }),
-        None => Err(ApiError::unauthorized("unknown or revoked token")),
+    let found = state.credentials.find_credential(CredentialKind::Token, &token_lookup(token)).await?;
+    Ok(found.map(|c| Caller { domain: c.domain, owner: c.id }))
+}
+
+/// An API key's secret and the caller it names, if the key is known and not revoked.
+async fn by_api_key(state: &AppState, key: &str) -> Result<Option<(Secret, Caller)>, ApiError> {
+    if let Some(k) = state.config.auth.api_keys.iter().find(|k| k.key == key) {
+        return Ok(Some((k.secret.clone(), Caller { domain: k.domain.clone(), owner: k.key.clone() })));
     }
+    let Some(c) = state.credentials.find_credential(CredentialKind::ApiKey, key).await? else {
+        return Ok(None);
+    };
+    let secret: Option<Secret> = c.sealed.as_deref().and_then(|s| state.secrets.open(s).ok());
+    // The credential's id, as `forwarder auth list` shows it (and revokes it by).
+    Ok(secret.map(|secret| (secret, Caller { domain: c.domain, owner: c.id })))
+}
+
+/// HTTP Basic, as ksqlDB's clients send it: an API key and its secret as user and password,
+/// or a token as the password (whatever the user).
+async fn basic(state: &AppState, credentials: &str) -> Result<Caller, ApiError> {
+    use base64::Engine as _;
+    let refused = || {
+        ApiError::unauthorized(
+            "unknown user or password: send an API key and its secret as user and password, or a token as the password",
+        )
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok())
+        .ok_or_else(|| ApiError::unauthorized("Authorization: Basic takes base64 of user:password"))?;
+    let (user, password) = decoded
+        .split_once(':')
+        .ok_or_else(|| ApiError::unauthorized("Authorization: Basic takes base64 of user:password"))?;
+    if !user.is_empty()
+        && let Some((secret, caller)) = by_api_key(state, user).await?
+    {
+        return if constant_time_eq(secret.expose().as_bytes(), password.as_bytes()) {
+            Ok(caller)
+        } else {
+            Err(refused())
+        };
+    }
+    by_token(state, password).await?.ok_or_else(refused)
 }
 
 async fn signed(
@@ -161,23 +229,8 @@ async fn signed(
             humantime_serde::re::humantime::format_duration(skew)
         )));
     }
-    let (secret, caller) = match state.config.auth.api_keys.iter().find(|k| k.key == key) {
-        Some(k) => (k.secret.clone(), Caller { domain: k.domain.clone(), owner: k.key.clone() }),
-        None => {
-            let c = state
-                .credentials
-                .find_credential(CredentialKind::ApiKey, key)
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-            let secret: Secret = c
-                .sealed
-                .as_deref()
-                .and_then(|s| state.secrets.open(s).ok())
-                .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-            // The credential's id, as `forwarder auth list` shows it (and revokes it by).
-            (secret, Caller { domain: c.domain, owner: c.id })
-        }
-    };
+    let (secret, caller) =
+        by_api_key(state, key).await?.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
     if !signature_matches(&secret, key, body, timestamp, sign) {
         return Err(ApiError::unauthorized(
             "x-logtrust-sign does not match: sign apikey + body + timestamp with the key's secret (HMAC-SHA256, hex)",

@@ -1,10 +1,14 @@
-//! The HTTP API: Devo's Query API v2 paths ([`devo`]), health and readiness.
+//! The HTTP API: Devo's Query API v2 paths ([`devo`]), streamed results (`/v1/stream`, after
+//! ClickHouse; ksqlDB's `/query`), health and readiness.
 
 mod auth;
 mod devo;
 mod error;
 pub mod exception_frame;
 mod idle;
+mod ksql;
+mod ksql_body;
+mod ksql_request;
 mod serve;
 mod signatures;
 mod stream;
@@ -65,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/search/job/remove/{id}", get(devo::remove))
         .route("/v1/stream", post(stream::start))
         .route("/v1/stream/{query_id}", delete(stream::cancel))
+        .route("/query", post(ksql::query))
+        .route("/close-query", post(ksql::close_query))
         // Figures for the whole service: any credential reads them (Prometheus sends a
         // bearer token), nobody without one.
         .route("/metrics", get(metrics))

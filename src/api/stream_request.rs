@@ -104,7 +104,7 @@ pub fn split_format(sql: &str) -> (String, Option<String>) {
 }
 
 /// The byte offset of a 1-based line and character column.
-fn byte_offset(text: &str, line: u64, column: u64) -> Option<usize> {
+pub(super) fn byte_offset(text: &str, line: u64, column: u64) -> Option<usize> {
     let mut start = 0;
     for _ in 1..line {
         start += text[start..].find('\n')? + 1;

@@ -30,8 +30,11 @@ use super::time::{push_date, push_iso_utc};
 use super::{EncodedRows, Encoder};
 
 pub struct JsonlEncoder {
-    /// `"name":` of each column, JSON-escaped once.
+    /// `"name":` of each column, JSON-escaped once (empty when rows are arrays of values).
     keys: Vec<Vec<u8>>,
+    /// What each row starts and ends with.
+    open: Vec<u8>,
+    close: Vec<u8>,
     /// Reused for values that go through Arrow's formatter.
     scratch: String,
 }
@@ -48,7 +51,19 @@ impl JsonlEncoder {
                 key
             })
             .collect();
-        Self { keys, scratch: String::new() }
+        Self { keys, open: b"{".to_vec(), close: b"}\n".to_vec(), scratch: String::new() }
+    }
+
+    /// Rows as JSON arrays of their values (same value rules), each written between `open`
+    /// and `close`: ksqlDB's `{"row":{"columns":[…]}}` is `open` `{"row":{"columns":[` and
+    /// `close` `]}}`.
+    pub fn values(schema: &Schema, open: &[u8], close: &[u8]) -> Self {
+        Self {
+            keys: vec![Vec::new(); schema.fields().len()],
+            open: open.to_vec(),
+            close: close.to_vec(),
+            scratch: String::new(),
+        }
     }
 }
 
@@ -61,7 +76,7 @@ impl Encoder for JsonlEncoder {
         let arrays = batch.columns().iter().map(normalize).collect::<Result<Vec<_>, _>>()?;
         let mut columns = arrays.iter().map(Column::new).collect::<Result<Vec<_>, _>>()?;
         for row in 0..batch.num_rows() {
-            out.bytes.push(b'{');
+            out.bytes.extend_from_slice(&self.open);
             for (i, (column, key)) in columns.iter_mut().zip(&self.keys).enumerate() {
                 if i > 0 {
                     out.bytes.push(b',');
@@ -69,7 +84,7 @@ impl Encoder for JsonlEncoder {
                 out.bytes.extend_from_slice(key);
                 column.write(row, &mut out.bytes, &mut self.scratch)?;
             }
-            out.bytes.extend_from_slice(b"}\n");
+            out.bytes.extend_from_slice(&self.close);
             out.end_row();
         }
         Ok(())

@@ -33,6 +33,10 @@ pub struct QueryWindow {
     pub to_ms: Option<i64>,
 }
 
+/// How far behind "now" a window over new rows ends (a continuous job's, a push query's), so
+/// that rows still being written are not missed.
+pub const CONTINUOUS_LAG: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A running query: its batches, where the time column is in them (if selected), and the
 /// bytes it has fetched from its tables' storage so far.
 pub struct QueryRun {

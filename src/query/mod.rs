@@ -20,7 +20,7 @@ mod watched_plan;
 pub use bytes_read::BytesRead;
 pub use catalog::{Catalog, EpochUnit, TableCompression, TableEntry, TableFormat};
 pub use engine::{
-    DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn,
+    CONTINUOUS_LAG, DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn,
     error_text as query_error_text,
 };
 pub use object_stores::{TableStores, for_catalog as table_stores};

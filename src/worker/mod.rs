@@ -28,7 +28,7 @@ use crate::job::{Command, Job, JobSecrets, JobStatus, Progress, ResumePoint, now
 use crate::metrics::Metrics;
 use crate::notify::EndReporter;
 use crate::part::{PartOptions, RotationPolicy};
-use crate::query::{QueryEngine, QueryWindow, slices};
+use crate::query::{CONTINUOUS_LAG, QueryEngine, QueryWindow, slices};
 use crate::secret::SecretBox;
 use crate::store::{Claim, JobStore, Lease, StoreError};
 use crate::upload::{DestinationSettings, Uploader};
@@ -68,10 +68,6 @@ pub struct Worker {
     /// poll (jobs queued elsewhere are found by polling).
     queued: Arc<Notify>,
 }
-
-/// How far behind "now" a continuous job's window ends, so that rows still being written
-/// are not missed.
-const CONTINUOUS_LAG: Duration = Duration::from_secs(1);
 
 impl Worker {
     pub fn new(
