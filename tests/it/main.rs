@@ -16,6 +16,7 @@ mod export_cli;
 mod faults;
 mod formats;
 mod hostile;
+mod ksql;
 mod lifecycle;
 mod parquet;
 mod scale_out;
