@@ -241,6 +241,18 @@ impl TestApp {
     }
 }
 
+/// A JSON value as the CSV encoder writes it (timestamps `YYYY-MM-DD hh:mm:ss.mmm`).
+pub fn json_as_csv_field(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) if s.ends_with('Z') && s.get(10..11) == Some("T") => {
+            s.trim_end_matches('Z').replacen('T', " ", 1)
+        }
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Submits `query` with each destination `params` and checks that every one is refused with
 /// HTTP 400, its Devo-style code and a message containing the needle, and that nothing is queued.
 pub async fn assert_refused_and_nothing_queued(app: &TestApp, query: &str, cases: &[(Value, u16, &str)]) {

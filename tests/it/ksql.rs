@@ -35,18 +35,6 @@ fn rows_of(elements: &[Value]) -> Vec<Vec<Value>> {
     elements.iter().filter_map(|e| e["row"]["columns"].as_array().cloned()).collect()
 }
 
-/// A JSON value as the CSV encoder writes it (timestamps `YYYY-MM-DD hh:mm:ss.mmm`).
-fn as_csv_field(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) if s.ends_with('Z') && s.get(10..11) == Some("T") => {
-            s.trim_end_matches('Z').replacen('T', " ", 1)
-        }
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Reads a streamed body element by element (one per line, as the server writes them).
 struct Reader {
     response: reqwest::Response,
@@ -114,7 +102,7 @@ async fn a_pull_query_streams_the_querys_rows_as_a_json_array() {
     );
     assert_eq!(elements.last().unwrap(), &json!({"finalMessage": "Query Completed"}));
     let rows: Vec<Vec<String>> =
-        rows_of(&elements).iter().map(|r| r.iter().map(as_csv_field).collect()).collect();
+        rows_of(&elements).iter().map(|r| r.iter().map(json_as_csv_field).collect()).collect();
     let expected = app.direct_rows(query).await;
     assert_eq!(rows.len(), 2_000);
     assert_eq!(rows[..], expected[1..], "exactly the query's rows, in order");
@@ -193,7 +181,7 @@ async fn limit_ends_a_push_query_with_limit_reached() {
         assert_eq!(r.status(), 200);
         let elements = body_elements(r).await;
         assert_eq!(elements.last().unwrap(), &json!({"finalMessage": "Limit Reached"}));
-        let uris: Vec<String> = rows_of(&elements).iter().map(|r| as_csv_field(&r[0])).collect();
+        let uris: Vec<String> = rows_of(&elements).iter().map(|r| json_as_csv_field(&r[0])).collect();
         let expected: Vec<String> = app.direct_rows("SELECT uri FROM demo.ecommerce.data").await[1..=limit]
             .iter()
             .map(|r| r[0].clone())
@@ -218,7 +206,7 @@ async fn a_failure_mid_stream_ends_the_array_with_an_error_message() {
     assert!(error["message"].as_str().unwrap().contains("Divide by zero"), "{error}");
     assert!(error["error_code"].as_u64().is_some(), "{error}");
     let rows: Vec<Vec<String>> =
-        rows_of(&elements).iter().map(|r| r.iter().map(as_csv_field).collect()).collect();
+        rows_of(&elements).iter().map(|r| r.iter().map(json_as_csv_field).collect()).collect();
     assert!(rows.len() > 8_000 && rows.len() <= 15_000, "{} rows before the failure", rows.len());
     let prefix = app.direct_rows("SELECT uri, 1 AS one FROM demo.ecommerce.data").await;
     assert_eq!(rows[..], prefix[1..=rows.len()]);

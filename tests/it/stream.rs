@@ -61,18 +61,6 @@ fn tsv_rows(bytes: &[u8]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// A JSON value as the CSV encoder writes it (timestamps `YYYY-MM-DD hh:mm:ss.mmm`).
-fn json_as_csv_field(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) if s.ends_with('Z') && s.get(10..11) == Some("T") => {
-            s.trim_end_matches('Z').replacen('T', " ", 1)
-        }
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_streams_the_querys_rows() {
     let app = spawn_app(20_000).await;
