@@ -136,6 +136,15 @@ if [ ! -x "$devo_venv/bin/python" ] || ! cmp -s "$root/tests/devo-sdk/requiremen
   cp "$root/tests/devo-sdk/requirements.txt" "$devo_venv/.installed"
 fi
 
+# A ksqlDB REST client (ksql-python-ng), in a venv of its own.
+ksql_venv=$root/tests/ksql-client/.venv
+if [ ! -x "$ksql_venv/bin/python" ] || ! cmp -s "$root/tests/ksql-client/requirements.txt" "$ksql_venv/.installed" ; then
+  echo "installing a ksqlDB REST client into $ksql_venv (pinned, see tests/ksql-client/requirements.txt)" >&2
+  python3 -m venv "$ksql_venv"
+  "$ksql_venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/ksql-client/requirements.txt" >&2
+  cp "$root/tests/ksql-client/requirements.txt" "$ksql_venv/.installed"
+fi
+
 # The readers users open Parquet and zstd parts with: pyarrow, DuckDB, zstandard.
 readers_venv=$root/tests/readers/.venv
 if [ ! -x "$readers_venv/bin/python" ] || ! cmp -s "$root/tests/readers/requirements.txt" "$readers_venv/.installed" ; then
@@ -228,6 +237,7 @@ export FORWARDER_TEST_SMTP_AUTH_URL=smtp://127.0.0.1:$smtp_auth_port
 export FORWARDER_TEST_SMTP_LOGINS=$state/smtp-logins
 export FORWARDER_TEST_MAILDIR=$state/maildir
 export FORWARDER_TEST_DEVO_PYTHON=$devo_venv/bin/python
+export FORWARDER_TEST_KSQL_PYTHON=$ksql_venv/bin/python
 export FORWARDER_TEST_READERS_PYTHON=$readers_venv/bin/python
 export FORWARDER_TEST_AZURITE_ENDPOINT=http://127.0.0.1:$azurite_port/devstoreaccount1
 ENV

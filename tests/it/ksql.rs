@@ -361,3 +361,38 @@ async fn bad_requests_get_ksqldb_errors_that_say_what_to_fix() {
     assert_eq!(body["@type"], "generic_error");
     assert_eq!(reqwest::get(format!("{}/healthz", app.api)).await.unwrap().status(), 200);
 }
+
+/// Runs tests/ksql-client/client.py (ksql-python-ng, unmodified) off the test's threads: the
+/// body it streamed.
+async fn ksql_client(
+    app: &TestApp,
+    user: &str,
+    password: &str,
+    ksql: &str,
+    reset: Option<&str>,
+) -> Vec<Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ksql-client/client.py");
+    let mut command = std::process::Command::new(env("FORWARDER_TEST_KSQL_PYTHON"));
+    command.arg(script).args([app.api.as_str(), user, password, ksql]).args(reset);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: Value = serde_json::from_slice(&out.stdout).expect("the client streamed one JSON array");
+    body.as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ksqldb_client_from_pypi_streams_pull_and_push_queries_with_basic_auth() {
+    let app = spawn_app(2_000).await;
+    let (_, printed) = auth_cli(&app, &["create-key", "--domain", "default"]);
+    let (key, secret) = api_key_from(&printed);
+    let query = "SELECT uri, statusCode FROM demo.ecommerce.data";
+    let elements = ksql_client(&app, &key, &secret, query, None).await;
+    let rows: Vec<Vec<String>> =
+        rows_of(&elements).iter().map(|r| r.iter().map(json_as_csv_field).collect()).collect();
+    assert_eq!(rows[..], app.direct_rows(query).await[1..]);
+    assert_eq!(elements.last().unwrap(), &json!({"finalMessage": "Query Completed"}));
+    let ksql = "SELECT uri FROM demo.ecommerce.data EMIT CHANGES LIMIT 7";
+    let elements = ksql_client(&app, "anyone", &app.token, ksql, Some("earliest")).await;
+    assert_eq!(rows_of(&elements).len(), 7);
+    assert_eq!(elements.last().unwrap(), &json!({"finalMessage": "Limit Reached"}));
+}
