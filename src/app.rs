@@ -98,11 +98,12 @@ impl App {
         let (store, reporter) = (self.state.store.clone(), self.state.reporter.clone());
         let deadline = self.state.config.worker.shutdown_deadline;
         // Ends with this function: the sweep of export files past export.ttl.
-        let _sweep = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::api::exports_files::sweep_forever(
-            store.clone(),
-            self.state.config.export.dir(&self.state.config.data_dir),
-            self.state.config.export.ttl,
-        )));
+        let _sweep =
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::api::exports_files::sweep_forever(
+                store.clone(),
+                self.state.config.export.dir(&self.state.config.data_dir),
+                self.state.config.export.ttl,
+            )));
         let app = router(self.state);
         let acceptor = match &tls {
             None => None,

@@ -449,7 +449,9 @@ impl Config {
             return bad("worker.concurrency must be at least 1");
         }
         if self.export.max_rows == 0 || self.export.chunk_size == 0 || self.export.ttl.is_zero() {
-            return bad("export.max_rows and export.chunk_size must be at least 1, export.ttl above 0 (like \"24h\")");
+            return bad(
+                "export.max_rows and export.chunk_size must be at least 1, export.ttl above 0 (like \"24h\")",
+            );
         }
         if self.worker.max_crashed_runs == 0 {
             return bad(

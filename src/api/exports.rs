@@ -57,11 +57,9 @@ pub async fn start(
     let domain = tenant_domain(&caller, &headers)?;
     let query_id = parse_id("a query id (executionId)", &id)?;
     let request = parse_export_request(&body)?;
-    let query = state
-        .queries
-        .registered_query(&domain, query_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("query {query_id} (register it with POST /v1/queries)")))?;
+    let query = state.queries.registered_query(&domain, query_id).await?.ok_or_else(|| {
+        ApiError::not_found(&format!("query {query_id} (register it with POST /v1/queries)"))
+    })?;
     refuse_over_quota(&state).await?;
     let settings = &state.config.export;
     let (format, parquet_compression) = request.packing();
@@ -159,10 +157,14 @@ async fn find(state: &AppState, caller: &Caller, headers: &HeaderMap, id: &str) 
     let domain = tenant_domain(caller, headers)?;
     let uuid = parse_id("an export id (exportId)", id)?;
     match state.store.get(Some(&domain), uuid).await? {
-        Some(job) if job.spec.destination.kind == DestinationType::Download && job.status != JobStatus::Removed => {
+        Some(job)
+            if job.spec.destination.kind == DestinationType::Download && job.status != JobStatus::Removed =>
+        {
             Ok(job)
         }
-        _ => Err(ApiError::not_found(&format!("export {uuid} (deleted, expired after export.ttl, or never made)"))),
+        _ => Err(ApiError::not_found(&format!(
+            "export {uuid} (deleted, expired after export.ttl, or never made)"
+        ))),
     }
 }
 
@@ -229,9 +231,16 @@ pub async fn download(
     if job.status != JobStatus::Completed {
         let why = match job.errors.last() {
             Some(e) if job.status == JobStatus::Failed => format!("it failed: {e}"),
-            _ => format!("it is {}; poll its progress until COMPLETED", if job.status == JobStatus::Created { "PENDING" } else { "not finished" }),
+            _ => format!(
+                "it is {}; poll its progress until COMPLETED",
+                if job.status == JobStatus::Created { "PENDING" } else { "not finished" }
+            ),
         };
-        return Err(ApiError::new(StatusCode::CONFLICT, codes::NOT_READY, format!("export {} has no file yet: {why}", job.id)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            codes::NOT_READY,
+            format!("export {} has no file yet: {why}", job.id),
+        ));
     }
     let Some(part) = job.parts.first() else {
         return Err(ApiError::not_found(&format!("a file of export {} (its result has no rows)", job.id)));
@@ -242,13 +251,10 @@ pub async fn download(
     }
     let dest = &job.spec.destination;
     let content_type = crate::job::part_content_type(dest.file_format, dest.format);
-    let served = tower_http::services::ServeFile::new(&path)
-        .try_call(request)
-        .await
-        .map_err(|e| {
-            tracing::error!(export = %job.id, error = %e, "cannot read an export's file");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 500, "cannot read the export's file")
-        })?;
+    let served = tower_http::services::ServeFile::new(&path).try_call(request).await.map_err(|e| {
+        tracing::error!(export = %job.id, error = %e, "cannot read an export's file");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 500, "cannot read the export's file")
+    })?;
     let mut response = served.map(Body::new);
     if response.status().is_success() {
         // The part's own type (the one stored with it), not one guessed from the extension.

@@ -66,7 +66,12 @@ pub struct Swept {
 /// since its export completed, or whose export will never be downloaded, is removed. An
 /// expired export becomes `REMOVED`, so that its progress and download answer 404 as a
 /// deleted one does. Exports still queued or running are left alone.
-pub async fn sweep(store: &dyn JobStore, dir: &Path, ttl: Duration, now_ms: i64) -> Result<Swept, StoreError> {
+pub async fn sweep(
+    store: &dyn JobStore,
+    dir: &Path,
+    ttl: Duration,
+    now_ms: i64,
+) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(entries) => entries,
@@ -86,8 +91,10 @@ pub async fn sweep(store: &dyn JobStore, dir: &Path, ttl: Duration, now_ms: i64)
         });
         let unwanted = match &job {
             None => true,
-            Some(j) => j.spec.destination.kind != DestinationType::Download
-                || matches!(j.status, JobStatus::Failed | JobStatus::Removed),
+            Some(j) => {
+                j.spec.destination.kind != DestinationType::Download
+                    || matches!(j.status, JobStatus::Failed | JobStatus::Removed)
+            }
         };
         if !(expired || unwanted) {
             continue;

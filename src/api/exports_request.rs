@@ -76,8 +76,12 @@ pub fn parse_id(what: &str, id: &str) -> Result<Uuid, ApiError> {
 fn object(body: &[u8], shape: &str) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(codes::BAD_BODY, format!("the body must be a JSON object: {shape}"))),
-        Err(e) => Err(ApiError::bad_request(codes::BAD_BODY, format!("the body is not JSON ({e}); send {shape}"))),
+        Ok(_) => {
+            Err(ApiError::bad_request(codes::BAD_BODY, format!("the body must be a JSON object: {shape}")))
+        }
+        Err(e) => {
+            Err(ApiError::bad_request(codes::BAD_BODY, format!("the body is not JSON ({e}); send {shape}")))
+        }
     }
 }
 
@@ -112,12 +116,17 @@ pub fn parse_registration(body: &[u8]) -> Result<Registration, ApiError> {
         Some(Value::String(_)) => return Err(ApiError::bad_request(codes::BAD_QUERY, "\"query\" is empty")),
         Some(_) => return Err(ApiError::bad_request(codes::BAD_QUERY, "\"query\" must be a string of SQL")),
         None => {
-            return Err(ApiError::bad_request(codes::BAD_QUERY, format!("\"query\" is missing; send {REGISTRATION}")));
+            return Err(ApiError::bad_request(
+                codes::BAD_QUERY,
+                format!("\"query\" is missing; send {REGISTRATION}"),
+            ));
         }
     };
     let time = |field: &str| match map.get(field) {
         None => Ok(None),
-        Some(v) => crate::job::parse_time(field, v).map_err(|e| ApiError::bad_request(codes::BAD_TIME, e.msg)),
+        Some(v) => {
+            crate::job::parse_time(field, v).map_err(|e| ApiError::bad_request(codes::BAD_TIME, e.msg))
+        }
     };
     let (from_ms, to_ms) = (time("from")?, time("to")?);
     if let (Some(f), Some(t)) = (from_ms, to_ms)
@@ -200,10 +209,16 @@ pub fn parse_export_request(body: &[u8]) -> Result<ExportRequest, ApiError> {
         None | Some(Value::Null) => ExportFormat::Csv,
         Some(Value::String(s)) => ExportFormat::parse(s).ok_or_else(|| {
             let shown: String = s.chars().take(32).filter(|c| !c.is_control()).collect();
-            ApiError::bad_request(codes::BAD_FORMAT, format!("format \"{shown}\" is not one of {}", formats()))
+            ApiError::bad_request(
+                codes::BAD_FORMAT,
+                format!("format \"{shown}\" is not one of {}", formats()),
+            )
         })?,
         Some(_) => {
-            return Err(ApiError::bad_request(codes::BAD_FORMAT, format!("format must be one of {}", formats())));
+            return Err(ApiError::bad_request(
+                codes::BAD_FORMAT,
+                format!("format must be one of {}", formats()),
+            ));
         }
     };
     let flag = |name: &str, default: bool| match map.get(name) {
@@ -211,7 +226,11 @@ pub fn parse_export_request(body: &[u8]) -> Result<ExportRequest, ApiError> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(_) => Err(ApiError::bad_request(codes::BAD_FLAG, format!("{name} must be true or false"))),
     };
-    Ok(ExportRequest { format, include_header: flag("includeHeader", true)?, compress: flag("compress", false)? })
+    Ok(ExportRequest {
+        format,
+        include_header: flag("includeHeader", true)?,
+        compress: flag("compress", false)?,
+    })
 }
 
 #[cfg(test)]
@@ -259,10 +278,14 @@ mod tests {
 
     #[test]
     fn registrations_need_a_query_and_an_ordered_window() {
-        let r = parse_registration(br#"{"query":"SELECT 1","from":1767225600,"to":"2026-01-02T00:00:00Z"}"#).unwrap();
+        let r = parse_registration(br#"{"query":"SELECT 1","from":1767225600,"to":"2026-01-02T00:00:00Z"}"#)
+            .unwrap();
         assert_eq!((r.from_ms, r.to_ms), (Some(1_767_225_600_000), Some(1_767_312_000_000)));
         assert_eq!(parse_registration(br#"{"from":1}"#).unwrap_err().code, codes::BAD_QUERY);
-        assert_eq!(parse_registration(br#"{"query":"x","from":5,"to":1}"#).unwrap_err().code, codes::BAD_TIME);
+        assert_eq!(
+            parse_registration(br#"{"query":"x","from":5,"to":1}"#).unwrap_err().code,
+            codes::BAD_TIME
+        );
         assert_eq!(parse_registration(br#"{"query":"x","from":"soon"}"#).unwrap_err().code, codes::BAD_TIME);
     }
 }

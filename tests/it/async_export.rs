@@ -24,7 +24,10 @@ fn export_dir(app: &TestApp) -> std::path::PathBuf {
 /// Registers `QUERY` over the whole demo table; its executionId.
 async fn register(app: &TestApp) -> String {
     let (from, to) = demo::time_range(app.rows);
-    let r = app.http.post(format!("{}/v1/queries", app.api)).json(&json!({"query": QUERY, "from": from, "to": to}));
+    let r = app
+        .http
+        .post(format!("{}/v1/queries", app.api))
+        .json(&json!({"query": QUERY, "from": from, "to": to}));
     let r = r.send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     r.json::<Value>().await.unwrap()["executionId"].as_str().unwrap().to_string()
@@ -37,9 +40,13 @@ async fn post(app: &TestApp, path: &str, body: &str) -> (StatusCode, Value) {
 
 /// Asks for an export of `query_id` with `body`; its exportId.
 async fn export(app: &TestApp, query_id: &str, body: Value) -> String {
-    let (status, answer) = post(app, &format!("/v1/queries/{query_id}/export/async"), &body.to_string()).await;
+    let (status, answer) =
+        post(app, &format!("/v1/queries/{query_id}/export/async"), &body.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    assert_eq!((answer["executionId"].as_str(), answer["status"].as_str()), (Some(query_id), Some("PENDING")));
+    assert_eq!(
+        (answer["executionId"].as_str(), answer["status"].as_str()),
+        (Some(query_id), Some("PENDING"))
+    );
     answer["exportId"].as_str().unwrap().to_string()
 }
 
@@ -79,8 +86,10 @@ async fn csv_with_and_without_header_and_gzipped_holds_exactly_the_querys_rows()
     let app = spawn_app(3_000).await;
     let query = register(&app).await;
     let (header, rows) = expected(&app).await;
-    let gzipped = export(&app, &query, json!({"format": "CSV", "includeHeader": true, "compress": true})).await;
-    let headless = export(&app, &query, json!({"format": "csv", "includeHeader": false, "compress": false})).await;
+    let gzipped =
+        export(&app, &query, json!({"format": "CSV", "includeHeader": true, "compress": true})).await;
+    let headless =
+        export(&app, &query, json!({"format": "csv", "includeHeader": false, "compress": false})).await;
     for _ in 0..2 {
         app.worker.try_run_next_job().await.unwrap().unwrap();
     }
@@ -92,7 +101,10 @@ async fn csv_with_and_without_header_and_gzipped_holds_exactly_the_querys_rows()
     assert_eq!(parse_csv(&plain), rows, "no header line, then every row");
     let done = progress(&app, &gzipped).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
-    assert_eq!((done["totalRows"].as_u64(), done["rowsProcessed"].as_u64()), (Some(rows.len() as u64), Some(rows.len() as u64)));
+    assert_eq!(
+        (done["totalRows"].as_u64(), done["rowsProcessed"].as_u64()),
+        (Some(rows.len() as u64), Some(rows.len() as u64))
+    );
     assert_eq!(done["percentComplete"], 100);
     assert!(done["startedAt"].as_str().unwrap().ends_with('Z'), "{done}");
 }
@@ -215,7 +227,8 @@ async fn an_unfetched_file_is_removed_after_the_ttl() {
     app.worker.try_run_next_job().await.unwrap().unwrap();
     let ttl = ExportConfig::default().ttl;
     let now = forwarder::job::now_ms();
-    let early = sweep(app.store.as_ref(), &export_dir(&app), ttl, now + ttl.as_millis() as i64 - 60_000).await;
+    let early =
+        sweep(app.store.as_ref(), &export_dir(&app), ttl, now + ttl.as_millis() as i64 - 60_000).await;
     assert_eq!(early.unwrap().expired, 0, "kept until the ttl passes");
     assert_eq!(progress(&app, &id).await["status"], "COMPLETED");
     let late = sweep(app.store.as_ref(), &export_dir(&app), ttl, now + ttl.as_millis() as i64 + 60_000).await;
@@ -287,7 +300,10 @@ async fn another_tenant_cannot_see_download_or_delete_an_export() {
     assert!(wider.text().await.unwrap().contains("may only narrow"));
     let narrower = as_tenant("default/team", format!("/v1/queries/exports/{id}/progress")).await.unwrap();
     assert_eq!(narrower.status(), 404, "a tenant sees only its own exports");
-    assert_eq!(as_tenant("default", format!("/v1/queries/exports/{id}/progress")).await.unwrap().status(), 200);
+    assert_eq!(
+        as_tenant("default", format!("/v1/queries/exports/{id}/progress")).await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
