@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -152,19 +152,34 @@ async fn refuse_over_quota(state: &AppState) -> Result<(), ApiError> {
     ))
 }
 
-/// The export `id` in the caller's (tenant's) domain, unless it was deleted or expired.
-async fn find(state: &AppState, caller: &Caller, headers: &HeaderMap, id: &str) -> Result<Job, ApiError> {
-    let domain = tenant_domain(caller, headers)?;
-    let uuid = parse_id("an export id (exportId)", id)?;
-    match state.store.get(Some(&domain), uuid).await? {
-        Some(job)
-            if job.spec.destination.kind == DestinationType::Download && job.status != JobStatus::Removed =>
-        {
-            Ok(job)
+/// The export `{id}` of the path, in the caller's (tenant's) domain, unless it was deleted or
+/// expired: what every call on one export starts with.
+pub struct Found(Job);
+
+impl FromRequestParts<AppState> for Found {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let domain = tenant_domain(&caller, &parts.headers)?;
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(codes::BAD_ID, e.body_text()))?;
+        let uuid = parse_id("an export id (exportId)", &id)?;
+        match state.store.get(Some(&domain), uuid).await? {
+            Some(job)
+                if job.spec.destination.kind == DestinationType::Download
+                    && job.status != JobStatus::Removed =>
+            {
+                Ok(Found(job))
+            }
+            _ => Err(ApiError::not_found(&format!(
+                "export {uuid} (deleted, expired after export.ttl, or never made)"
+            ))),
         }
-        _ => Err(ApiError::not_found(&format!(
-            "export {uuid} (deleted, expired after export.ttl, or never made)"
-        ))),
     }
 }
 
@@ -183,13 +198,7 @@ fn file_name(job: &Job) -> String {
 /// `GET /v1/queries/exports/{id}/progress`. `totalRows` is known once the export completed
 /// (the result is not counted ahead: that would run the query twice); until then
 /// `rowsProcessed` grows in steps of `export.chunk_size`.
-pub async fn progress(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let job = find(&state, &caller, &headers, &id).await?;
+pub async fn progress(Found(job): Found) -> Json<Value> {
     let file = job.parts.first();
     let (status, error) = match job.status {
         JobStatus::Created => ("PENDING", None),
@@ -202,7 +211,7 @@ pub async fn progress(
     let total = completed.then(|| file.map_or(0, |f| f.rows));
     let processed = total.unwrap_or(job.progress.events_generated);
     let execution_id = job.spec.destination.download.as_ref().map(|d| d.execution_id);
-    Ok(Json(json!({
+    Json(json!({
         "exportId": job.id,
         "executionId": execution_id,
         "status": status,
@@ -216,18 +225,15 @@ pub async fn progress(
         "fileName": completed.then(|| file_name(&job)),
         "fileSize": file.map(|f| f.bytes),
         "error": error,
-    })))
+    }))
 }
 
 /// `GET /v1/queries/exports/{id}/download`: the file, whole or by ranges (`Range`, 206, 416).
 pub async fn download(
     State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    Found(job): Found,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &caller, &headers, &id).await?;
     if job.status != JobStatus::Completed {
         let why = match job.errors.last() {
             Some(e) if job.status == JobStatus::Failed => format!("it failed: {e}"),
@@ -269,13 +275,7 @@ pub async fn download(
 
 /// `DELETE /v1/queries/exports/{id}`: the export ends (a running one is stopped by its worker)
 /// and its file is removed.
-pub async fn delete(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let job = find(&state, &caller, &headers, &id).await?;
+pub async fn delete(State(state): State<AppState>, Found(job): Found) -> Result<Json<Value>, ApiError> {
     match state.store.command(Some(&job.domain), job.id, crate::job::Command::Remove).await? {
         Some(Outcome::Applied(_)) | None => {}
         Some(Outcome::Refused(why)) => {

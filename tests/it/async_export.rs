@@ -3,7 +3,6 @@
 //! back by the readers users use), deleted, expired, refused past the quota and
 //! `export.max_rows`, kept apart between tenants, and kept across a restart.
 
-use std::process::Command;
 use std::time::Duration;
 
 use forwarder::api::exports_files::sweep;
@@ -14,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::formats::as_csv_field;
+use crate::parquet::read_parquet;
 
 const QUERY: &str = "SELECT * FROM demo.ecommerce.data WHERE statusCode >= 300";
 
@@ -125,23 +125,8 @@ async fn json_lines_and_parquet_hold_exactly_the_querys_rows() {
     assert_eq!(as_records(&header, &objects), rows);
 
     let bytes = download(&app, &parquet_id, "application/vnd.apache.parquet", "parquet").await;
-    let path = app.dir.join("export.parquet");
-    std::fs::write(&path, bytes).unwrap();
-    const READ: &str = r#"
-import sys, json, datetime, pyarrow.parquet as pq
-t = pq.read_table(sys.argv[1])
-def conv(v):
-    if isinstance(v, datetime.datetime):
-        return v.strftime('%Y-%m-%dT%H:%M:%S.') + f'{v.microsecond // 1000:03d}Z'
-    return v
-for row in t.to_pylist():
-    print(json.dumps({k: conv(v) for k, v in row.items()}))
-"#;
-    let python = env("FORWARDER_TEST_READERS_PYTHON");
-    let out = Command::new(python).args(["-c", READ]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let objects: Vec<Value> =
-        std::str::from_utf8(&out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // pyarrow and DuckDB, as parquet.rs reads the parts of bucket exports.
+    let (_, objects) = read_parquet("export.parquet", &bytes);
     assert_eq!(as_records(&header, &objects), rows, "pyarrow reads exactly the query's rows");
 }
 
@@ -304,6 +289,24 @@ async fn another_tenant_cannot_see_download_or_delete_an_export() {
         as_tenant("default", format!("/v1/queries/exports/{id}/progress")).await.unwrap().status(),
         200
     );
+
+    // A narrowed tenant's query and export are its own: the whole domain does not see them.
+    let team =
+        |path: String| app.http.post(format!("{}{path}", app.api)).header("x-tenant-id", "default/team");
+    let r = team("/v1/queries".into()).json(&json!({"query": QUERY, "to": "2030-01-01T00:00:00Z"}));
+    let team_query: Value = r.send().await.unwrap().json().await.unwrap();
+    let team_query = team_query["executionId"].as_str().unwrap();
+    let (status, _) = post(&app, &format!("/v1/queries/{team_query}/export/async"), "{}").await;
+    assert_eq!(status, 404, "the domain without the header does not see the tenant's query");
+    let r = team(format!("/v1/queries/{team_query}/export/async")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let team_export = r.json::<Value>().await.unwrap()["exportId"].as_str().unwrap().to_string();
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let seen =
+        as_tenant("default/team", format!("/v1/queries/exports/{team_export}/progress")).await.unwrap();
+    assert_eq!(seen.json::<Value>().await.unwrap()["status"], "COMPLETED");
+    let (status, _) = app.get(&format!("/v1/queries/exports/{team_export}/progress")).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
