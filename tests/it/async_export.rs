@@ -367,3 +367,18 @@ async fn bad_input_gets_a_4xx_that_says_what_to_fix() {
     // Nothing was queued by any of them.
     assert!(app.worker.try_run_next_job().await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_shared_postgresql_store_the_export_runs_the_same() {
+    let url = fresh_postgres_database().await;
+    let app =
+        spawn_app_with(1_000, |c| c.store.url = Some(forwarder::secret::Secret::new(url.clone()))).await;
+    let query = register(&app).await;
+    let id = export(&app, &query, json!({"format": "CSV", "includeHeader": false})).await;
+    app.worker.try_run_next_job().await.unwrap().unwrap();
+    let (_, rows) = expected(&app).await;
+    assert_eq!(parse_csv(&download(&app, &id, "text/csv", "csv").await), rows);
+    let r = app.http.delete(format!("{}/v1/queries/exports/{id}", app.api)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.get(&format!("/v1/queries/exports/{id}/progress")).await.0, 404);
+}
