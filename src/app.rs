@@ -40,7 +40,7 @@ impl App {
         }
         let catalog = Catalog::load(&catalog_path)?;
         let table_stores = crate::query::table_stores(&catalog, &config.s3).map_err(anyhow::Error::msg)?;
-        let (store, credentials) = crate::store::open(&config).await?;
+        let (store, credentials, queries) = crate::store::open_all(&config).await?;
         let secrets = server_key(&config, credentials.as_ref()).await?;
         ensure_a_credential(&config, credentials.as_ref()).await?;
         let engine = Arc::new(
@@ -54,6 +54,7 @@ impl App {
             s3: config.s3.clone(),
             upload: config.upload.clone(),
             destinations: config.destinations.clone(),
+            download_dir: Some(config.export.dir(&config.data_dir)),
             metrics: metrics.clone(),
         });
         let reporter = Arc::new(EndReporter::new(store.clone(), notifier, metrics.clone(), &config.smtp));
@@ -74,6 +75,7 @@ impl App {
             secrets,
             metrics,
             credentials,
+            queries,
             reporter,
             job_runnable,
             signatures: Arc::new(SignatureBindings::new(crate::api::MAX_SIGNATURES)),
@@ -95,6 +97,13 @@ impl App {
         let (tls, limits) = (self.state.config.tls.clone(), self.state.config.server.clone());
         let (store, reporter) = (self.state.store.clone(), self.state.reporter.clone());
         let deadline = self.state.config.worker.shutdown_deadline;
+        // Ends with this function: the sweep of export files past export.ttl.
+        let _sweep =
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::api::exports_files::sweep_forever(
+                store.clone(),
+                self.state.config.export.dir(&self.state.config.data_dir),
+                self.state.config.export.ttl,
+            )));
         let app = router(self.state);
         let acceptor = match &tls {
             None => None,

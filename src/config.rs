@@ -42,6 +42,8 @@ pub struct Config {
     pub s3: S3Defaults,
     /// The destinations beyond S3: `[destinations.file] root`.
     pub destinations: crate::upload::DestinationsConfig,
+    /// The async exports' files (`POST /v1/queries/{id}/export/async`).
+    pub export: ExportConfig,
     /// Serve HTTPS with this certificate (Devo's SDK calls the job endpoints over https).
     pub tls: Option<TlsConfig>,
 }
@@ -71,6 +73,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             s3: S3Defaults::default(),
             destinations: Default::default(),
+            export: ExportConfig::default(),
             tls: None,
         }
     }
@@ -103,6 +106,45 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
         }
+    }
+}
+
+/// `[export]`: the files async exports write for their callers to download.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Where the files are written, one directory per export. Default: `exports` in the data
+    /// directory. The API servers serve downloads from it: with workers on other machines, a
+    /// volume they share.
+    pub temp_dir: Option<PathBuf>,
+    /// Rows one export may have; a result with more fails the export.
+    pub max_rows: u64,
+    /// The progress (`rowsProcessed`) is saved every this many rows.
+    pub chunk_size: u64,
+    /// A file is removed this long after its export completed, fetched or not.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// The most the files may take on disk, in MB (10^6 bytes); past it new exports are
+    /// refused with HTTP 507 (0: no quota).
+    pub disk_quota_mb: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            temp_dir: None,
+            max_rows: 1_000_000,
+            chunk_size: 10_000,
+            ttl: Duration::from_secs(24 * 3600),
+            disk_quota_mb: 10_000,
+        }
+    }
+}
+
+impl ExportConfig {
+    /// The directory the files are in (`temp_dir`, or `exports` in `data_dir`).
+    pub fn dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.temp_dir.clone().unwrap_or_else(|| data_dir.join("exports"))
     }
 }
 
@@ -405,6 +447,11 @@ impl Config {
         }
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency must be at least 1");
+        }
+        if self.export.max_rows == 0 || self.export.chunk_size == 0 || self.export.ttl.is_zero() {
+            return bad(
+                "export.max_rows and export.chunk_size must be at least 1, export.ttl above 0 (like \"24h\")",
+            );
         }
         if self.worker.max_crashed_runs == 0 {
             return bad(

@@ -5,6 +5,9 @@ mod auth;
 mod devo;
 mod error;
 pub mod exception_frame;
+mod exports;
+pub mod exports_files;
+mod exports_request;
 mod idle;
 mod ksql;
 mod ksql_body;
@@ -37,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::notify::EndReporter;
 use crate::query::QueryEngine;
 use crate::secret::SecretBox;
-use crate::store::{CredentialStore, JobStore};
+use crate::store::{CredentialStore, JobStore, QueryStore};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -47,6 +50,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub metrics: Arc<Metrics>,
     pub credentials: Arc<dyn CredentialStore>,
+    /// The queries registered for async exports (`POST /v1/queries`).
+    pub queries: Arc<dyn QueryStore>,
     /// Emails the recipients of a job an operator stopped before it ran.
     pub reporter: Arc<EndReporter>,
     /// Wakes this process's worker when a job becomes runnable (queued or started again).
@@ -71,6 +76,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stream/{query_id}", delete(stream::cancel))
         .route("/query", post(ksql::query))
         .route("/close-query", post(ksql::close_query))
+        .route("/v1/queries", post(exports::register))
+        .route("/v1/queries/{id}/export/async", post(exports::start))
+        .route("/v1/queries/exports/{id}/progress", get(exports::progress))
+        .route("/v1/queries/exports/{id}/download", get(exports::download))
+        .route("/v1/queries/exports/{id}", delete(exports::delete))
         // Figures for the whole service: any credential reads them (Prometheus sends a
         // bearer token), nobody without one.
         .route("/metrics", get(metrics))

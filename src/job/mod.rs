@@ -12,9 +12,11 @@ mod status;
 mod view;
 
 pub use limits::Limits;
-pub use request::{RequestError, SubmitRequest, codes as request_codes, parse_submit};
+pub use request::{
+    RequestError, SubmitRequest, codes as request_codes, parse_submit, parse_time, strip_pragmas,
+};
 pub use spec::{
-    Destination, DestinationType, Encoding, Format, JobSecrets, JobSpec, ParquetCompression,
+    Destination, DestinationType, DownloadOptions, Encoding, Format, JobSecrets, JobSpec, ParquetCompression,
     part_content_type, part_extension,
 };
 pub use status::{Command, Effect, JobStatus, plan};

@@ -140,7 +140,7 @@ pub fn strip_pragmas(query: &str) -> String {
 }
 
 /// Epoch seconds, epoch milliseconds (anything above 10^11) or ISO-8601; `null` = absent.
-fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, RequestError> {
+pub fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, RequestError> {
     let bad = || {
         err(
             BAD_TIME,
@@ -245,6 +245,8 @@ fn parse_destination(
         DestinationType::File => FILE_PARAMS,
         DestinationType::Azure => AZURE_PARAMS,
         DestinationType::Gcs => GCS_PARAMS,
+        // Not parsed from a request: DestinationType::parse knows only ALL.
+        DestinationType::Download => &[],
     };
     if let Some(unknown) =
         params.keys().find(|k| !own.contains(&k.as_str()) && !COMMON_PARAMS.contains(&k.as_str()))
@@ -358,6 +360,7 @@ fn parse_destination(
         retention_bytes,
         retention_time,
         notification_emails,
+        download: None,
     };
     Ok((destination, secrets))
 }

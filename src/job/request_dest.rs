@@ -56,7 +56,7 @@ pub fn text(params: &Map<String, Value>, key: &str, code: u16) -> Result<Option<
 pub fn place(kind: DestinationType, params: &Map<String, Value>) -> Result<Place, RequestError> {
     let text = |key: &str| text(params, key, codes::BAD_STORE_PARAM);
     match kind {
-        DestinationType::S3 => Ok(Place::default()),
+        DestinationType::S3 | DestinationType::Download => Ok(Place::default()),
         DestinationType::File => {
             let directory = text("file.directory")?.unwrap_or_default();
             Ok(Place { prefix: relative_directory(&directory)?, ..Place::default() })

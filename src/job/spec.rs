@@ -64,9 +64,13 @@ pub enum DestinationType {
     Azure,
     /// Google Cloud Storage, through object_store.
     Gcs,
+    /// One file under the operator's `export.temp_dir`, for the caller to download
+    /// (`POST /v1/queries/{id}/export/async`). Not a type a Devo request may name.
+    Download,
 }
 
 impl DestinationType {
+    /// The types a request to `POST /search/query` may name (not `download`).
     pub const ALL: [DestinationType; 4] = [Self::S3, Self::File, Self::Azure, Self::Gcs];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +79,7 @@ impl DestinationType {
             Self::File => "file",
             Self::Azure => "azure",
             Self::Gcs => "gcs",
+            Self::Download => "download",
         }
     }
 
@@ -121,6 +126,23 @@ pub struct Destination {
     #[serde(with = "humantime_serde")]
     pub retention_time: Option<Duration>,
     pub notification_emails: Vec<String>,
+    /// Type `download` only: what the async export asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadOptions>,
+}
+
+/// An async export's own settings (`POST /v1/queries/{id}/export/async`), fixed when it is
+/// asked for so that a run after a restart writes the same file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadOptions {
+    /// The registered query exported (the `executionId`).
+    pub execution_id: uuid::Uuid,
+    /// CSV only: the first line names the columns.
+    pub include_header: bool,
+    /// More rows than this fail the export (`export.max_rows`).
+    pub max_rows: u64,
+    /// The progress (`rowsProcessed`) is saved every this many rows (`export.chunk_size`).
+    pub chunk_rows: u64,
 }
 
 /// The secret half of a request: sealed with the server key before it is stored, deleted

@@ -34,6 +34,9 @@ pub struct PartOptions {
     pub entry_name: String,
     /// Base size of the chunks handed to the uploader (the S3 upload part size).
     pub chunk_size: usize,
+    /// Row encodings: every part starts with the encoder's header (CSV's column names).
+    /// `false` only for an async export asked for without one (`includeHeader: false`).
+    pub header: bool,
 }
 
 impl PartOptions {
@@ -48,6 +51,7 @@ impl PartOptions {
             password: None,
             entry_name: String::new(),
             chunk_size: 8 << 20,
+            header: true,
         }
     }
 }

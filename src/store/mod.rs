@@ -4,12 +4,14 @@
 
 mod credentials;
 mod postgres;
+mod queries;
 mod rows;
 mod sql;
 mod sqlite;
 
 pub use credentials::token_lookup;
 pub use postgres::PostgresStore;
+pub use queries::{QueryStore, RegisteredQuery};
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
@@ -154,14 +156,22 @@ pub trait JobStore: Send + Sync + 'static {
 pub async fn open(
     config: &crate::config::Config,
 ) -> Result<(Arc<dyn JobStore>, Arc<dyn CredentialStore>), StoreError> {
+    let (jobs, credentials, _) = open_all(config).await?;
+    Ok((jobs, credentials))
+}
+
+/// [`open`], with the registered queries of the async exports (the same database).
+pub async fn open_all(
+    config: &crate::config::Config,
+) -> Result<(Arc<dyn JobStore>, Arc<dyn CredentialStore>, Arc<dyn QueryStore>), StoreError> {
     Ok(match &config.store.url {
         Some(url) => {
             let store = Arc::new(PostgresStore::connect(url.expose()).await?);
-            (store.clone(), store)
+            (store.clone(), store.clone(), store)
         }
         None => {
             let store = Arc::new(SqliteStore::open(&config.data_dir.join("jobs.sqlite")).await?);
-            (store.clone(), store)
+            (store.clone(), store.clone(), store)
         }
     })
 }

@@ -34,6 +34,8 @@ pub struct DestinationSettings {
     pub s3: S3Defaults,
     pub upload: UploadConfig,
     pub destinations: DestinationsConfig,
+    /// Where async exports (type `download`) write their files: `export.temp_dir`.
+    pub download_dir: Option<PathBuf>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -56,6 +58,12 @@ impl DestinationSettings {
                     "this server has no file destination root ([destinations.file] root in the configuration)",
                 )?;
                 Arc::new(LocalUploader::new(root)?)
+            }
+            DestinationType::Download => {
+                let dir = self.download_dir.as_deref().ok_or("this worker has no export.temp_dir")?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("the export directory {} cannot be made: {e}", dir.display()))?;
+                Arc::new(LocalUploader::new(dir)?)
             }
             DestinationType::Azure => {
                 Arc::new(super::cloud::azure(dest, secrets, &self.upload, &allowed).await?.owned_by(job_id))

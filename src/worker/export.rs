@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
@@ -68,6 +69,10 @@ pub struct Export {
     pub window: Option<(i64, i64)>,
     metrics: Arc<Metrics>,
     uploads: BTreeMap<u32, ObjectUpload>,
+    /// Async exports: the progress is saved every this many rows (and the lease to extend).
+    save_every: Option<(u64, Duration)>,
+    /// Async exports: more rows than this fail the job (`export.max_rows`).
+    max_rows: Option<u64>,
 }
 
 impl Export {
@@ -93,7 +98,45 @@ impl Export {
             window,
             metrics,
             uploads: BTreeMap::new(),
+            save_every: None,
+            max_rows: None,
         }
+    }
+
+    /// Saves the progress each time another `rows` rows are written, besides the heartbeat's
+    /// saves, so that a client polling an async export sees it move in steps of `rows`.
+    pub fn save_progress_every(&mut self, rows: u64, lease: Duration) {
+        self.save_every = Some((rows.max(1), lease));
+    }
+
+    /// Fails the export as soon as its result passes `rows` rows: its file is never completed.
+    pub fn fail_past(&mut self, rows: u64) {
+        self.max_rows = Some(rows);
+    }
+
+    /// After `rows` more rows: fails past `max_rows`, saves the progress at a step.
+    async fn counted(&mut self, rows: u64) -> Result<(), ExportError> {
+        let (before, after) = {
+            let mut p = self.progress();
+            p.events_generated += rows;
+            (p.events_generated - rows, p.events_generated)
+        };
+        if let Some(max) = self.max_rows
+            && after > max
+        {
+            return Err(ExportError::Query(format!(
+                "the query's result has more than {max} rows, the most one export may have \
+                 (export.max_rows): narrow the query (a WHERE clause, a shorter from/to, a LIMIT)"
+            )));
+        }
+        if let Some((step, lease)) = self.save_every
+            && before / step != after / step
+        {
+            let snapshot = self.progress().clone();
+            // An operator's request is left for the heartbeat to hand on.
+            self.store.heartbeat(self.job_id, &self.worker_id, lease, &snapshot).await?;
+        }
+        Ok(())
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -157,7 +200,7 @@ impl Export {
                         .await
                         .map_err(|e| ExportError::Encode(std::io::Error::other(e)))?;
                         writer = w;
-                        self.progress().events_generated += rows;
+                        self.counted(rows).await?;
                         self.apply(events?).await?;
                     }
                 },

@@ -391,6 +391,7 @@ impl Worker {
             password: secrets.file_password.clone(),
             entry_name: String::new(),
             chunk_size: (self.upload.part_size_mib as usize) << 20,
+            header: dest.download.as_ref().is_none_or(|d| d.include_header),
         };
         let policy = RotationPolicy { max_bytes: dest.retention_bytes, max_age: dest.retention_time };
         // Resume after the last checkpoint: part numbers continue, and the query continues
@@ -419,6 +420,10 @@ impl Worker {
             window,
             self.metrics.clone(),
         );
+        if let Some(download) = &dest.download {
+            export.save_progress_every(download.chunk_rows, self.worker.lease);
+            export.fail_past(download.max_rows);
+        }
 
         let mut from_ms = resume.from_ms;
         let mut skip = resume.skip;

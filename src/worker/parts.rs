@@ -136,7 +136,10 @@ impl PartWriter {
         let mut options = self.options.clone();
         options.entry_name = part_file_name(&self.job_id, index, self.options.encoding, Format::Plain);
         let file = match &self.encoder {
-            Some(encoder) => OpenFile::Rows(PartFile::new(&options, encoder.header())?),
+            Some(encoder) => {
+                let header = if options.header { encoder.header() } else { &[] };
+                OpenFile::Rows(PartFile::new(&options, header)?)
+            }
             None => OpenFile::Parquet(Box::new(ParquetPart::new(
                 &self.schema,
                 options.parquet_compression,

@@ -31,6 +31,7 @@ pub async fn uploader(backend: &Backend, job_id: &str) -> Arc<dyn Uploader> {
         s3: S3Defaults { allowed_endpoints: vec!["127.0.0.0/8".into()], ..S3Defaults::default() },
         upload: Default::default(),
         destinations: DestinationsConfig { file: FileDestinationConfig { root } },
+        download_dir: None,
         metrics: Arc::new(Metrics::default()),
     };
     settings.uploader(job_id, &spec.destination, &secrets).await.unwrap()

@@ -1,6 +1,7 @@
 //! Integration tests: the real HTTP API, the real worker, LocalStack (S3), real SMTP servers
 //! and PostgreSQL. Run them with `scripts/test.sh`, which starts those services.
 
+mod async_export;
 mod auth;
 mod backends;
 mod common;

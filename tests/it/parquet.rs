@@ -41,7 +41,7 @@ fn readers_python() -> String {
 }
 
 /// The part as pyarrow and DuckDB read it: (summary, rows as JSON objects).
-fn read_parquet(key: &str, bytes: &[u8]) -> (Value, Vec<Value>) {
+pub(crate) fn read_parquet(key: &str, bytes: &[u8]) -> (Value, Vec<Value>) {
     let dir = std::env::temp_dir().join(format!("forwarder-it-parquet-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(key);

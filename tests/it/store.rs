@@ -45,6 +45,7 @@ fn job(domain: &str) -> Job {
                 retention_bytes: Some(1),
                 retention_time: None,
                 notification_emails: vec![],
+                download: None,
             },
         },
         sealed_secrets: Some(vec![1, 2, 3]),
