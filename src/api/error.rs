@@ -62,7 +62,7 @@ pub async fn no_such_path(uri: axum::http::Uri) -> ApiError {
 /// Known paths called with the wrong method.
 pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     let right = match uri.path() {
-        "/search/query" | "/v1/stream" => "POST",
+        "/search/query" | "/v1/stream" | "/v1/data/export-temp" => "POST",
         path if path.starts_with("/v1/stream/") => "DELETE",
         _ => "GET",
     };

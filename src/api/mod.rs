@@ -4,6 +4,8 @@ mod auth;
 mod devo;
 mod error;
 pub mod exception_frame;
+mod export_temp;
+mod export_temp_request;
 mod idle;
 mod serve;
 mod signatures;
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/search/job/remove/{id}", get(devo::remove))
         .route("/v1/stream", post(stream::start))
         .route("/v1/stream/{query_id}", delete(stream::cancel))
+        .route("/v1/data/export-temp", post(export_temp::export))
         // Figures for the whole service: any credential reads them (Prometheus sends a
         // bearer token), nobody without one.
         .route("/metrics", get(metrics))

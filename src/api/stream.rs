@@ -35,7 +35,7 @@ const PARAMETERS: [&str; 2] = ["query_id", "default_format"];
 /// Streams run their queries on a runtime of their own, as jobs do: queries are CPU work,
 /// and on the API's threads a few heavy ones would leave none to answer `/healthz` (or the
 /// `DELETE` that would stop them).
-fn query_runtime() -> &'static tokio::runtime::Handle {
+pub(super) fn query_runtime() -> &'static tokio::runtime::Handle {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {

@@ -34,6 +34,8 @@ pub struct PartOptions {
     pub entry_name: String,
     /// Base size of the chunks handed to the uploader (the S3 upload part size).
     pub chunk_size: usize,
+    /// Parquet only: a row group is closed once its encoded size reaches this.
+    pub row_group_bytes: u64,
 }
 
 impl PartOptions {
@@ -48,6 +50,7 @@ impl PartOptions {
             password: None,
             entry_name: String::new(),
             chunk_size: 8 << 20,
+            row_group_bytes: crate::encode::parquet::ROW_GROUP_BYTES,
         }
     }
 }
@@ -64,6 +67,9 @@ pub struct FinishedPart {
     pub rows: u64,
     /// Size of the encoded rows inside (CSV, JSON Lines), header included.
     pub encoded_bytes: u64,
+    /// Parquet only: the uncompressed size of each row group, in file order (empty for the
+    /// row encodings).
+    pub row_group_sizes: Vec<u64>,
 }
 
 pub struct PartFile {
@@ -154,6 +160,7 @@ impl PartFile {
             sha256: self.sink.sha256(),
             rows: self.rows,
             encoded_bytes: self.encoded_bytes,
+            row_group_sizes: Vec::new(),
         })
     }
 }
