@@ -115,16 +115,11 @@ async fn parquet_parts_close_row_groups_by_size_and_rotate_by_file_size() {
         result["average_uncompressed_row_group_size"],
         groups.iter().sum::<u64>() / groups.len() as u64
     );
-    eprintln!("GROUPS {groups:?}");
     assert!(groups.len() >= 10, "row groups close at about 64 KiB: {groups:?}");
-    for (file_groups, _) in &files {
-        let (last, full) = file_groups.split_last().unwrap();
-        assert!(
-            full.iter().all(|g| (16_384..=2 * 65_536).contains(g)),
-            "row groups near 64 KiB: {file_groups:?}"
-        );
-        assert!(*last <= 2 * 65_536, "{file_groups:?}");
-    }
+    // A row group closes at 64 KiB (uncompressed), or earlier where its file reaches its target.
+    assert!(groups.iter().all(|g| *g <= 65_536 + 8_192), "{groups:?}");
+    let at_size = groups.iter().filter(|g| **g >= 60_000).count();
+    assert!(at_size * 2 > groups.len(), "most row groups end at the size: {groups:?}");
     for key in app.keys().await {
         let size = app.object(&key).await.0.len();
         assert!(size <= 262_144 + 65_536, "{key} is {size} bytes, over the target");
