@@ -52,20 +52,7 @@ case ${BENCH_DEST:-s3} in
     # Azurite's well-known development account and key; the container is made with the
     # tests' Shared Key signing, done here by python3.
     key=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==
-    python3 - "$FORWARDER_TEST_AZURITE_ENDPOINT" "$bucket" "$key" <<'PY'
-import base64, hashlib, hmac, sys, urllib.request, urllib.parse
-from email.utils import formatdate
-endpoint, container, key = sys.argv[1:]
-url = f"{endpoint}/{container}?restype=container"
-date = formatdate(usegmt=True)
-path = urllib.parse.urlparse(url).path
-ct = "application/octet-stream"
-to_sign = f"PUT\n\n\n\n\n{ct}\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:2021-08-06\n/devstoreaccount1{path}\nrestype:container"
-sig = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
-req = urllib.request.Request(url, method="PUT", data=b"", headers={"x-ms-date": date, "x-ms-version": "2021-08-06",
-    "Content-Type": ct, "Authorization": f"SharedKey devstoreaccount1:{sig}"})
-urllib.request.urlopen(req)
-PY
+    python3 bench/azurite_container.py "$FORWARDER_TEST_AZURITE_ENDPOINT" "$bucket" "$key"
     destination="{\"type\": \"azure\", \"params\": {\"azure.account\": \"devstoreaccount1\", \"azure.container\": \"$bucket\",
       \"azure.accesskey\": \"$key\", \"azure.endpoint\": \"$FORWARDER_TEST_AZURITE_ENDPOINT\", \"format\": \"$format\"}}" ;;
   *) echo "BENCH_DEST must be s3, file or azure" >&2; exit 2 ;;

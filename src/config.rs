@@ -44,6 +44,8 @@ pub struct Config {
     pub destinations: crate::upload::DestinationsConfig,
     /// The async exports' files (`POST /v1/queries/{id}/export/async`).
     pub export: ExportConfig,
+    /// `POST /v1/data/export-temp`, the export that runs inside its request.
+    pub export_temp: ExportTempConfig,
     /// Serve HTTPS with this certificate (Devo's SDK calls the job endpoints over https).
     pub tls: Option<TlsConfig>,
 }
@@ -74,6 +76,7 @@ impl Default for Config {
             s3: S3Defaults::default(),
             destinations: Default::default(),
             export: ExportConfig::default(),
+            export_temp: ExportTempConfig::default(),
             tls: None,
         }
     }
@@ -145,6 +148,22 @@ impl ExportConfig {
     /// The directory the files are in (`temp_dir`, or `exports` in `data_dir`).
     pub fn dir(&self, data_dir: &std::path::Path) -> PathBuf {
         self.temp_dir.clone().unwrap_or_else(|| data_dir.join("exports"))
+    }
+}
+
+/// `[export_temp]`: the export that runs inside its HTTP request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportTempConfig {
+    /// Longest an export may run; past it the export is stopped, what it wrote removed, and
+    /// the request answered with an error naming this setting.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ExportTempConfig {
+    fn default() -> Self {
+        Self { request_timeout: Duration::from_secs(600) }
     }
 }
 
@@ -441,6 +460,9 @@ impl Config {
             return bad(
                 "server.header_read_timeout, server.body_read_timeout and server.idle_timeout must be above 0 (like \"10s\")",
             );
+        }
+        if self.export_temp.request_timeout.is_zero() {
+            return bad("export_temp.request_timeout must be above 0 (like \"10m\")");
         }
         if server.max_connections == 0 || server.max_connections > MAX_CONNECTIONS {
             return bad("server.max_connections must be between 1 and 1000000");

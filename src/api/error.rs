@@ -62,7 +62,12 @@ pub async fn no_such_path(uri: axum::http::Uri) -> ApiError {
 /// Known paths called with the wrong method.
 pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     let right = match uri.path() {
-        "/search/query" | "/v1/stream" | "/query" | "/close-query" | "/v1/queries" => "POST",
+        "/search/query"
+        | "/v1/stream"
+        | "/query"
+        | "/close-query"
+        | "/v1/queries"
+        | "/v1/data/export-temp" => "POST",
         path if path.starts_with("/v1/stream/") => "DELETE",
         path if path.starts_with("/v1/queries/exports/") && path.matches('/').count() == 4 => "DELETE",
         path if path.starts_with("/v1/queries/") && path.ends_with("/export/async") => "POST",

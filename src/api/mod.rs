@@ -5,6 +5,8 @@ mod auth;
 mod devo;
 mod error;
 pub mod exception_frame;
+mod export_temp;
+mod export_temp_request;
 mod exports;
 pub mod exports_files;
 mod exports_request;
@@ -81,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queries/exports/{id}/progress", get(exports::progress))
         .route("/v1/queries/exports/{id}/download", get(exports::download))
         .route("/v1/queries/exports/{id}", delete(exports::delete))
+        .route("/v1/data/export-temp", post(export_temp::export))
         // Figures for the whole service: any credential reads them (Prometheus sends a
         // bearer token), nobody without one.
         .route("/metrics", get(metrics))

@@ -130,7 +130,10 @@ impl Connection {
     async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S) {
         let activity = Activity::new();
         let io = TokioIo::new(Tracked::new(stream, activity.clone()));
-        let conn = self.builder.serve_connection(io, TowerToHyperService::new(self.app));
+        // A handler that works long before it answers (`/v1/data/export-temp`) tells the idle
+        // timer that the connection is busy for its client.
+        let app = self.app.layer(axum::Extension(activity.clone()));
+        let conn = self.builder.serve_connection(io, TowerToHyperService::new(app));
         tokio::pin!(conn);
         let mut closing = false;
         loop {

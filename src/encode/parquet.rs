@@ -70,15 +70,20 @@ pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
 pub const ROW_GROUP_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How every Parquet part is written: statistics per page and per row group (so readers prune
-/// by them), dictionaries, `compression` in every page.
-pub fn writer_properties(compression: ParquetCompression, zstd_level: i32) -> WriterProperties {
+/// by them), dictionaries, `compression` in every page, row groups closed once their encoded
+/// size reaches `row_group_bytes` (at least 1).
+pub fn writer_properties(
+    compression: ParquetCompression,
+    zstd_level: i32,
+    row_group_bytes: u64,
+) -> WriterProperties {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(compression.codec(zstd_level))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(true)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES as usize))
+        .set_max_row_group_bytes(Some(usize::try_from(row_group_bytes).unwrap_or(usize::MAX).max(1)))
         .set_created_by(format!("forwarder {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -99,9 +104,9 @@ mod tests {
 
     #[test]
     fn properties_carry_the_codec() {
-        let p = writer_properties(ParquetCompression::Snappy, 3);
+        let p = writer_properties(ParquetCompression::Snappy, 3, ROW_GROUP_BYTES);
         assert_eq!(p.compression(&"x".into()), Compression::SNAPPY);
-        let p = writer_properties(ParquetCompression::Zstd, 5);
+        let p = writer_properties(ParquetCompression::Zstd, 5, ROW_GROUP_BYTES);
         assert_eq!(p.compression(&"x".into()), Compression::ZSTD(ZstdLevel::try_new(5).unwrap()));
     }
 }

@@ -37,6 +37,8 @@ pub struct PartOptions {
     /// Row encodings: every part starts with the encoder's header (CSV's column names).
     /// `false` only for an async export asked for without one (`includeHeader: false`).
     pub header: bool,
+    /// Parquet only: a row group is closed once its encoded size reaches this.
+    pub row_group_bytes: u64,
 }
 
 impl PartOptions {
@@ -52,6 +54,7 @@ impl PartOptions {
             entry_name: String::new(),
             chunk_size: 8 << 20,
             header: true,
+            row_group_bytes: crate::encode::parquet::ROW_GROUP_BYTES,
         }
     }
 }
@@ -68,6 +71,9 @@ pub struct FinishedPart {
     pub rows: u64,
     /// Size of the encoded rows inside (CSV, JSON Lines), header included.
     pub encoded_bytes: u64,
+    /// Parquet only: the uncompressed size of each row group, in file order (empty for the
+    /// row encodings).
+    pub row_group_sizes: Vec<u64>,
 }
 
 pub struct PartFile {
@@ -158,6 +164,7 @@ impl PartFile {
             sha256: self.sink.sha256(),
             rows: self.rows,
             encoded_bytes: self.encoded_bytes,
+            row_group_sizes: Vec::new(),
         })
     }
 }

@@ -15,7 +15,7 @@ use parquet::arrow::ArrowWriter;
 use super::file::FinishedPart;
 use super::sink::ChunkSink;
 pub use crate::encode::parquet::ROW_GROUP_BYTES;
-use crate::encode::parquet::{ParquetCompression, writer_properties};
+use crate::encode::parquet::{ParquetCompression, ROW_GROUP_ROWS, writer_properties};
 
 /// What a part's footer takes at most beyond the data written: the schema, and per column
 /// and row group its metadata, statistics and page index (min/max values are truncated to
@@ -32,6 +32,8 @@ pub struct ParquetPart {
     /// Bytes the rows took in Arrow's memory, a stand-in for "encoded size" in the job's
     /// figures (Parquet has no text form).
     arrow_bytes: u64,
+    /// The encoded size at which the open row group closes.
+    row_group_bytes: u64,
 }
 
 fn parquet_error(e: parquet::errors::ParquetError) -> io::Error {
@@ -44,12 +46,47 @@ impl ParquetPart {
         compression: ParquetCompression,
         zstd_level: i32,
         chunk_size: usize,
+        row_group_bytes: u64,
     ) -> io::Result<Self> {
         let sink = ChunkSink::new(chunk_size);
-        let props = writer_properties(compression, zstd_level);
+        let row_group_bytes = row_group_bytes.max(1);
+        let props = writer_properties(compression, zstd_level, row_group_bytes);
         let writer = ArrowWriter::try_new(sink.clone(), Arc::new(schema.clone()), Some(props))
             .map_err(parquet_error)?;
-        Ok(Self { writer, sink, rows: 0, columns: schema.fields().len(), arrow_bytes: 0 })
+        Ok(Self { writer, sink, rows: 0, columns: schema.fields().len(), arrow_bytes: 0, row_group_bytes })
+    }
+
+    /// Row groups written out so far (the open one not counted).
+    pub fn row_groups(&self) -> usize {
+        self.writer.flushed_row_groups().len()
+    }
+
+    /// How many rows the open row group can still take so that one write closes at most
+    /// this row group (the writer would otherwise split a large slice into several, past a
+    /// cap on row groups per file); `None` when it is full and must be closed first
+    /// ([`Self::close_row_group`]). An empty row group is sized from `arrow_bytes_per_row`
+    /// (Arrow's size, above the encoded one, so a first slice errs small), a started one from
+    /// its own encoded bytes per row.
+    pub fn rows_fitting_row_group(&self, arrow_bytes_per_row: f64) -> Option<usize> {
+        let (rows, size) = (self.writer.in_progress_rows(), self.writer.in_progress_size() as u64);
+        if rows == 0 {
+            return Some(
+                ((self.row_group_bytes as f64 / arrow_bytes_per_row.max(1.0)) as usize)
+                    .clamp(1, ROW_GROUP_ROWS),
+            );
+        }
+        if size >= self.row_group_bytes || rows >= ROW_GROUP_ROWS {
+            return None;
+        }
+        let per_row = (size as f64 / rows as f64).max(1.0);
+        let by_size = ((self.row_group_bytes - size) as f64 / per_row) as usize;
+        let fit = by_size.min(ROW_GROUP_ROWS - rows);
+        (fit > 0).then_some(fit)
+    }
+
+    /// Writes the open row group out (if it holds rows).
+    pub fn close_row_group(&mut self) -> io::Result<()> {
+        self.writer.flush().map_err(parquet_error)
     }
 
     /// Appends every row of `batch` (a slice the caller sized to fit the part).
@@ -96,7 +133,9 @@ impl ParquetPart {
 
     /// Writes the footer: the part is a complete Parquet file.
     pub fn finish(mut self) -> io::Result<FinishedPart> {
-        self.writer.finish().map_err(parquet_error)?;
+        let metadata = self.writer.finish().map_err(parquet_error)?;
+        let row_group_sizes =
+            metadata.row_groups().iter().map(|g| u64::try_from(g.total_byte_size()).unwrap_or(0)).collect();
         // The writer buffers its output; everything is in the sink once it is dropped.
         drop(self.writer);
         let chunks = self.sink.take_all();
@@ -106,6 +145,7 @@ impl ParquetPart {
             sha256: self.sink.sha256(),
             rows: self.rows,
             encoded_bytes: self.arrow_bytes,
+            row_group_sizes,
         })
     }
 }

@@ -15,6 +15,8 @@ pub struct RotationPolicy {
     /// `None`: one object for the whole result (`multiplefile=false`).
     pub max_bytes: Option<u64>,
     pub max_age: Option<Duration>,
+    /// Parquet only: a part ends once it holds this many row groups.
+    pub max_row_groups: Option<u32>,
 }
 
 /// What to do around one row.
@@ -60,7 +62,7 @@ mod tests {
 
     const MAX: u64 = 1_000_000;
     fn sized() -> RotationPolicy {
-        RotationPolicy { max_bytes: Some(MAX), max_age: None }
+        RotationPolicy { max_bytes: Some(MAX), ..RotationPolicy::default() }
     }
 
     #[test]
@@ -95,7 +97,7 @@ mod tests {
 
     #[test]
     fn expires_after_max_age() {
-        let p = RotationPolicy { max_bytes: None, max_age: Some(Duration::from_secs(300)) };
+        let p = RotationPolicy { max_age: Some(Duration::from_secs(300)), ..RotationPolicy::default() };
         let t0 = Instant::now();
         assert!(!p.expired(t0, t0 + Duration::from_secs(299)));
         assert!(p.expired(t0, t0 + Duration::from_secs(300)));

@@ -229,6 +229,10 @@ mod tests {
             *self.object.lock().unwrap() = Some(data.to_vec());
             Ok(())
         }
+        async fn delete_object(&self, _: &str) -> Result<(), UploadError> {
+            *self.object.lock().unwrap() = None;
+            Ok(())
+        }
         fn url(&self, key: &str) -> String {
             key.into()
         }

@@ -285,6 +285,19 @@ impl Uploader for LocalUploader {
         self.write_new(key, &temp, &dir.join(file), &data).await
     }
 
+    async fn delete_object(&self, key: &str) -> Result<(), UploadError> {
+        let (dir, file) = match self.place(key, false).await {
+            Ok(place) => place,
+            Err(e) if e.code.as_deref() == Some("NotFound") => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match tokio::fs::remove_file(dir.join(file)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_failed("DeleteObject", key, e)),
+        }
+    }
+
     fn url(&self, key: &str) -> String {
         let path = self.root.join(key);
         url::Url::from_file_path(&path).map_or_else(|()| format!("file://{}", path.display()), String::from)

@@ -95,6 +95,13 @@ impl Uploader for Metered {
         r
     }
 
+    async fn delete_object(&self, key: &str) -> Result<(), UploadError> {
+        let t = Instant::now();
+        let r = self.inner.delete_object(key).await;
+        self.record("DeleteObject", t, &r);
+        r
+    }
+
     fn url(&self, key: &str) -> String {
         self.inner.url(key)
     }

@@ -126,6 +126,9 @@ pub trait Uploader: Send + Sync + 'static {
         requested_at: std::time::SystemTime,
     ) -> Result<usize, UploadError>;
     async fn put_object(&self, object: &ObjectMeta, data: Bytes) -> Result<(), UploadError>;
+    /// Removes a complete object (what a cancelled one-call export wrote); one already gone
+    /// counts as removed.
+    async fn delete_object(&self, key: &str) -> Result<(), UploadError>;
     /// The URL of an object, as listed in the job's `extra.paths`, in the store's own form.
     fn url(&self, key: &str) -> String;
     /// The store's name in errors: `S3`, `Azure`, `GCS` or `File`.

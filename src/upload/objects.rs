@@ -308,6 +308,13 @@ impl Uploader for ObjectStoreUploader {
         }
     }
 
+    async fn delete_object(&self, key: &str) -> Result<(), UploadError> {
+        match object_store::ObjectStoreExt::delete(&*self.store, &Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.failed("DeleteObject", key, e)),
+        }
+    }
+
     fn url(&self, key: &str) -> String {
         super::s3::object_url(&self.url_base, key)
     }

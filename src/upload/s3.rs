@@ -350,6 +350,18 @@ impl Uploader for S3Uploader {
         self.write_once("PutObject", &object.key, &ambiguous, send, || Fingerprint::of_bytes(&data)).await
     }
 
+    async fn delete_object(&self, key: &str) -> Result<(), UploadError> {
+        // S3 answers 204 for a key that is not there: a retry after a lost answer is fine.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.failed("DeleteObject", key, e))
+    }
+
     fn url(&self, key: &str) -> String {
         object_url(&self.url_base, key)
     }

@@ -4,6 +4,7 @@
 
 mod crash;
 mod dead_leases;
+pub mod direct;
 mod export;
 mod manifest;
 mod parts;
@@ -392,8 +393,13 @@ impl Worker {
             entry_name: String::new(),
             chunk_size: (self.upload.part_size_mib as usize) << 20,
             header: dest.download.as_ref().is_none_or(|d| d.include_header),
+            row_group_bytes: crate::encode::parquet::ROW_GROUP_BYTES,
         };
-        let policy = RotationPolicy { max_bytes: dest.retention_bytes, max_age: dest.retention_time };
+        let policy = RotationPolicy {
+            max_bytes: dest.retention_bytes,
+            max_age: dest.retention_time,
+            max_row_groups: None,
+        };
         // Resume after the last checkpoint: part numbers continue, and the query continues
         // from the window and row the last uploaded part ended at.
         let next_index = job.parts.last().map_or(1, |p| p.index + 1);

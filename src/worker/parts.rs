@@ -145,6 +145,7 @@ impl PartWriter {
                 options.parquet_compression,
                 options.zstd_level,
                 options.chunk_size,
+                options.row_group_bytes,
             )?)),
         };
         let content_type = part_content_type(self.options.encoding, self.options.compression);
@@ -286,7 +287,7 @@ mod tests {
         let values: Vec<String> = (0..2000).map(|i| format!("row-{i:05}-{}", "x".repeat(40))).collect();
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))]).unwrap();
         let options = PartOptions { chunk_size: 1 << 20, ..PartOptions::new(Format::Plain) };
-        let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
+        let policy = RotationPolicy { max_bytes: Some(max_bytes), ..RotationPolicy::default() };
         let start = Start { next_index: 1, rows_total: 0, resume: ResumePoint::default() };
         (PartWriter::new(Uuid::nil(), "p/".into(), options, policy, &schema, None, start), batch)
     }

@@ -26,7 +26,8 @@ impl PartWriter {
         let mut start = 0;
         while start < rows {
             if let Some(OpenPart { file: OpenFile::Parquet(file), .. }) = self.open.as_mut()
-                && is_full(self.policy.max_bytes, file)?
+                && (is_full(self.policy.max_bytes, file)?
+                    || has_its_row_groups(self.policy.max_row_groups, file))
             {
                 self.close(events)?;
             }
@@ -35,7 +36,7 @@ impl PartWriter {
             }
             let open = self.open.as_mut().expect("a part is open");
             let OpenFile::Parquet(file) = &mut open.file else { unreachable!("Parquet opens Parquet parts") };
-            let take = match self.policy.max_bytes {
+            let mut take = match self.policy.max_bytes {
                 None => rows - start,
                 Some(max) => {
                     let room = max.saturating_sub(file.stored_bound()) as f64 * 0.75;
@@ -43,6 +44,15 @@ impl PartWriter {
                     ((room / per_row) as usize).clamp(1, rows - start)
                 }
             };
+            // One write closes at most one row group: a part then ends exactly at its count
+            // of row groups, and a row group ends near its size even when a batch is larger.
+            match file.rows_fitting_row_group(arrow_per_row) {
+                Some(fit) => take = take.min(fit),
+                None => {
+                    file.close_row_group()?;
+                    continue;
+                }
+            }
             file.write(&batch.slice(start, take))?;
             if let Some(t) = times.and_then(|t| t[start..start + take].iter().flatten().max()) {
                 open.max_time_ms = Some(open.max_time_ms.map_or(*t, |m| m.max(*t)));
@@ -55,12 +65,17 @@ impl PartWriter {
         // A part that reached its limit with this batch's last rows ends now, as a row part
         // does after its last row: the next batch may be far off (a continuous job).
         if let Some(OpenPart { file: OpenFile::Parquet(file), .. }) = self.open.as_mut()
-            && is_full(self.policy.max_bytes, file)?
+            && (is_full(self.policy.max_bytes, file)? || has_its_row_groups(self.policy.max_row_groups, file))
         {
             self.close(events)?;
         }
         Ok(())
     }
+}
+
+/// The part holds `max_row_groups` row groups written out: it ends before another row.
+fn has_its_row_groups(max_row_groups: Option<u32>, file: &ParquetPart) -> bool {
+    max_row_groups.is_some_and(|max| file.row_groups() >= max as usize)
 }
 
 /// The part has reached `retention.size` (`max_bytes`): on the estimate first (cheap), then

@@ -114,7 +114,7 @@ fn write_parts(
         parquet_compression: codec,
         ..PartOptions::new(compression)
     };
-    let policy = RotationPolicy { max_bytes: Some(max_bytes), max_age: None };
+    let policy = RotationPolicy { max_bytes: Some(max_bytes), ..RotationPolicy::default() };
     let start = Start { next_index: 1, rows_total: 0, resume: ResumePoint::default() };
     let mut w = PartWriter::new(Uuid::nil(), String::new(), options, policy, &schema, None, start);
     let mut events = Vec::new();

@@ -14,6 +14,7 @@ mod devo_sdk;
 mod edges;
 mod export;
 mod export_cli;
+mod export_temp;
 mod faults;
 mod formats;
 mod hostile;
