@@ -13,7 +13,8 @@
 //! | part | [`part`] | encoder + compressor into upload-sized chunks, and when a part ends (pure) |
 //! | sink | [`upload`] | S3 multipart uploads, with its `[s3]` and `[upload]` settings |
 //!
-//! Around it: [`api`] (the HTTP API: Devo's paths, streams, async exports with download,
+//! Around it: [`api`] (the HTTP API: Devo's paths, streams, ksqlDB's `/query`, async exports with
+//! download, the one-call export, `/openapi.json`,
 //! health, metrics) takes requests that [`job`] parses into a job (the model and its status
 //! machine, pure); [`store`] keeps jobs (SQLite or PostgreSQL); [`worker`] claims a job and runs it through the pipeline, then
 //! [`notify`] sends the email. [`config`] reads the configuration, [`app`] builds everything

@@ -15,6 +15,24 @@ use crate::store::{JobFilter, Outcome};
 use crate::upload::endpoint::check_endpoint;
 
 /// `POST /search/query`: validates the request, queues the job, answers with its id.
+#[utoipa::path(
+    post, path = "/search/query", tag = "jobs",
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "Devo's query request: `query`, `from`, `to` (epoch seconds or ms, or ISO-8601; no `to`: a continuous job), \
+                       `mode.type`, `destination` {`type`: s3 | gcs | azure | file, `params`}, `notify` (see the README's table of params)",
+        example = json!({"query": "from demo.ecommerce.data select *", "from": 1767225600, "to": 1767312000,
+                          "mode": {"type": "csv"},
+                          "destination": {"type": "s3", "params": {"aws.bucket": "my-bucket", "aws.region": "eu-west-1",
+                                          "aws.accesskey": "AKIA…", "aws.secretkey": "…", "format": "gzip"}}})),
+    responses(
+        (status = 200, description = "queued: `{\"status\": 0, \"timestamp\", \"object\": {\"id\": \"<job id>\"}}`", body = serde_json::Value),
+        (status = 400, description = "a param to fix (Devo's code: 101 query, 2xx destination params)", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "the body is over `limits.max_body_bytes`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "the domain's queued jobs are at `worker.max_queued_per_domain`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "the job store does not answer", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,6 +151,15 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `GET /search/job/{id}`.
+#[utoipa::path(
+    get, path = "/search/job/{id}", tag = "jobs", params(("id" = String, Path, description = "the job id (a UUID)")),
+    responses(
+        (status = 200, description = "the job: status, progress, parts (`files`), errors; never its credentials", body = serde_json::Value),
+        (status = 404, description = "no such job in the caller's domain", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "the job store does not answer", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn job(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,6 +175,19 @@ pub async fn job(
 }
 
 /// `GET /search/jobs?status=RUNNING&type=s3&name=prefix&limit=N` (newest first, 1000 by default).
+#[utoipa::path(
+    get, path = "/search/jobs", tag = "jobs",
+    params(("status" = Option<String>, Query, description = "CREATED, RUNNING, STOPPED, COMPLETED, FAILED or REMOVED"),
+        ("name" = Option<String>, Query, description = "jobs whose name starts with this"),
+        ("limit" = Option<u32>, Query, description = "at most this many (1 to 10000, default 1000)"),
+        ("type" = Option<String>, Query, description = "destination type (Devo's SDK sends `s3`)")),
+    responses(
+        (status = 200, description = "the caller's jobs, newest first", body = serde_json::Value),
+        (status = 400, description = "a bad `status` or `limit`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "the job store does not answer", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn jobs(
     State(state): State<AppState>,
     caller: Caller,
@@ -186,15 +226,49 @@ pub async fn jobs(
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": views})))
 }
 
-/// `GET /search/jobs/{type}` and `GET /search/jobs/{type}/{name}`: the same list, filtered by
-/// path segments, as Devo's SDK before 7.0 asks for it (`get_jobs(job_type, name)` in devo-sdk 5.x).
-pub async fn jobs_by_path(
+/// `GET /search/jobs/{type}`: the same list as `/search/jobs`, filtered by a path segment as
+/// Devo's SDK before 7.0 asks for it (`get_jobs(job_type)` in devo-sdk 5.x).
+#[utoipa::path(
+    get, path = "/search/jobs/{type}", tag = "jobs",
+    params(("type" = String, Path, description = "destination type (`s3`)"),
+        ("status" = Option<String>, Query, description = "as for `/search/jobs`"),
+        ("name" = Option<String>, Query, description = "as for `/search/jobs`"),
+        ("limit" = Option<u32>, Query, description = "as for `/search/jobs`")),
+    responses(
+        (status = 200, description = "the caller's jobs of that type, newest first", body = serde_json::Value),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
+    )
+)]
+pub async fn jobs_of_type(
     State(state): State<AppState>,
     caller: Caller,
-    Path(segments): Path<HashMap<String, String>>,
+    Path(job_type): Path<String>,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    q.extend(segments);
+    q.insert("type".into(), job_type);
+    jobs(State(state), caller, Query(q)).await
+}
+
+/// `GET /search/jobs/{type}/{name}`: `get_jobs(job_type, name)` in devo-sdk 5.x.
+#[utoipa::path(
+    get, path = "/search/jobs/{type}/{name}", tag = "jobs",
+    params(("type" = String, Path, description = "destination type (`s3`)"),
+        ("name" = String, Path, description = "jobs whose name starts with this"),
+        ("status" = Option<String>, Query, description = "as for `/search/jobs`"),
+        ("limit" = Option<u32>, Query, description = "as for `/search/jobs`")),
+    responses(
+        (status = 200, description = "the caller's jobs of that type and name, newest first", body = serde_json::Value),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
+    )
+)]
+pub async fn jobs_of_type_and_name(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((job_type, name)): Path<(String, String)>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    q.insert("type".into(), job_type);
+    q.insert("name".into(), name);
     jobs(State(state), caller, Query(q)).await
 }
 
@@ -238,6 +312,16 @@ async fn steer(
 }
 
 /// `GET /search/job/stop/{id}`: the open part is closed and uploaded, the job ends `STOPPED`.
+#[utoipa::path(
+    get, path = "/search/job/stop/{id}", tag = "jobs", params(("id" = String, Path, description = "the job id (a UUID)")),
+    responses(
+        (status = 200, description = "the open part is closed and uploaded; the job ends `STOPPED`", body = serde_json::Value),
+        (status = 404, description = "no such job in the caller's domain", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "the job's status does not allow it (e.g. stopping a completed job)", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "the job store does not answer", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn stop(
     State(state): State<AppState>,
     caller: Caller,
@@ -247,6 +331,16 @@ pub async fn stop(
 }
 
 /// `GET /search/job/start/{id}`: a stopped job continues where it stopped.
+#[utoipa::path(
+    get, path = "/search/job/start/{id}", tag = "jobs", params(("id" = String, Path, description = "the job id (a UUID)")),
+    responses(
+        (status = 200, description = "a stopped job continues where it stopped", body = serde_json::Value),
+        (status = 404, description = "no such job in the caller's domain", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "the job's status does not allow it (e.g. stopping a completed job)", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "the job store does not answer", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -256,6 +350,16 @@ pub async fn start(
 }
 
 /// `GET /search/job/remove/{id}`: in-flight uploads are aborted, credentials forgotten.
+#[utoipa::path(
+    get, path = "/search/job/remove/{id}", tag = "jobs", params(("id" = String, Path, description = "the job id (a UUID)")),
+    responses(
+        (status = 200, description = "in-flight uploads are aborted, credentials deleted; status `REMOVED`", body = serde_json::Value),
+        (status = 404, description = "no such job in the caller's domain", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "the job's status does not allow it (e.g. stopping a completed job)", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "the job store does not answer", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,

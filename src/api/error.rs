@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::job::RequestError;
 use crate::store::StoreError;
@@ -95,7 +94,8 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.http, Json(json!({"msg": self.msg, "status": self.code}))).into_response();
+        let mut response =
+            (self.http, Json(super::openapi::ErrorBody { msg: self.msg, status: self.code })).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }

@@ -55,6 +55,27 @@ impl IntoResponse for Failure {
 }
 
 /// `POST /v1/data/export-temp`.
+#[utoipa::path(
+    post, path = "/v1/data/export-temp", tag = "export-temp",
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "`query`, `storage_type` (S3, GCS, Azure, File), `bucket`, `credentials`, `directory_path`, `format` \
+            (Parquet, Jsonl), `mode` (multi_file, single_file), `row_group_size`, `target_file_size_bytes`, \
+            `max_row_groups_per_file`, `options` {`endpoint`, `allow_http`, `virtual_hosted_style`, `region`}, `include_metrics`",
+        example = json!({"query": "SELECT * FROM demo.ecommerce.data", "storage_type": "S3", "bucket": "my-bucket",
+                          "directory_path": "exports/all", "credentials": {"access_key": "AKIA…", "secret_key": "…"},
+                          "format": "Parquet", "include_metrics": true})),
+    responses(
+        (status = 200, description = "written: `{\"code\": 200, \"success\": true, \"exception\": null, \"data\": {\"elapsed_time\", \
+            \"export_result\": {\"file_path\", \"num_row_groups\", \"total_row_count\", \"total_uncompressed_byte_size\", \
+            \"average_uncompressed_row_group_size\", \"files\"}, \"metrics\"}}`", body = serde_json::Value),
+        (status = 400, description = "the same envelope, `success: false`, `exception.error_code` 341–351 saying what to fix", body = serde_json::Value),
+        (status = 401, description = "no credential, or the store refused the request's credentials (envelope)", body = serde_json::Value),
+        (status = 408, description = "past `[export_temp] request_timeout`; what was written is removed (353)", body = serde_json::Value),
+        (status = 409, description = "an object is already at a file's key (352)", body = serde_json::Value),
+        (status = 429, description = "the domain already runs its most streams and exports on this server (354)", body = serde_json::Value),
+        (status = 502, description = "the store failed (356)", body = serde_json::Value)
+    )
+)]
 pub async fn export(
     State(state): State<AppState>,
     caller: Caller,

@@ -24,6 +24,18 @@ use crate::job::{
 use crate::store::{Outcome, RegisteredQuery};
 
 /// `POST /v1/queries`: checks the query (it must plan) and keeps it; answers its id.
+#[utoipa::path(
+    post, path = "/v1/queries", tag = "exports", params(("X-Tenant-ID" = Option<String>, Header, description = "narrows the domain: `acme` or `acme/<tenant>` for a caller of `acme`")),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "`query` (must plan), `from`, `to` (as for `/search/query`; no `to`: up to when each export is asked for)",
+        example = json!({"query": "SELECT * FROM demo.ecommerce.data", "from": 1767225600, "to": 1767312000})),
+    responses(
+        (status = 201, description = "`{\"executionId\", \"query\", \"from\", \"to\"}`", body = serde_json::Value),
+        (status = 400, description = "a body to fix (321 not JSON, 322 query, 323 from/to, 326 unknown field)", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "an `X-Tenant-ID` outside the caller's domain (328)", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -47,6 +59,20 @@ pub async fn register(
 }
 
 /// `POST /v1/queries/{id}/export/async`: queues the export and answers at once.
+#[utoipa::path(
+    post, path = "/v1/queries/{id}/export/async", tag = "exports",
+    params(("id" = String, Path, description = "the executionId of a registered query"), ("X-Tenant-ID" = Option<String>, Header, description = "narrows the domain: `acme` or `acme/<tenant>` for a caller of `acme`")),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "all optional: `format` CSV | JSON (JSON Lines) | PARQUET, `includeHeader` (true), `compress` (false)",
+        example = json!({"format": "CSV", "includeHeader": true, "compress": true})),
+    responses(
+        (status = 202, description = "queued: `{\"exportId\", \"executionId\", \"status\": \"PENDING\", \"format\"}`", body = serde_json::Value),
+        (status = 400, description = "a body to fix (324 format, 325 booleans, 326 unknown field, 327 id)", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "no such query in the caller's domain", body = crate::api::openapi::ErrorBody),
+        (status = 507, description = "the files take `export.disk_quota_mb` already (329)", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,6 +224,15 @@ fn file_name(job: &Job) -> String {
 /// `GET /v1/queries/exports/{id}/progress`. `totalRows` is known once the export completed
 /// (the result is not counted ahead: that would run the query twice); until then
 /// `rowsProcessed` grows in steps of `export.chunk_size`.
+#[utoipa::path(
+    get, path = "/v1/queries/exports/{id}/progress", tag = "exports", params(("id" = String, Path, description = "the exportId (a UUID)"), ("X-Tenant-ID" = Option<String>, Header, description = "narrows the domain: `acme` or `acme/<tenant>` for a caller of `acme`")),
+    responses(
+        (status = 200, description = "`status` (PENDING, IN_PROGRESS, COMPLETED, FAILED), `startedAt`, `totalRows`, \
+            `rowsProcessed`, `percentComplete`, `fileName`, `fileSize`, `error`", body = serde_json::Value),
+        (status = 404, description = "no such export in the caller's domain (or it expired)", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
+    )
+)]
 pub async fn progress(Found(job): Found) -> Json<Value> {
     let file = job.parts.first();
     let (status, error) = match job.status {
@@ -229,6 +264,19 @@ pub async fn progress(Found(job): Found) -> Json<Value> {
 }
 
 /// `GET /v1/queries/exports/{id}/download`: the file, whole or by ranges (`Range`, 206, 416).
+#[utoipa::path(
+    get, path = "/v1/queries/exports/{id}/download", tag = "exports",
+    params(("id" = String, Path, description = "the exportId (a UUID)"), ("X-Tenant-ID" = Option<String>, Header, description = "narrows the domain: `acme` or `acme/<tenant>` for a caller of `acme`"), ("Range" = Option<String>, Header, description = "bytes=<from>-[<to>]: part of the file (a broken download resumes)")),
+    responses(
+        (status = 200, description = "the file, with `Content-Disposition: attachment; filename=…`, `Content-Length`, `Accept-Ranges: bytes`",
+            content_type = "application/octet-stream"),
+        (status = 206, description = "the range asked for", content_type = "application/octet-stream"),
+        (status = 404, description = "no such export, or a result with no rows (no file)", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "the export has not completed (330); the message says its status", body = crate::api::openapi::ErrorBody),
+        (status = 416, description = "a range past the end of the file"),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
+    )
+)]
 pub async fn download(
     State(state): State<AppState>,
     Found(job): Found,
@@ -275,6 +323,14 @@ pub async fn download(
 
 /// `DELETE /v1/queries/exports/{id}`: the export ends (a running one is stopped by its worker)
 /// and its file is removed.
+#[utoipa::path(
+    delete, path = "/v1/queries/exports/{id}", tag = "exports", params(("id" = String, Path, description = "the exportId (a UUID)"), ("X-Tenant-ID" = Option<String>, Header, description = "narrows the domain: `acme` or `acme/<tenant>` for a caller of `acme`")),
+    responses(
+        (status = 200, description = "ended (a running export stops) and its file removed", body = serde_json::Value),
+        (status = 404, description = "no such export in the caller's domain", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
+    )
+)]
 pub async fn delete(State(state): State<AppState>, Found(job): Found) -> Result<Json<Value>, ApiError> {
     match state.store.command(Some(&job.domain), job.id, crate::job::Command::Remove).await? {
         Some(Outcome::Applied(_)) | None => {}

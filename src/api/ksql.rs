@@ -136,6 +136,21 @@ pub fn refused(e: QueryError, ksql: &str) -> KsqlError {
 }
 
 /// `POST /query` with `{"ksql": "SELECT …;", "streamsProperties": {…}}`.
+#[utoipa::path(
+    post, path = "/query", tag = "ksql",
+    security(("basic" = []), ("bearer" = []), ("devo_apikey" = [], "devo_timestamp" = [], "devo_sign" = [])),
+    request_body(content = serde_json::Value, content_type = "application/vnd.ksql.v1+json",
+        example = json!({"ksql": "SELECT * FROM demo.ecommerce.data EMIT CHANGES LIMIT 10;", "streamsProperties": {}})),
+    responses(
+        (status = 200, description = "a JSON array streamed element by element: `{\"header\": {\"queryId\", \"schema\"}}`, one \
+            `{\"row\": {\"columns\": […]}}` per row, then `{\"finalMessage\"…}` or `{\"errorMessage\"…}`. `EMIT CHANGES` keeps \
+            streaming rows as they land until its `LIMIT` or until the client closes", body = serde_json::Value,
+            content_type = "application/vnd.ksql.v1+json"),
+        (status = 400, description = "ksqlDB's error: `{\"@type\": \"statement_error\", \"error_code\": 40001, \"message\"…}`", body = serde_json::Value),
+        (status = 401, description = "ksqlDB's error (40100): no credential or an unknown one", body = serde_json::Value),
+        (status = 429, description = "ksqlDB's error (42900): the domain already runs its most streams on this server", body = serde_json::Value)
+    )
+)]
 pub async fn query(
     State(state): State<AppState>,
     caller: Caller,
@@ -258,6 +273,16 @@ fn negotiate(accept: Option<&str>) -> Result<&'static str, KsqlError> {
 
 /// `POST /close-query` with `{"queryId": "…"}`: ends the caller's running query of that id;
 /// its body ends with a final message.
+#[utoipa::path(
+    post, path = "/close-query", tag = "ksql",
+    security(("basic" = []), ("bearer" = []), ("devo_apikey" = [], "devo_timestamp" = [], "devo_sign" = [])),
+    request_body(content = serde_json::Value, content_type = "application/json", example = json!({"queryId": "…"})),
+    responses(
+        (status = 200, description = "ended; its body ends with a final message", body = serde_json::Value),
+        (status = 400, description = "ksqlDB's error: `{\"@type\": \"statement_error\", \"error_code\": 40001, \"message\"…}`", body = serde_json::Value),
+        (status = 401, description = "ksqlDB's error (40100): no credential or an unknown one", body = serde_json::Value)
+    )
+)]
 pub async fn close_query(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,6 +14,7 @@ mod idle;
 mod ksql;
 mod ksql_body;
 mod ksql_request;
+mod openapi;
 mod serve;
 mod signatures;
 mod stream;
@@ -35,7 +36,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -65,48 +68,88 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let jobs = Router::new()
-        .route("/search/query", post(devo::submit))
-        .route("/search/job/{id}", get(devo::job))
-        .route("/search/jobs", get(devo::jobs))
-        .route("/search/jobs/{type}", get(devo::jobs_by_path))
-        .route("/search/jobs/{type}/{name}", get(devo::jobs_by_path))
-        .route("/search/job/stop/{id}", get(devo::stop))
-        .route("/search/job/start/{id}", get(devo::start))
-        .route("/search/job/remove/{id}", get(devo::remove))
-        .route("/v1/stream", post(stream::start))
-        .route("/v1/stream/{query_id}", delete(stream::cancel))
-        .route("/query", post(ksql::query))
-        .route("/close-query", post(ksql::close_query))
-        .route("/v1/queries", post(exports::register))
-        .route("/v1/queries/{id}/export/async", post(exports::start))
-        .route("/v1/queries/exports/{id}/progress", get(exports::progress))
-        .route("/v1/queries/exports/{id}/download", get(exports::download))
-        .route("/v1/queries/exports/{id}", delete(exports::delete))
-        .route("/v1/data/export-temp", post(export_temp::export))
+    let (router, _) = router_and_document(state);
+    router
+}
+
+/// The router and the OpenAPI document of what it serves: handlers are registered with
+/// their `#[utoipa::path]`, so the two cannot disagree.
+pub fn router_and_document(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let authenticated = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(devo::submit))
+        .routes(routes!(devo::job))
+        .routes(routes!(devo::jobs))
+        .routes(routes!(devo::jobs_of_type))
+        .routes(routes!(devo::jobs_of_type_and_name))
+        .routes(routes!(devo::stop))
+        .routes(routes!(devo::start))
+        .routes(routes!(devo::remove))
+        .routes(routes!(stream::start))
+        .routes(routes!(stream::cancel))
+        .routes(routes!(ksql::query))
+        .routes(routes!(ksql::close_query))
+        .routes(routes!(exports::register))
+        .routes(routes!(exports::start))
+        .routes(routes!(exports::progress))
+        .routes(routes!(exports::download))
+        .routes(routes!(exports::delete))
+        .routes(routes!(export_temp::export))
         // Figures for the whole service: any credential reads them (Prometheus sends a
         // bearer token), nobody without one.
-        .route("/metrics", get(metrics))
+        .routes(routes!(metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    Router::new()
-        .merge(jobs)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+    let (router, mut document) = OpenApiRouter::new()
+        .merge(authenticated)
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(openapi::document))
+        .split_for_parts();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let served = Arc::new(document.to_json().expect("the OpenAPI document serializes"));
+    let router = router
+        .layer(axum::Extension(served))
         .fallback(error::no_such_path)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    (router, document)
 }
 
+/// `GET /metrics`: Prometheus figures for the whole service (jobs by status, parts, bytes,
+/// uploads, streams), in OpenMetrics text.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
+    )
+)]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = state.store.count_by_status().await?;
     let body = state.metrics.render(&counts);
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body))
 }
 
+/// `GET /readyz`: ready to serve while the job store answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "`ready`", content_type = "text/plain"),
+        (status = 503, description = "`job store unreachable`", content_type = "text/plain")
+    )
+)]
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "job store unreachable"),
     }
+}
+
+/// `GET /healthz`: the process is up and serving.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "`ok`", content_type = "text/plain"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
 }

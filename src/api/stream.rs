@@ -49,6 +49,25 @@ pub(super) fn query_runtime() -> &'static tokio::runtime::Handle {
 }
 
 /// `POST /v1/stream?query_id=…&default_format=…` with the SQL (or `{"query": …}`) as body.
+#[utoipa::path(
+    post, path = "/v1/stream", tag = "stream",
+    params(("query_id" = Option<String>, Query, description = "the caller's id for the query, echoed in `X-Forwarder-Query-Id`; cancels it with `DELETE /v1/stream/{query_id}`"),
+        ("default_format" = Option<String>, Query, description = "the format when the SQL names none: CSVWithNames, TabSeparatedWithNames (default), JSONEachRow or Parquet")),
+    request_body(content = String, content_type = "text/plain",
+        description = "the SQL, optionally ending in `FORMAT <name>`; or JSON `{\"query\": \"…\"}`",
+        example = "SELECT * FROM demo.ecommerce.data FORMAT CSVWithNames"),
+    responses(
+        (status = 200, description = "the whole result, streamed; gzip or zstd on `Accept-Encoding`. A failure after the first byte \
+            ends the body with ClickHouse's exception frame, tagged with the `X-ClickHouse-Exception-Tag` header's value",
+            content_type = "application/octet-stream",
+            headers(("X-Forwarder-Query-Id" = String, description = "the query's id"),
+                    ("X-ClickHouse-Exception-Tag" = String, description = "16 random bytes announcing the tag of a mid-stream error frame"))),
+        (status = 400, description = "a query or parameter to fix", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "the caller already runs a query with that `query_id`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "the domain already runs its most streams on this server", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -165,6 +184,15 @@ pub async fn start(
 
 /// `DELETE /v1/stream/{query_id}`: stops the caller's running stream of that id at once (its
 /// body ends with the exception frame).
+#[utoipa::path(
+    delete, path = "/v1/stream/{query_id}", tag = "stream",
+    params(("query_id" = String, Path, description = "the id given as `?query_id=` or echoed in `X-Forwarder-Query-Id`")),
+    responses(
+        (status = 200, description = "stopped; its body ends with the exception frame", body = serde_json::Value),
+        (status = 404, description = "the caller runs no query of that id", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

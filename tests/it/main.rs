@@ -20,6 +20,7 @@ mod formats;
 mod hostile;
 mod ksql;
 mod lifecycle;
+mod openapi;
 mod parquet;
 mod scale_out;
 mod store;
