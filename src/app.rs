@@ -39,7 +39,8 @@ impl App {
             demo::create(catalog_path.parent().expect("catalog has a directory"), config.demo_rows)?;
         }
         let catalog = Catalog::load(&catalog_path)?;
-        let table_stores = crate::query::table_stores(&catalog, &config.s3).map_err(anyhow::Error::msg)?;
+        let table_stores =
+            crate::query::table_stores(&catalog, &config.s3, &config.tables).map_err(anyhow::Error::msg)?;
         let (store, credentials, queries) = crate::store::open_all(&config).await?;
         let secrets = server_key(&config, credentials.as_ref()).await?;
         ensure_a_credential(&config, credentials.as_ref()).await?;

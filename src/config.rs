@@ -42,6 +42,8 @@ pub struct Config {
     pub s3: S3Defaults,
     /// The destinations beyond S3: `[destinations.file] root`.
     pub destinations: crate::upload::DestinationsConfig,
+    /// How catalog tables in GCS and Azure are read (`[tables.gcs]`, `[tables.azure]`).
+    pub tables: crate::query::TableStoresConfig,
     /// The async exports' files (`POST /v1/queries/{id}/export/async`).
     pub export: ExportConfig,
     /// `POST /v1/data/export-temp`, the export that runs inside its request.
@@ -75,6 +77,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             s3: S3Defaults::default(),
             destinations: Default::default(),
+            tables: Default::default(),
             export: ExportConfig::default(),
             export_temp: ExportTempConfig::default(),
             tls: None,

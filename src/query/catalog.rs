@@ -135,10 +135,26 @@ pub enum CatalogError {
     BadName(String),
 }
 
-/// The bucket of an `s3://bucket/…` location; `None` for a local path.
-pub fn s3_bucket(location: &str) -> Option<&str> {
-    let rest = location.strip_prefix("s3://")?;
-    Some(rest.split('/').next().unwrap_or(rest))
+/// The object store a location is in (`None` for a local path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StoreScheme {
+    S3,
+    Gcs,
+    Azure,
+}
+
+/// The store of an object-store location and its root URL (`scheme://bucket`, what the query
+/// engine keys its stores by): `s3://`, `gs://`, `az://`, `abfs://`, `abfss://`.
+pub fn store_of(location: &str) -> Option<(StoreScheme, url::Url)> {
+    let (scheme, rest) = location.split_once("://")?;
+    let kind = match scheme {
+        "s3" => StoreScheme::S3,
+        "gs" => StoreScheme::Gcs,
+        "az" | "abfs" | "abfss" => StoreScheme::Azure,
+        _ => return None,
+    };
+    let bucket = rest.split('/').next().filter(|b| !b.is_empty())?;
+    Some((kind, url::Url::parse(&format!("{scheme}://{bucket}")).ok()?))
 }
 
 impl Catalog {
@@ -150,9 +166,20 @@ impl Catalog {
         let base = path.parent().unwrap_or(Path::new("."));
         for t in &mut catalog.tables {
             split_name(&t.name)?;
+            // `file:///abs/path` is the local path it names.
+            if let Some(url) = t.location.to_str().filter(|l| l.starts_with("file://")) {
+                t.location =
+                    url::Url::parse(url).ok().and_then(|u| u.to_file_path().ok()).ok_or_else(|| {
+                        read_err(format!("table {}: {url} is not a file:///absolute/path URL", t.name))
+                    })?;
+            }
             let is_url = t.location.to_str().is_some_and(|l| l.contains("://"));
-            if is_url && t.location.to_str().and_then(s3_bucket).is_none() {
-                return Err(read_err(format!("table {}: locations are local paths or s3:// URLs", t.name)));
+            if is_url && t.location.to_str().and_then(store_of).is_none() {
+                return Err(read_err(format!(
+                    "table {}: locations are local paths or file://, s3://, gs://, az://, abfs:// or abfss:// URLs \
+                     with a bucket or container",
+                    t.name
+                )));
             }
             if t.format == TableFormat::Parquet && t.compression.is_some_and(|c| c != TableCompression::None)
             {

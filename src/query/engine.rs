@@ -155,7 +155,7 @@ pub struct DataFusionEngine {
     /// What the rest of the process may hold besides its running queries (see
     /// [`super::memory_backstop`]).
     process_margin: usize,
-    /// Where tables at `s3://` locations are read from.
+    /// Where tables at `s3://`, `gs://`, `az://` and `abfs[s]://` locations are read from.
     stores: TableStores,
 }
 
@@ -164,7 +164,7 @@ impl DataFusionEngine {
         Self { catalog, memory_limit: None, process_margin: DEFAULT_PROCESS_MARGIN, stores: Vec::new() }
     }
 
-    /// The object stores of the catalog's `s3://` tables.
+    /// The object stores of the catalog's tables in S3, GCS and Azure.
     pub fn with_table_stores(mut self, stores: TableStores) -> Self {
         self.stores = stores;
         self

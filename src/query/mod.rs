@@ -23,4 +23,6 @@ pub use engine::{
     CONTINUOUS_LAG, DataFusionEngine, QueryEngine, QueryError, QueryRun, QueryShape, QueryWindow, TimeColumn,
     error_text as query_error_text,
 };
-pub use object_stores::{TableStores, for_catalog as table_stores};
+pub use object_stores::{
+    AzureTables, GcsTables, TableStores, TableStoresConfig, for_catalog as table_stores,
+};

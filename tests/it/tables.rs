@@ -1,5 +1,5 @@
-//! Catalog tables in every format the catalog reads (Parquet: one file, a directory, an
-//! `s3://` prefix; CSV and NDJSON compressed with gzip or zstd), written here with the
+//! Catalog tables in every format the catalog reads (Parquet: one file, a directory, a
+//! `file://` URL, an `s3://` prefix in LocalStack, an `az://` prefix in Azurite; CSV and NDJSON compressed with gzip or zstd), written here with the
 //! `parquet` crate, flate2 and zstd, and exported through the real API and worker. A year of
 //! Parquet queried for one hour reads about that hour: the bytes read say so.
 
@@ -12,6 +12,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
 use serde_json::json;
 
+use crate::backends::{AZURITE_ACCOUNT, AZURITE_KEY, Backend, azurite_endpoint};
 use crate::common::*;
 
 const HOUR: i64 = 3_600_000;
@@ -97,10 +98,16 @@ fn entry(name: &str, location: &str, format: &str, extra: &str) -> String {
     )
 }
 
-/// A server whose catalog is `catalog`, reading `s3://` tables from LocalStack.
+/// A server whose catalog is `catalog`, reading `s3://` tables from LocalStack and `az://`
+/// tables from Azurite.
 async fn app_with_catalog(catalog: std::path::PathBuf) -> TestApp {
     spawn_app_with(10, |c| {
         c.catalog = Some(catalog);
+        c.tables.azure = forwarder::query::AzureTables {
+            account: Some(AZURITE_ACCOUNT.into()),
+            access_key: Some(forwarder::secret::Secret::new(AZURITE_KEY)),
+            endpoint: Some(azurite_endpoint()),
+        };
         c.s3.endpoint = Some(env("FORWARDER_TEST_S3_ENDPOINT"));
         c.s3.region = Some("us-east-1".into());
         c.s3.access_key = Some("test".into());
@@ -176,11 +183,22 @@ async fn parquet_and_compressed_tables_export_exactly_their_rows() {
             .unwrap();
     }
 
+    // And in an Azurite container.
+    let Backend::Azure { container, store: azure } = Backend::azure().await else { unreachable!() };
+    for i in 0..3 {
+        let body = std::fs::read(dir.join(format!("pq/part-{i}.parquet"))).unwrap();
+        object_store::ObjectStoreExt::put(&azure, &format!("pq/part-{i}.parquet").into(), body.into())
+            .await
+            .unwrap();
+    }
+
     let catalog = dir.join("catalog.toml");
     let tables = [
         entry("t.parquet_file", &at("one.parquet"), "parquet", ""),
         entry("t.parquet_dir", &at("pq"), "parquet", ""),
+        entry("t.parquet_file_url", &format!("file://{}", at("pq")), "parquet", ""),
         entry("t.parquet_s3", &format!("s3://{source}/pq/"), "parquet", ""),
+        entry("t.parquet_az", &format!("az://{container}/pq/"), "parquet", ""),
         entry("t.csv_gz", &at("rows.csv.gz"), "csv", ""),
         entry("t.csv_zst", &at("rows.csv.zst"), "csv", ""),
         entry("t.ndjson_gz", &at("rows.ndjson.gz"), "ndjson", ""),
@@ -200,7 +218,9 @@ async fn parquet_and_compressed_tables_export_exactly_their_rows() {
     for table in [
         "t.parquet_file",
         "t.parquet_dir",
+        "t.parquet_file_url",
         "t.parquet_s3",
+        "t.parquet_az",
         "t.csv_gz",
         "t.csv_zst",
         "t.ndjson_gz",
