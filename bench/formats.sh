@@ -6,6 +6,8 @@
 #
 #   bench/formats.sh [rows=2000000] [runs=3]     every case, every tool, runs rounds, medians
 #   bench/formats.sh flat [runs=2]               Forwarder's peak RSS at 1M and 10M rows (CSV zstd)
+#   bench/formats.sh stream [rows=2000000] [runs=3]   POST /v1/stream to curl on loopback (TSV, CSV)
+#                                                beside DuckDB and chDB writing the same to a file (bench/stream.py)
 #
 # Settings (environment):
 #   BENCH_SOURCES=csv,parquet   Forwarder's source table(s): the demo CSV, and/or the Parquet file
@@ -22,6 +24,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 mode=run
 if [ "${1:-}" = flat ]; then mode=flat; shift; fi
+if [ "${1:-}" = stream ]; then mode=stream; shift; fi
 if [ $mode = flat ]; then
   runs=${1:-2}
   cases=${BENCH_CASES:-csv-zstd}
@@ -37,7 +40,7 @@ mkdir -p "$work"
 
 # LocalStack: reuse one that answers, else start it as the tests do.
 endpoint=${FORWARDER_TEST_S3_ENDPOINT:-http://127.0.0.1:4566}
-if ! curl -s -m 5 "$endpoint/_localstack/health" 2>/dev/null | grep -q '"s3": "\(available\|running\)"'; then
+if [ $mode != stream ] && ! curl -s -m 5 "$endpoint/_localstack/health" 2>/dev/null | grep -q '"s3": "\(available\|running\)"'; then
   env_file=$(mktemp)
   scripts/services.sh >"$env_file"
   # shellcheck disable=SC1090
@@ -117,5 +120,11 @@ if [ $mode = flat ]; then
   exec python3 bench/formats.py "${common[@]}" --flat "${counts[@]}" --flat-data "${specs[@]}"
 fi
 IFS=, read -r csv cat_csv cat_pq parquet <<<"$(make_data "$rows")"
+if [ $mode = stream ]; then
+  cd bench
+  exec python3 stream.py --bin "$bin" --python "$venv/bin/python" --work "$work" --rows "$rows" --runs "$runs" \
+    --sources "$sources" --peers "${BENCH_PEERS-duckdb,chdb}" --parquet "$parquet" \
+    --catalog-csv "$cat_csv" --catalog-parquet "$cat_pq"
+fi
 exec python3 bench/formats.py "${common[@]}" --rows "$rows" --csv "$csv" --parquet "$parquet" \
   --catalog-csv "$cat_csv" --catalog-parquet "$cat_pq"

@@ -5,7 +5,9 @@
 CASE is csv-zstd, csv-gzip6, parquet-zstd or jsonl-zstd. Reads the Parquet file, writes one
 object to s3://BUCKET/KEY on the S3-compatible ENDPOINT (LocalStack: any key, path style).
 Prints the seconds the export statement itself took (the rest is interpreter start and import).
-Also: peer.py duckdb to-parquet CSV PARQUET COMPRESSION (makes the peers' source file).
+Also: peer.py duckdb to-parquet CSV PARQUET COMPRESSION (makes the peers' source file), and
+peer.py duckdb|chdb to-file-csv|to-file-tsv PARQUET OUT (the streaming benchmark's peers:
+the Parquet file's rows as CSV or TSV with a header, into a local file).
 """
 
 import glob
@@ -57,6 +59,24 @@ def main():
             f"COPY (SELECT * FROM read_csv('{csv}', header = true)) TO '{parquet}' "
             f"(FORMAT parquet, COMPRESSION {compression})"
         )
+        return
+    if case.startswith("to-file-"):
+        fmt = case.removeprefix("to-file-")
+        parquet, out = sys.argv[3:5]
+        start = time.monotonic()
+        if engine == "duckdb":
+            import duckdb
+
+            delim = "\t" if fmt == "tsv" else ","
+            duckdb.connect().execute(
+                f"COPY (SELECT * FROM read_parquet('{parquet}')) TO '{out}' (FORMAT csv, HEADER, DELIMITER '{delim}')"
+            )
+        else:
+            import chdb
+
+            name = "TabSeparatedWithNames" if fmt == "tsv" else "CSVWithNames"
+            chdb.query(f"SELECT * FROM file('{parquet}', Parquet) INTO OUTFILE '{out}' TRUNCATE FORMAT {name}")
+        print(f"{time.monotonic() - start:.3f}")
         return
     parquet, endpoint, bucket, key = sys.argv[3:7]
     if engine == "duckdb":
