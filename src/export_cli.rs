@@ -151,15 +151,7 @@ impl Output {
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let token = args.token.filter(|t| !t.trim().is_empty());
-    let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-    if let Some(ca) = &args.ca {
-        let pem = std::fs::read(ca).with_context(|| format!("cannot read --ca {}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .ok()
-            .filter(|c| !c.is_empty())
-            .with_context(|| format!("--ca {} holds no PEM certificate", ca.display()))?;
-        http = http.tls_certs_merge(certs);
-    }
+    let http = crate::cli_http::client_trusting(args.ca.as_deref())?.connect_timeout(Duration::from_secs(10));
     let http = http.build().context("cannot set up the HTTP client")?;
     let base = args.server.trim_end_matches('/').to_string();
     let (compression, implied) = from_file_name(&args.output);

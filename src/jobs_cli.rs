@@ -138,14 +138,7 @@ impl Client {
 pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
     // An empty FORWARDER_TOKEN is no token at all.
     let token = args.token.filter(|t| !t.trim().is_empty());
-    let mut http = reqwest::Client::builder();
-    if let Some(ca) = &args.ca {
-        let pem = std::fs::read(ca).with_context(|| format!("cannot read --ca {}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).ok().filter(|c| !c.is_empty()).with_context(
-            || format!("--ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", ca.display()),
-        )?;
-        http = http.tls_certs_merge(certs);
-    }
+    let http = crate::cli_http::client_trusting(args.ca.as_deref())?;
     let client =
         Client { http: http.build().context("cannot set up the HTTP client")?, base: args.server, token };
     let (path, wait) = match &args.command {

@@ -27,6 +27,7 @@
 pub mod api;
 pub mod app;
 pub mod auth_cli;
+pub mod cli_http;
 pub mod compress;
 pub mod config;
 pub mod demo;

@@ -54,11 +54,11 @@ struct GuardedConnector {
 
 impl HttpConnector for GuardedConnector {
     fn connect(&self, _: &ClientOptions) -> object_store::Result<HttpClient> {
-        let client = reqwest012::Client::builder()
+        let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolve::new(self.allowed.clone())))
             .connect_timeout(Duration::from_secs(10))
             .timeout(self.attempt_timeout)
-            .redirect(reqwest012::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| object_store::Error::Generic { store: "HTTP client", source: Box::new(e) })?;
         Ok(HttpClient::new(client))

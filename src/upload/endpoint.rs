@@ -189,8 +189,8 @@ impl GuardedResolve {
     }
 }
 
-impl reqwest012::dns::Resolve for GuardedResolve {
-    fn resolve(&self, name: reqwest012::dns::Name) -> reqwest012::dns::Resolving {
+impl reqwest::dns::Resolve for GuardedResolve {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let allowed = self.allowed.clone();
         let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
         Box::pin(async move {
@@ -199,7 +199,7 @@ impl reqwest012::dns::Resolve for GuardedResolve {
             if let (false, Some(ip)) = (host_allowed, addresses.iter().find(|ip| refused(**ip, &allowed))) {
                 return Err(refusal(&host, *ip).into());
             }
-            let found: reqwest012::dns::Addrs = Box::new(
+            let found: reqwest::dns::Addrs = Box::new(
                 addresses
                     .into_iter()
                     .map(|ip| std::net::SocketAddr::new(ip, 0))
@@ -219,8 +219,8 @@ mod tests {
     /// unless the operator allowed it.
     #[tokio::test]
     async fn the_object_store_resolver_applies_the_guard() {
-        use reqwest012::dns::Resolve as _;
-        let name = |n: &str| n.parse::<reqwest012::dns::Name>().unwrap();
+        use reqwest::dns::Resolve as _;
+        let name = |n: &str| n.parse::<reqwest::dns::Name>().unwrap();
         let refused = GuardedResolve::new(vec![]).resolve(name("localhost")).await.err().unwrap();
         assert!(refused.to_string().contains("internal address"), "{refused}");
         let allowed = GuardedResolve::new(vec![Allowed::parse("127.0.0.0/8"), Allowed::parse("::1/128")]);
