@@ -75,6 +75,52 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class Server:
+    """A fresh Forwarder server (own data dir, so its own job store and token) on a free port."""
+
+    def __init__(self, bin_, work, catalog, extra_config=""):
+        self.data_dir = os.path.join(work, "data")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        os.makedirs(work, exist_ok=True)
+        port = free_port()
+        self.api = f"http://127.0.0.1:{port}"
+        config = os.path.join(work, "bench.toml")
+        with open(config, "w") as f:
+            f.write(f'listen = "127.0.0.1:{port}"\ndata_dir = "{self.data_dir}"\ncatalog = "{catalog}"\n{extra_config}')
+        self.log_path = os.path.join(work, "server.log")
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        env.pop("FORWARDER_BIN", None)  # not a server setting: it would refuse to start
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen([bin_, "serve", "--config", config], stdout=log, stderr=log, env=env)
+        self.pid = self.process.pid
+
+    def wait_ready(self, what=""):
+        """Waits for /healthz; the bearer token's header."""
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                tail = open(self.log_path).read().strip().splitlines()[-1:] or ["(no log)"]
+                raise NotAvailable(f"the server did not start{what}: {tail[0][:300]}")
+            try:
+                if http("GET", f"{self.api}/healthz", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise NotAvailable("the server did not answer /healthz within 120 s")
+            time.sleep(0.1)
+        token = open(os.path.join(self.data_dir, "initial-token")).read().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 class Bench:
     def __init__(self, a):
         self.a = a
@@ -101,50 +147,17 @@ class Bench:
 
     # ---- Forwarder: a fresh server (and job store) per run, the job timed from submission ----
     def forwarder(self, source, case, catalog):
-        work = os.path.join(self.a.work, "fwd")
-        data_dir = os.path.join(work, "data")
-        shutil.rmtree(data_dir, ignore_errors=True)
-        os.makedirs(work, exist_ok=True)
-        port = free_port()
-        config = os.path.join(work, "bench.toml")
-        with open(config, "w") as f:
-            f.write(
-                f'listen = "127.0.0.1:{port}"\ndata_dir = "{data_dir}"\ncatalog = "{catalog}"\n'
-                f"[worker]\ncompression_level = 6\nzstd_level = 3\n"
-                f'[s3]\nallowed_endpoints = ["127.0.0.1"]\n'
-            )
-        log_path = os.path.join(work, "server.log")
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-        env.pop("FORWARDER_BIN", None)  # not a server setting: it would refuse to start
-        with open(log_path, "w") as log:
-            server = subprocess.Popen([self.a.bin, "serve", "--config", config], stdout=log, stderr=log, env=env)
+        server = Server(self.a.bin, os.path.join(self.a.work, "fwd"), catalog,
+                        "[worker]\ncompression_level = 6\nzstd_level = 3\n"
+                        '[s3]\nallowed_endpoints = ["127.0.0.1"]\n')
         try:
-            return self._forwarder_job(server, port, data_dir, log_path, source, case)
+            return self._forwarder_job(server, source, case)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            server.stop()
 
-    def _forwarder_job(self, server, port, data_dir, log_path, source, case):
-        api = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                tail = open(log_path).read().strip().splitlines()[-1:] or ["(no log)"]
-                raise NotAvailable(f"the server did not start with the {source} table: {tail[0][:300]}")
-            try:
-                if http("GET", f"{api}/healthz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise NotAvailable("the server did not answer /healthz within 120 s")
-            time.sleep(0.1)
-        token = open(os.path.join(data_dir, "initial-token")).read().strip()
-        auth = {"Authorization": f"Bearer {token}"}
+    def _forwarder_job(self, server, source, case):
+        api = server.api
+        auth = server.wait_ready(f" with the {source} table")
         params = {"aws.bucket": self.bucket, "aws.region": "us-east-1", "aws.accesskey": "test",
                   "aws.secretkey": "test", "aws.endpoint": self.endpoint, "aws.pathstyle": True}
         params.update(CASES[case][2])

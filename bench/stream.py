@@ -11,14 +11,12 @@ statement alone is printed below the table).
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
 
-from formats import HERE, PEERS, NotAvailable, free_port, http, proc_status
+from formats import HERE, PEERS, NotAvailable, Server, proc_status
 
 # format → (Forwarder's FORMAT, the peers' name for it)
 FORMATS = {"tsv": "TabSeparatedWithNames", "csv": "CSVWithNames"}
@@ -41,37 +39,12 @@ def lines(path):
 
 
 def forwarder(a, fmt, catalog):
-    work = os.path.join(a.work, "stream")
-    data_dir = os.path.join(work, "data")
-    shutil.rmtree(data_dir, ignore_errors=True)
-    os.makedirs(work, exist_ok=True)
-    port = free_port()
-    config = os.path.join(work, "bench.toml")
-    with open(config, "w") as f:
-        f.write(f'listen = "127.0.0.1:{port}"\ndata_dir = "{data_dir}"\ncatalog = "{catalog}"\n'
-                f"[worker]\nenabled = false\n")
-    log_path = os.path.join(work, "server.log")
-    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-    with open(log_path, "w") as log:
-        server = subprocess.Popen([a.bin, "serve", "--config", config], stdout=log, stderr=log, env=env)
+    server = Server(a.bin, os.path.join(a.work, "stream"), catalog, "[worker]\nenabled = false\n")
     try:
-        api = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                raise NotAvailable(f"the server did not start: {open(log_path).read()[-300:]}")
-            try:
-                if http("GET", f"{api}/healthz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise NotAvailable("the server did not answer /healthz within 120 s")
-            time.sleep(0.1)
-        token = open(os.path.join(data_dir, "initial-token")).read().strip()
+        auth = server.wait_ready()
         out = os.path.join(a.work, "stream.out")
-        wall, _, _ = timed(["curl", "-sS", "--fail", "-o", out, "-H", f"Authorization: Bearer {token}",
-                            "--data-binary", f"{QUERY} FORMAT {FORMATS[fmt]}", f"{api}/v1/stream"])
+        wall, _, _ = timed(["curl", "-sS", "--fail", "-o", out, "-H", f"Authorization: {auth['Authorization']}",
+                            "--data-binary", f"{QUERY} FORMAT {FORMATS[fmt]}", f"{server.api}/v1/stream"])
         rss_kb = proc_status(server.pid, "VmHWM")
         size, n = os.path.getsize(out), lines(out)
         os.remove(out)
@@ -79,12 +52,7 @@ def forwarder(a, fmt, catalog):
             raise NotAvailable(f"the stream held {n - 1} rows, not {a.rows}")
         return {"wall": wall, "bytes": size, "rss_kb": rss_kb}
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        server.stop()
 
 
 def peer(a, engine, fmt):
