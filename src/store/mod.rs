@@ -3,6 +3,7 @@
 //! at every completed part).
 
 mod credentials;
+mod migrations;
 mod postgres;
 mod queries;
 mod rows;

@@ -29,7 +29,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        super::migrations::postgres().run(&pool).await?;
         Ok(Self { pool })
     }
 

@@ -35,7 +35,7 @@ impl SqliteStore {
             // from the table (free pages keep old bytes otherwise).
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        super::migrations::sqlite().run(&pool).await?;
         Ok(Self { pool })
     }
 
