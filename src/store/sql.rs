@@ -294,10 +294,14 @@ impl JobStore for $store {
             return Err(StoreError::LeaseLost(id));
         }
         let now = now_ms();
+        // A removal asked for while the job ran wins over however its run ended: the caller
+        // was told the job is gone (an async export's file must not come back to life).
         sqlx::query(
-            "UPDATE jobs SET status = $1, finished_at = $2, updated_at = $3, lease_owner = NULL, lease_until = NULL,
+            "UPDATE jobs SET status = CASE WHEN requested = 'REMOVE' THEN 'REMOVED' ELSE $1 END,
+                    finished_at = CASE WHEN requested = 'REMOVE' THEN $3 ELSE $2 END,
+                    updated_at = $3, lease_owner = NULL, lease_until = NULL,
                     requested = NULL, unclean_runs = 0,
-                    sealed_secrets = CASE WHEN $1 = 'REMOVED' THEN NULL ELSE sealed_secrets END
+                    sealed_secrets = CASE WHEN $1 = 'REMOVED' OR requested = 'REMOVE' THEN NULL ELSE sealed_secrets END
              WHERE id = $4",
         )
         .bind(status.as_str())

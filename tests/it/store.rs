@@ -146,6 +146,15 @@ async fn conformance(store: Arc<dyn JobStore>) {
     assert_eq!((released.status, released.parts.len()), (JobStatus::Created, 1));
     assert_eq!(store.claim_next("w4", lease, None).await.unwrap().map(|c| c.job.id), Some(a.id));
     store.finish(a.id, "w4", JobStatus::Stopped, &progress, Some("S3 said \"no\", twice")).await.unwrap();
+    // A removal asked for while a job runs wins over the end its worker reports.
+    let b = job("a");
+    store.insert(&b).await.unwrap();
+    assert_eq!(store.claim_next("w5", lease, None).await.unwrap().map(|c| c.job.id), Some(b.id));
+    assert_eq!(store.command(Some("a"), b.id, Command::Remove).await.unwrap(), applied(JobStatus::Running));
+    store.finish(b.id, "w5", JobStatus::Completed, &Progress::default(), None).await.unwrap();
+    let removed = store.get(None, b.id).await.unwrap().unwrap();
+    assert_eq!(removed.status, JobStatus::Removed, "not brought back to COMPLETED");
+    assert!(removed.sealed_secrets.is_none() && removed.finished_at_ms.is_some());
     let errors = store.get(None, a.id).await.unwrap().unwrap().errors;
     assert_eq!(
         errors,
