@@ -67,9 +67,12 @@ pub fn place(kind: DestinationType, params: &Map<String, Value>) -> Result<Place
             if !((3..=24).contains(&account.len())
                 && account.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
             {
+                // The value is not quoted: a caller who swapped the account and its key would
+                // see the key in the answer.
                 return bad(format!(
-                    "azure.account \"{}\" is not a storage account name (3-24 lowercase letters and digits)",
-                    shown(&account)
+                    "azure.account is not a storage account name (3-24 lowercase letters and digits; \
+                     the value given has {} characters): is it the account key?",
+                    account.chars().count()
                 ));
             }
             let container = text("azure.container")?

@@ -294,3 +294,14 @@ fn parquet_rules() {
     assert_eq!(e.code, codes::BAD_PARQUET_COMPRESSION);
     assert!(e.msg.contains("only with file.format parquet"), "{}", e.msg);
 }
+
+/// A caller who swapped the Azure account and its key does not get the key back in the answer.
+#[test]
+fn an_account_key_given_as_the_account_is_not_quoted() {
+    let key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    let body = json!({"query": "SELECT 1", "destination": {"type": "azure", "params": {
+        "azure.account": key, "azure.container": "exports", "azure.accesskey": "devstoreaccount1"}}});
+    let e = parse(body).unwrap_err();
+    assert!(e.msg.contains("azure.account is not a storage account name"), "{}", e.msg);
+    assert!(!e.msg.contains(&key[..8]), "{}", e.msg);
+}

@@ -114,6 +114,13 @@ pub async fn azure(
     // A malformed key is reported without its value.
     let store = builder.build().map_err(|e| {
         let text = e.to_string();
+        // A key that does not decode is named, not described: the decoder's message gives a
+        // character of the key and its position.
+        if secrets.account_key.is_some() && (text.contains("decod") || text.contains("symbol")) {
+            return "the azure destination cannot be used: azure.accesskey is not an account key \
+                    (the base64 text the Azure portal shows under Access keys)"
+                .to_string();
+        }
         let text = secrets
             .all()
             .fold(text, |t, s| if s.is_empty() { t } else { t.replace(s.expose(), "[redacted]") });
