@@ -188,6 +188,15 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<ExportTempRequest, RequestE
             "with mode single_file, directory_path is the file's own path (like exports/out.parquet)",
         );
     }
+    if let Some(why) = directory_problem(&directory) {
+        return bad(BAD_DIRECTORY_PATH, format!("directory_path {why}"));
+    }
+    if bucket.len() > 255 {
+        return bad(
+            BAD_BUCKET,
+            "bucket is over 255 bytes: no store takes a bucket, container or directory name that long",
+        );
+    }
     let credentials = object(&body, "credentials", &["access_key", "secret_key"], BAD_CREDENTIALS)?;
     let access_key = text(&credentials, "access_key", "credentials.access_key", BAD_CREDENTIALS)?;
     let secret_key = text(&credentials, "secret_key", "credentials.secret_key", BAD_CREDENTIALS)?;
@@ -323,3 +332,25 @@ fn shown(value: &str) -> String {
 #[cfg(test)]
 #[path = "export_temp_request_tests.rs"]
 mod tests;
+
+/// Why `directory_path` cannot name a place inside the bucket, for every storage type alike:
+/// an object store would take `../x` as a literal key that a URL then resolves outside the
+/// bucket, and a file system refuses what is too long.
+fn directory_problem(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') {
+        return Some("is absolute: give a path inside the bucket, like exports/daily");
+    }
+    if path.len() > 1024 {
+        return Some("is over 1024 bytes, the longest key S3 takes");
+    }
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if trimmed.is_empty() {
+        return None;
+    }
+    trimmed.split('/').find_map(|segment| match segment {
+        "" => Some("has an empty segment (//): write each folder once"),
+        "." | ".." => Some("has a . or .. segment: give the path inside the bucket without them"),
+        s if s.len() > 255 => Some("has a folder or file name over 255 bytes"),
+        _ => None,
+    })
+}

@@ -116,3 +116,22 @@ fn every_refusal_names_what_to_fix_and_never_the_secret() {
     }
     assert_eq!(parse(b"[1]", &Limits::default()).unwrap_err().code, BAD_BODY);
 }
+
+/// A directory_path that would leave the bucket or that no store takes is refused for every
+/// storage type (348), before anything is written.
+#[test]
+fn directory_paths_stay_inside_the_bucket() {
+    let long = "d".repeat(300);
+    for path in ["../x", "a/../b", "./x", "a//b", "/abs", long.as_str()] {
+        let Err(err) = parse_json(s3(json!({"directory_path": path}))) else { panic!("{path} accepted") };
+        assert_eq!(err.code, BAD_DIRECTORY_PATH, "{path}: {}", err.msg);
+        assert!(err.msg.starts_with("directory_path "), "{path}: {}", err.msg);
+    }
+    for path in ["exports/daily", "exports/daily/", "a.b/c..d"] {
+        assert!(parse_json(s3(json!({"directory_path": path}))).is_ok(), "{path}");
+    }
+    let Err(err) = parse_json(s3(json!({"bucket": "b".repeat(300)}))) else {
+        panic!("a 300-byte bucket accepted")
+    };
+    assert_eq!(err.code, BAD_BUCKET);
+}

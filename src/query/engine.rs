@@ -76,6 +76,12 @@ impl From<DataFusionError> for QueryError {
             DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
                 QueryError::Invalid(e.to_string())
             }
+            // The optimizer fails only on what the query itself says: a constant that does not
+            // cast (`CAST('abc' AS INT)`), a negative LIMIT. The caller's to fix, told in the
+            // words of what failed rather than the rule's name.
+            DataFusionError::Context(ref context, ref inner) if context.starts_with("Optimizer rule") => {
+                QueryError::Invalid(inner.find_root().to_string())
+            }
             other => QueryError::Execution(error_text(&other)),
         }
     }
@@ -451,6 +457,10 @@ impl QueryEngine for DataFusionEngine {
         let (ctx, windowed, _) = self.context(QueryWindow::default(), &statement).await?;
         let named = named_tables(&ctx, &statement);
         let df = self.plan(&ctx, statement).await?;
+        // Optimised too, as a run will: what only the optimizer finds wrong (a negative LIMIT)
+        // is refused now rather than failing every run.
+        let state = ctx.state();
+        with_planning_stack(|| state.optimize(df.logical_plan()))?;
         let windowed_tables =
             self.catalog.tables.iter().filter(|t| t.time_column.is_some()).map(|t| t.name.clone()).collect();
         let mut tables = self
@@ -474,6 +484,25 @@ impl QueryEngine for DataFusionEngine {
 mod tests {
     use super::*;
     use crate::query::TableFormat;
+
+    /// What only the optimizer finds wrong is the query's fault: refused as invalid at the
+    /// check, not reported as an execution failure.
+    #[tokio::test]
+    async fn what_the_optimizer_refuses_is_an_invalid_query() {
+        let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
+        let engine =
+            DataFusionEngine::new(Catalog::load(&crate::query::demo::create(&dir, 10).unwrap()).unwrap());
+        for query in [
+            "SELECT * FROM demo.ecommerce.data LIMIT -1",
+            "SELECT CAST('abc' AS INT) FROM demo.ecommerce.data",
+        ] {
+            match engine.check(query).await {
+                Err(QueryError::Invalid(msg)) => assert!(!msg.contains("Optimizer rule"), "{query}: {msg}"),
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[tokio::test]
     async fn a_query_opens_only_the_tables_it_names() {
