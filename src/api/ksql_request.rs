@@ -145,7 +145,15 @@ fn statement(ksql: &str) -> Result<(String, bool, Option<u64>), Refused> {
     if push && limit.is_none() {
         // `… LIMIT 3 EMIT CHANGES` as well as ksqlDB's `… EMIT CHANGES LIMIT 3`.
         limit = take_limit(&mut significant, &mut cut)?;
-    } else if !push {
+    }
+    if push && take_limit(&mut significant.clone(), &mut cut.clone())?.is_some() {
+        // A second LIMIT would stay in the SQL and apply to each window of new rows, not
+        // to the stream: the stream would never reach its own.
+        return Err(Refused::Statement(
+            "a push query takes one LIMIT: write it once, before or after EMIT CHANGES".into(),
+        ));
+    }
+    if !push {
         // A pull query's LIMIT is the engine's to apply: only the `;` comes off.
         cut = semicolon;
         limit = None;
@@ -259,6 +267,8 @@ mod tests {
         assert_eq!((r.sql.as_str(), r.push, r.limit), ("select uri from t", true, Some(3)));
         let r = request("SELECT uri FROM t\n  EMIT CHANGES ;\n");
         assert_eq!((r.sql.as_str(), r.push, r.limit), ("SELECT uri FROM t", true, None));
+        let twice = statement("SELECT uri FROM t LIMIT 1 EMIT CHANGES LIMIT 3;");
+        assert!(matches!(twice, Err(Refused::Statement(m)) if m.contains("one LIMIT")));
         let r = request("SELECT uri FROM t LIMIT 3;");
         assert_eq!((r.sql.as_str(), r.push, r.limit), ("SELECT uri FROM t LIMIT 3", false, None));
         let r = request("SELECT 'EMIT CHANGES' AS x -- EMIT CHANGES");
