@@ -5,7 +5,8 @@
 # (Parquet bytes written, and the table's CSV size for comparison with bench/export.sh) and
 # the server's peak RSS during that export.
 #   bench/destinations.sh [rows]
-# Uses the release build; starts LocalStack and Azurite like the tests do (scripts/services.sh).
+# Uses the release build (or BENCH_FORWARDER_BIN); starts LocalStack and Azurite like the tests do
+# (scripts/services.sh).
 # Compare only figures from the same run: this machine's speed drifts between hours.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,9 +19,12 @@ scripts/services.sh >"$env_file"
 # shellcheck disable=SC1090
 . "$env_file"
 rm -f "$env_file"
-cargo build --release --quiet
-target=${CARGO_TARGET_DIR:-$root/target}
-bin=$target/release/forwarder
+if [ -n "${BENCH_FORWARDER_BIN:-}" ]; then
+  bin=$BENCH_FORWARDER_BIN
+else
+  nice -n 19 cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/forwarder
+fi
 
 catalog=$("$bin" gen-demo --dir "$work/demo-$rows" --rows "$rows" 2>/dev/null | tail -1)
 csv_bytes=$(stat -c %s "$work/demo-$rows/data/ecommerce-000.csv")
