@@ -70,6 +70,14 @@ pub fn for_catalog(
                 StoreScheme::Azure => azure_store(&url, &tables.azure),
             }
             .map_err(|e| {
+                // A key that does not decode is named, not described: the decoder's message
+                // gives a character of the key and its position, and this goes to the log.
+                let e = match e.to_string() {
+                    t if scheme == StoreScheme::Azure && (t.contains("decod") || t.contains("symbol")) => {
+                        "access_key is not an account key (base64)".to_string()
+                    }
+                    t => t,
+                };
                 let settings = match scheme {
                     StoreScheme::S3 => "[s3]",
                     StoreScheme::Gcs => "[tables.gcs]",
