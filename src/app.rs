@@ -141,6 +141,7 @@ fn run_jobs_apart(
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("forwarder-job")
+        .thread_stack_size(crate::query::QUERY_THREAD_STACK)
         .enable_all()
         .build()
         .context("starting the job runtime")?;

@@ -41,6 +41,7 @@ pub(super) fn query_runtime() -> &'static tokio::runtime::Handle {
         .get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .thread_name("forwarder-stream")
+                .thread_stack_size(crate::query::QUERY_THREAD_STACK)
                 .enable_all()
                 .build()
                 .expect("a tokio runtime for streamed queries")

@@ -15,10 +15,11 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext, ident};
 
 use datafusion::sql::parser::Statement as DfStatement;
 
+use super::big_stack::{planned_on_big_stack, streamed_on_big_stack};
 use super::bytes_read::{BytesRead, CountingStore};
 use super::catalog::{Catalog, EpochUnit, split_name};
 use super::object_stores::TableStores;
-use super::parse::{PARSER_RECURSION_LIMIT, with_planning_stack};
+use super::parse::PARSER_RECURSION_LIMIT;
 
 /// The rows of one record batch.
 pub(super) const BATCH_ROWS: usize = 8192;
@@ -270,11 +271,7 @@ impl DataFusionEngine {
         let options =
             SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let planned = async {
-            // The catalog's tables are views in memory: resolving them never waits on I/O, so
-            // the planning future completes on the big stack without a runtime to drive it.
-            let state = ctx.state();
-            let plan =
-                with_planning_stack(|| futures::executor::block_on(state.statement_to_plan(statement)))?;
+            let plan = ctx.state().statement_to_plan(statement).await?;
             options.verify_plan(&plan)?;
             ctx.execute_logical_plan(plan).await
         };
@@ -409,9 +406,9 @@ fn register(
     Ok(())
 }
 
-#[async_trait]
-impl QueryEngine for DataFusionEngine {
-    async fn run(
+/// The steps of a query, each on the stack it happens to be polled on.
+impl DataFusionEngine {
+    async fn run_here(
         &self,
         query: &str,
         window: QueryWindow,
@@ -430,11 +427,11 @@ impl QueryEngine for DataFusionEngine {
                 self.catalog.tables.iter().find(|t| t.time_column.as_deref() == Some(f.name().as_str()))?;
             Some(TimeColumn { index, millis_per_unit: table.time_unit.millis() })
         });
-        // As `DataFrame::execute_stream`, with the optimizer on the big stack as well.
+        // As `DataFrame::execute_stream`, with the memory guards between the steps.
         let state = ctx.state();
-        let optimized = with_planning_stack(|| state.optimize(df.logical_plan()))?;
+        let optimized = state.optimize(df.logical_plan())?;
         if let Some(budget) = self.memory_limit {
-            with_planning_stack(|| super::guarded_functions::constants_fit(&optimized, budget))?;
+            super::guarded_functions::constants_fit(&optimized, budget)?;
         }
         // Held to the process's memory limit as well as to its own pool, for as long as it runs.
         let registration = self.memory_limit.map(|budget| {
@@ -449,10 +446,11 @@ impl QueryEngine for DataFusionEngine {
         if let Some(registration) = registration {
             stream = registration.output(stream);
         }
+        let stream = streamed_on_big_stack(stream);
         Ok(QueryRun { stream, time_column, bytes_read })
     }
 
-    async fn check(&self, query: &str) -> Result<QueryShape, QueryError> {
+    async fn check_here(&self, query: &str) -> Result<QueryShape, QueryError> {
         let statement = super::parse::only_one_select(query)?;
         let (ctx, windowed, _) = self.context(QueryWindow::default(), &statement).await?;
         let named = named_tables(&ctx, &statement);
@@ -460,7 +458,7 @@ impl QueryEngine for DataFusionEngine {
         // Optimised too, as a run will: what only the optimizer finds wrong (a negative LIMIT)
         // is refused now rather than failing every run.
         let state = ctx.state();
-        with_planning_stack(|| state.optimize(df.logical_plan()))?;
+        state.optimize(df.logical_plan())?;
         let windowed_tables =
             self.catalog.tables.iter().filter(|t| t.time_column.is_some()).map(|t| t.name.clone()).collect();
         let mut tables = self
@@ -477,6 +475,24 @@ impl QueryEngine for DataFusionEngine {
             _ => false,
         };
         Ok(QueryShape { windowed, windowed_tables, sliceable })
+    }
+}
+
+/// Every step of a query walks its tree, dropping it too: all of them on a big stack.
+#[async_trait]
+impl QueryEngine for DataFusionEngine {
+    async fn run(
+        &self,
+        query: &str,
+        window: QueryWindow,
+        skip: u64,
+        limit: Option<u64>,
+    ) -> Result<QueryRun, QueryError> {
+        planned_on_big_stack(self.run_here(query, window, skip, limit)).await
+    }
+
+    async fn check(&self, query: &str) -> Result<QueryShape, QueryError> {
+        planned_on_big_stack(self.check_here(query)).await
     }
 }
 
@@ -501,6 +517,36 @@ mod tests {
                 other => panic!("{query}: {other:?}"),
             }
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The deepest queries the parser lets through plan, run and drop wherever they are
+    /// polled from: here a thread with a quarter of the stack a runtime thread has.
+    #[test]
+    fn deep_queries_run_on_a_small_stack() {
+        let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
+        let engine =
+            DataFusionEngine::new(Catalog::load(&crate::query::demo::create(&dir, 10).unwrap()).unwrap());
+        let chain = vec!["statusCode"; 1_000].join(" + ");
+        let nested = format!(
+            "{}SELECT {chain} AS n FROM demo.ecommerce.data{}",
+            "SELECT n FROM (".repeat(20),
+            ") AS t".repeat(20)
+        );
+        let rows = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    let run = engine.run(&nested, QueryWindow::default(), 0, None).await.unwrap();
+                    let batches = futures::TryStreamExt::try_collect::<Vec<_>>(run.stream).await.unwrap();
+                    batches.iter().map(|b| b.num_rows()).sum::<usize>()
+                })
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(rows, 10);
         std::fs::remove_dir_all(&dir).ok();
     }
 

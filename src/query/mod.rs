@@ -1,6 +1,7 @@
 //! Queries: a catalog file names the tables, the embedded engine (Apache DataFusion) runs a
 //! job's query over time-windowed views of them and streams record batches.
 
+mod big_stack;
 mod bytes_read;
 mod catalog;
 mod csv_schema;
@@ -17,6 +18,7 @@ pub mod slices;
 mod table_source;
 mod watched_plan;
 
+pub use big_stack::QUERY_THREAD_STACK;
 pub use bytes_read::BytesRead;
 pub use catalog::{Catalog, EpochUnit, TableCompression, TableEntry, TableFormat};
 pub use engine::{

@@ -28,17 +28,6 @@ pub const PARSER_RECURSION_LIMIT: usize = 50;
 /// query just over 1,000 terms long is the most one submission may ask.
 pub const MAX_DEPTH: usize = 1_200;
 
-/// The stack planning runs on. The parser's limit still lets through some 25 nested
-/// subqueries, and turning each into a plan takes about 110 KiB of stack in a debug build
-/// (the SQL planner does not grow its stack as the optimizer does): far more than a 2 MiB
-/// thread has. Only the pages planning touches are ever committed.
-const PLANNING_STACK: usize = 64 << 20;
-
-/// Runs `plan` (SQL to plan, optimizing) on a stack of [`PLANNING_STACK`] bytes.
-pub fn with_planning_stack<R>(plan: impl FnOnce() -> R) -> R {
-    stacker::grow(PLANNING_STACK, plan)
-}
-
 /// What a caller is told when a query is refused for its depth.
 const TOO_DEEP: &str = "the query is too deeply nested";
 const WHAT_TO_DO: &str = "write long chains of OR as IN (…) lists, split long UNION ALL chains or \
@@ -102,7 +91,7 @@ pub fn only_one_select(query: &str) -> Result<DfStatement, QueryError> {
     };
     match &statement {
         DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => {
-            with_planning_stack(|| not_too_wide(s))?;
+            super::big_stack::on_big_stack(|| not_too_wide(s))?;
             Ok(statement)
         }
         other => {
