@@ -7,15 +7,17 @@ use std::io::{self, Write};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+
+use crate::encode::parquet::ROW_GROUP_ROWS;
+use crate::encode::parquet_columns::ParallelParquetWriter;
 
 /// The encoded size at which a row group is closed and sent.
 const ROW_GROUP_BYTES: usize = 32 << 20;
 
 pub struct ParquetStream<W: Write + Send> {
-    writer: ArrowWriter<W>,
+    writer: ParallelParquetWriter<W>,
 }
 
 impl<W: Write + Send> ParquetStream<W> {
@@ -23,13 +25,15 @@ impl<W: Write + Send> ParquetStream<W> {
     pub fn new(schema: &SchemaRef, out: W) -> io::Result<Self> {
         let level = ZstdLevel::try_new(3).map_err(io::Error::other)?;
         let props = WriterProperties::builder().set_compression(Compression::ZSTD(level)).build();
-        let writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(io::Error::other)?;
+        let writer = ParallelParquetWriter::try_new(out, schema.clone(), props).map_err(io::Error::other)?;
         Ok(Self { writer })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> io::Result<()> {
         self.writer.write(batch).map_err(io::Error::other)?;
-        if self.writer.in_progress_size() >= ROW_GROUP_BYTES {
+        if self.writer.in_progress_size() >= ROW_GROUP_BYTES
+            || self.writer.in_progress_rows() >= ROW_GROUP_ROWS
+        {
             self.writer.flush().map_err(io::Error::other)?;
         }
         Ok(())
@@ -37,7 +41,7 @@ impl<W: Write + Send> ParquetStream<W> {
 
     /// Closes the last row group and writes the footer.
     pub fn finish(self) -> io::Result<()> {
-        self.writer.close().map(drop).map_err(io::Error::other)
+        self.writer.finish().map(drop).map_err(io::Error::other)
     }
 }
 

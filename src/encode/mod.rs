@@ -13,6 +13,7 @@ pub mod csv;
 mod fields;
 pub mod jsonl;
 pub mod parquet;
+pub mod parquet_columns;
 mod time;
 pub mod tsv;
 

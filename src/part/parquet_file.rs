@@ -1,6 +1,7 @@
 //! One Parquet part being written: slices of record batches in, a complete Parquet file out
-//! as upload-sized chunks. The parquet crate's `ArrowWriter` writes straight into the chunk
-//! sink, so a part is uploaded row group by row group as it is written; what it holds in
+//! as upload-sized chunks. The writer ([`ParallelParquetWriter`], columns encoded in parallel)
+//! writes straight into the chunk sink, so a part is uploaded row group by row group as it is
+//! written; what it holds in
 //! memory is the open row group's encoded pages (at most [`ROW_GROUP_BYTES`]). No temporary
 //! file is needed: a Parquet file is written front to back, its footer last.
 
@@ -10,12 +11,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
 
 use super::file::FinishedPart;
 use super::sink::ChunkSink;
 pub use crate::encode::parquet::ROW_GROUP_BYTES;
 use crate::encode::parquet::{ParquetCompression, ROW_GROUP_ROWS, writer_properties};
+use crate::encode::parquet_columns::ParallelParquetWriter;
 
 /// What a part's footer takes at most beyond the data written: the schema, and per column
 /// and row group its metadata, statistics and page index (min/max values are truncated to
@@ -25,7 +26,7 @@ fn footer_allowance(columns: usize, row_groups: usize) -> u64 {
 }
 
 pub struct ParquetPart {
-    writer: ArrowWriter<ChunkSink>,
+    writer: ParallelParquetWriter<ChunkSink>,
     sink: ChunkSink,
     rows: u64,
     columns: usize,
@@ -51,7 +52,7 @@ impl ParquetPart {
         let sink = ChunkSink::new(chunk_size);
         let row_group_bytes = row_group_bytes.max(1);
         let props = writer_properties(compression, zstd_level, row_group_bytes);
-        let writer = ArrowWriter::try_new(sink.clone(), Arc::new(schema.clone()), Some(props))
+        let writer = ParallelParquetWriter::try_new(sink.clone(), Arc::new(schema.clone()), props)
             .map_err(parquet_error)?;
         Ok(Self { writer, sink, rows: 0, columns: schema.fields().len(), arrow_bytes: 0, row_group_bytes })
     }
@@ -89,9 +90,15 @@ impl ParquetPart {
         self.writer.flush().map_err(parquet_error)
     }
 
-    /// Appends every row of `batch` (a slice the caller sized to fit the part).
+    /// Appends every row of `batch` (a slice the caller sized to fit the part); closes the
+    /// row group when that made it full.
     pub fn write(&mut self, batch: &RecordBatch) -> io::Result<()> {
         self.writer.write(batch).map_err(parquet_error)?;
+        if self.writer.in_progress_rows() >= ROW_GROUP_ROWS
+            || self.writer.in_progress_size() as u64 >= self.row_group_bytes
+        {
+            self.writer.flush().map_err(parquet_error)?;
+        }
         self.rows += batch.num_rows() as u64;
         self.arrow_bytes += batch.get_array_memory_size() as u64;
         Ok(())
@@ -132,12 +139,10 @@ impl ParquetPart {
     }
 
     /// Writes the footer: the part is a complete Parquet file.
-    pub fn finish(mut self) -> io::Result<FinishedPart> {
+    pub fn finish(self) -> io::Result<FinishedPart> {
         let metadata = self.writer.finish().map_err(parquet_error)?;
         let row_group_sizes =
             metadata.row_groups().iter().map(|g| u64::try_from(g.total_byte_size()).unwrap_or(0)).collect();
-        // The writer buffers its output; everything is in the sink once it is dropped.
-        drop(self.writer);
         let chunks = self.sink.take_all();
         Ok(FinishedPart {
             chunks,
