@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::export_temp_request::{ExportTempRequest, codes, in_our_names, parse};
-use super::idle::Activity;
+use super::idle::{Activity, busy_until};
 use super::stream::query_runtime;
 use super::stream_registry::{MAX_STREAMS_PER_DOMAIN, Refusal};
 use super::{AppState, Caller};
@@ -113,21 +113,15 @@ pub async fn export(
     let mut run = tokio::spawn(run_export(state.clone(), request, id, cancel.clone(), registered));
     let timeout = state.config.export_temp.request_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
-    let result = loop {
-        tokio::select! {
-            joined = &mut run => break joined,
-            _ = heartbeat.tick() => {
-                if let Some(Extension(activity)) = &activity {
-                    activity.touch();
-                }
-            }
-            () = tokio::time::sleep_until(deadline) => {
-                cancel.cancel();
-                let _ = (&mut run).await;
-                let limit = humantime_serde::re::humantime::format_duration(timeout);
-                tracing::warn!(export = %id, "export-temp stopped at export_temp.request_timeout");
-                return Failure::new(
+    let busy = busy_until(activity.as_ref().map(|Extension(a)| a), &mut run);
+    let result = match tokio::time::timeout_at(deadline, busy).await {
+        Ok(joined) => joined,
+        Err(_) => {
+            cancel.cancel();
+            let _ = (&mut run).await;
+            let limit = humantime_serde::re::humantime::format_duration(timeout);
+            tracing::warn!(export = %id, "export-temp stopped at export_temp.request_timeout");
+            return Failure::new(
                     StatusCode::REQUEST_TIMEOUT,
                     codes::TIMED_OUT,
                     format!(
@@ -137,7 +131,6 @@ pub async fn export(
                     ),
                 )
                 .into_response();
-            }
         }
     };
     let answer = match result {

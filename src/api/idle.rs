@@ -4,7 +4,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ struct State {
     last_ms: AtomicU64,
     /// Set by the first byte read.
     read_any: std::sync::atomic::AtomicBool,
+    /// Work the server does for this connection before its next bytes ([`busy_until`]).
+    busy: AtomicUsize,
 }
 
 impl Activity {
@@ -29,6 +31,7 @@ impl Activity {
             opened: Instant::now(),
             last_ms: AtomicU64::new(0),
             read_any: false.into(),
+            busy: AtomicUsize::new(0),
         }))
     }
 
@@ -43,12 +46,20 @@ impl Activity {
         self.touch();
     }
 
-    /// Completes once nothing was read or written for `idle`.
+    /// Counts the connection busy (never idle) until the guard is dropped.
+    pub fn busy(&self) -> Busy {
+        self.0.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Completes once nothing was read or written for `idle` while no work was under way.
     pub async fn idle_for(&self, idle: Duration) {
         loop {
             let last = self.0.last_ms.load(Ordering::Relaxed);
             tokio::time::sleep_until(self.0.opened + Duration::from_millis(last) + idle).await;
-            if self.0.last_ms.load(Ordering::Relaxed) == last {
+            if self.0.busy.load(Ordering::Relaxed) > 0 {
+                self.touch();
+            } else if self.0.last_ms.load(Ordering::Relaxed) == last {
                 return;
             }
         }
@@ -60,6 +71,25 @@ impl Activity {
         if self.0.read_any.load(Ordering::Relaxed) {
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// Waits for `work` with the connection counted busy meanwhile: a handler that computes before
+/// it answers or sends its next bytes (an aggregation's first row, a whole export) is not an
+/// idle client, and the idle timeout would otherwise cut it (after twice `server.idle_timeout`).
+pub async fn busy_until<T>(activity: Option<&Activity>, work: impl Future<Output = T>) -> T {
+    let _busy = activity.map(Activity::busy);
+    work.await
+}
+
+/// The connection counted busy until dropped.
+pub struct Busy(Activity);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // The idle time starts from when the work ended.
+        self.0.touch();
+        self.0.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

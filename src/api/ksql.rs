@@ -7,16 +7,17 @@
 //! are ksqlDB's own (HTTP status × 100 + n: 40001 a statement that cannot run, 40000 any other
 //! bad request), since its clients read them.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
 use serde_json::json;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::idle::{Activity, busy_until};
 use super::ksql_body::{self, Live, Opened, PushPlan};
 use super::ksql_request::{self, Refused, Start};
 use super::stream::query_runtime;
@@ -154,6 +155,7 @@ pub fn refused(e: QueryError, ksql: &str) -> KsqlError {
 pub async fn query(
     State(state): State<AppState>,
     caller: Caller,
+    activity: Option<Extension<Activity>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, KsqlError> {
@@ -223,7 +225,9 @@ pub async fn query(
         let first = stream.next().await;
         Ok::<_, QueryError>((stream, first))
     }));
-    let (stream, first) = match opened.await {
+    // However long the first row takes (an aggregation, a sort), the connection is busy.
+    let activity = activity.map(|Extension(a)| a);
+    let (stream, first) = match busy_until(activity.as_ref(), opened).await {
         Err(e) => {
             tracing::error!(query_id, error = %e, "the ksql query task failed");
             return Err(KsqlError::server("the query could not run"));
@@ -241,7 +245,7 @@ pub async fn query(
         sql: request.sql.clone(),
         from_ms: window.to_ms.unwrap_or_else(now_ms),
     });
-    let opened = Opened { query_id: query_id.clone(), stream, first, limit: request.limit, push };
+    let opened = Opened { query_id: query_id.clone(), stream, first, limit: request.limit, push, activity };
     let mut response = Response::new(ksql_body::start(query_runtime(), opened, registered, live));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

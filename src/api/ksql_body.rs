@@ -23,6 +23,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::idle::{Activity, busy_until};
 use super::ksql::{KsqlError, failure, refused};
 use super::ksql_request::schema_text;
 use super::stream_registry::Registered;
@@ -74,6 +75,8 @@ pub struct Opened {
     /// A push query's `LIMIT`.
     pub limit: Option<u64>,
     pub push: Option<PushPlan>,
+    /// The connection's, kept busy while the query computes its next rows.
+    pub activity: Option<Activity>,
 }
 
 /// How writing ended short of a final message.
@@ -91,7 +94,7 @@ pub fn start(runtime: &tokio::runtime::Handle, opened: Opened, registered: Regis
     runtime.spawn(async move {
         let query_id = opened.query_id.clone();
         let cancel = registered.cancel.clone();
-        let mut out = Out { tx, cancel, metrics: live.metrics.clone(), rows: 0 };
+        let mut out = Out { tx, cancel, metrics: live.metrics.clone(), rows: 0, activity: None };
         let last = match write(&mut out, opened).await {
             Ok(message) => format!(",\n{}]\n", serde_json::json!({ "finalMessage": message })),
             Err(Stop::Closed) => format!(",\n{}]\n", serde_json::json!({ "finalMessage": "Query Closed" })),
@@ -115,7 +118,8 @@ pub fn start(runtime: &tokio::runtime::Handle, opened: Opened, registered: Regis
 
 /// Writes the header and the rows; the final message on success.
 async fn write(out: &mut Out, opened: Opened) -> Result<&'static str, Stop> {
-    let Opened { query_id, mut stream, first, limit, push } = opened;
+    let Opened { query_id, mut stream, first, limit, push, activity } = opened;
+    out.activity = activity;
     let schema = stream.schema();
     let header = serde_json::json!({"header": {"queryId": query_id, "schema": schema_text(&schema)}});
     out.send(format!("[{header}").into_bytes()).await?;
@@ -177,6 +181,7 @@ struct Out {
     metrics: Arc<Metrics>,
     /// Rows written so far.
     rows: u64,
+    activity: Option<Activity>,
 }
 
 impl Out {
@@ -194,7 +199,7 @@ impl Out {
             biased;
             () = self.cancel.cancelled() => Err(Stop::Closed),
             () = self.tx.closed() => Err(Stop::Gone),
-            item = stream.next() => item.transpose().map_err(|e| Stop::Failed(failure(&e))),
+            item = busy_until(self.activity.as_ref(), stream.next()) => item.transpose().map_err(|e| Stop::Failed(failure(&e))),
         }
     }
 

@@ -14,12 +14,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, http};
+use axum::{Extension, Json, http};
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
 use serde_json::json;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::idle::{Activity, busy_until};
 use super::stream_body::{self, StreamPlan};
 use super::stream_registry::{MAX_STREAMS_PER_DOMAIN, Refusal};
 use super::stream_request::{StreamFormat, check_query_id, negotiate, query_text, split_format};
@@ -73,6 +74,7 @@ pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
+    activity: Option<Extension<Activity>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -142,7 +144,9 @@ pub async fn start(
         };
         Ok::<_, QueryError>(Some((stream, first)))
     }));
-    let (stream, first) = match opened.await {
+    // However long the first row takes (an aggregation, a sort), the connection is busy.
+    let activity = activity.map(|Extension(a)| a);
+    let (stream, first) = match busy_until(activity.as_ref(), opened).await {
         Err(e) => {
             tracing::error!(query_id, error = %e, "the stream's query task failed");
             return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 500, "the query could not run"));
@@ -168,6 +172,7 @@ pub async fn start(
         first,
         stream,
         registered,
+        activity,
     ));
     let headers = response.headers_mut();
     let value = |s: &str| HeaderValue::from_str(s).expect("ids, tags and names are plain ASCII");

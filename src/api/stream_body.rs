@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use super::exception_frame;
+use super::idle::{Activity, busy_until};
 use super::stream_parquet::ParquetStream;
 use super::stream_registry::Registered;
 use super::stream_request::StreamFormat;
@@ -73,11 +74,12 @@ pub fn start(
     first: Option<RecordBatch>,
     stream: SendableRecordBatchStream,
     registered: Registered,
+    activity: Option<Activity>,
 ) -> Body {
     let (batch_tx, batch_rx) = mpsc::channel(PREFETCH_BATCHES);
     let (body_tx, mut body_rx) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
     let cancel = registered.cancel.clone();
-    runtime.spawn(pull(stream, first, batch_tx, registered));
+    runtime.spawn(pull(stream, first, batch_tx, registered, activity));
     runtime.spawn_blocking(move || {
         let query_id = plan.query_id.clone();
         if let Err(e) = write_body(plan, &schema, batch_rx, body_tx, &cancel) {
@@ -97,6 +99,7 @@ async fn pull(
     first: Option<RecordBatch>,
     tx: mpsc::Sender<Result<RecordBatch, String>>,
     registered: Registered,
+    activity: Option<Activity>,
 ) {
     let cancel = registered.cancel.clone();
     let mut next = first.map(Ok);
@@ -107,7 +110,8 @@ async fn pull(
                 biased;
                 () = cancel.cancelled() => return,
                 () = tx.closed() => return,
-                item = stream.next() => match item {
+                // Rows that take long to compute keep the connection busy, not idle.
+                item = busy_until(activity.as_ref(), stream.next()) => match item {
                     None => return,
                     Some(Ok(batch)) => Ok(batch),
                     Some(Err(e)) => Err(failure_text(&e)),

@@ -427,3 +427,33 @@ async fn heavy_jobs_leave_the_api_answering() {
         assert_eq!(app.get(&format!("/search/job/remove/{id}")).await.0, 200);
     }
 }
+
+/// A query that computes for many idle timeouts before its first row is answered in full on
+/// `/query` and `/v1/stream`: the server is busy for that connection, not the client idle.
+/// (It was cut after twice `server.idle_timeout` with no answer at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_that_compute_long_before_their_first_row_are_answered() {
+    let idle = Duration::from_millis(250);
+    let app = spawn_app_with(1_500, |c| c.server.idle_timeout = idle).await;
+    let slow = "SELECT count(*) AS n FROM demo.ecommerce.data a CROSS JOIN demo.ecommerce.data b \
+                WHERE a.uri || b.userAgent LIKE '%no such text%'";
+    let proves = |took: Duration| {
+        assert!(took > idle * 4, "the query took {took:?}: too quick to prove anything, make it heavier");
+    };
+
+    let since = Instant::now();
+    let r =
+        app.http.post(format!("{}/query", app.api)).json(&json!({"ksql": format!("{slow};")})).send().await;
+    let body = r.expect("an answer from /query").bytes().await.expect("the whole /query body");
+    proves(since.elapsed());
+    let elements: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(elements[1]["row"]["columns"], json!([0]), "{elements}");
+    assert_eq!(elements[2], json!({"finalMessage": "Query Completed"}));
+
+    let since = Instant::now();
+    let r = app.http.post(format!("{}/v1/stream", app.api)).body(slow).send().await;
+    let body = r.expect("an answer from /v1/stream").text().await.expect("the whole /v1/stream body");
+    proves(since.elapsed());
+    assert_eq!(body, "n\n0\n");
+    assert_eq!(app.get("/healthz").await.0, 200);
+}
