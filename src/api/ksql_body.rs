@@ -232,7 +232,7 @@ impl Out {
                 Stop::Failed(KsqlError::from(super::ApiError::new(
                     axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                     500,
-                    format!("encoding a row failed: {e}"),
+                    format!("encoding a row failed: {}", crate::encode::error_text(&e)),
                 )))
             })?;
             self.send(encoded.bytes).await?;

@@ -213,7 +213,7 @@ impl Sink {
             Sink::Rows { encoder, compressor, rows } => {
                 rows.clear();
                 if let Err(e) = encoder.rows(batch, rows) {
-                    return Ok(Err(format!("encoding a row failed: {e}")));
+                    return Ok(Err(format!("encoding a row failed: {}", crate::encode::error_text(&e))));
                 }
                 compressor.write(&rows.bytes)?;
             }

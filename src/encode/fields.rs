@@ -3,8 +3,6 @@
 //! (and any value the fast paths do not cover) goes through Arrow's own formatter, so the
 //! output is the same either way; a property test holds the two to that.
 
-use std::io::Write as _;
-
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
 use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
@@ -52,7 +50,7 @@ impl<'a> FieldWriter<'a> {
             return Ok(());
         }
         let start = out.len();
-        write!(out, "{}", self.general.value(row)).map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        super::capped::write_value(out, self.general.value(row))?;
         if needs_quotes(&out[start..]) {
             self.scratch.clear();
             self.scratch.extend_from_slice(&out[start..]);

@@ -26,6 +26,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
+use super::capped::write_value;
 use super::time::{push_date, push_iso_utc};
 use super::{EncodedRows, Encoder};
 
@@ -204,13 +205,10 @@ impl<'a> Column<'a> {
                 }
                 out.push(b'"');
             }
-            Values::Number(f) => {
-                write!(out, "{}", f.value(row)).map_err(|e| ArrowError::ExternalError(Box::new(e)))?
-            }
+            Values::Number(f) => write_value(out, f.value(row))?,
             Values::Text(f) => {
-                use std::fmt::Write as _;
                 scratch.clear();
-                write!(scratch, "{}", f.value(row)).map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+                write_value(scratch, f.value(row))?;
                 push_json_str(out, scratch.as_bytes());
             }
         }

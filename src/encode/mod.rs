@@ -9,6 +9,7 @@
 //! where each row ends, so that the part writer can end a part between any two rows without
 //! a call per row or per field across the seam.
 
+mod capped;
 pub mod csv;
 mod fields;
 pub mod jsonl;
@@ -52,6 +53,15 @@ impl EncodedRows {
     /// Marks the end of a row at the current end of `bytes`.
     pub fn end_row(&mut self) {
         self.ends.push(self.bytes.len());
+    }
+}
+
+/// What an encoder's error tells a person: the message alone for the ones worded here (a
+/// value past [`capped::MAX_VALUE_BYTES`]), Arrow's whole text otherwise.
+pub fn error_text(e: &ArrowError) -> String {
+    match e {
+        ArrowError::ComputeError(message) => message.clone(),
+        e => e.to_string(),
     }
 }
 

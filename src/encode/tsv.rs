@@ -161,8 +161,7 @@ impl<'a> Column<'a> {
             Values::Other => {}
         }
         scratch.clear();
-        std::fmt::Write::write_fmt(scratch, format_args!("{}", self.general.value(row)))
-            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        super::capped::write_value(scratch, self.general.value(row))?;
         push_escaped(out, scratch.as_bytes());
         Ok(())
     }

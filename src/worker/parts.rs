@@ -210,7 +210,9 @@ impl PartWriter {
             return self.write_columns(batch, times.as_deref(), events);
         };
         self.encoded.clear();
-        encoder.rows(batch, &mut self.encoded).map_err(std::io::Error::other)?;
+        encoder
+            .rows(batch, &mut self.encoded)
+            .map_err(|e| std::io::Error::other(crate::encode::error_text(&e)))?;
         for i in 0..self.encoded.len() {
             let row_len = self.encoded.row(i).len() as u64;
             // The bound first (cheap); the settled size only when the bound says so.

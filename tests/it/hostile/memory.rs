@@ -66,3 +66,34 @@ async fn queries_past_the_process_memory_limit_fail_their_job_and_the_server_sta
     println!("peak RSS of the test process: {peak} MiB (limit {budget_mb} + {margin_mb} MB)");
     assert!(peak < budget_mb + margin_mb + 600, "peak RSS {peak} MiB");
 }
+
+/// One value holding a 4M-row join (a 240 MB list, within a 256 MB budget) fails its job when
+/// it is written as text: formatted and quoted whole after the query ended, it took the process
+/// to 1.3 GiB, past every limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_large_for_text_fails_its_job_and_the_server_stays_up() {
+    let (budget_mb, margin_mb) = (256, 256);
+    let app = spawn_app_with(2_000, |c| {
+        c.worker.query_memory_mb = budget_mb;
+        c.worker.memory_margin_mb = margin_mb;
+    })
+    .await;
+    let query = "SELECT array_agg(b.uri) AS a FROM demo.ecommerce.data a, demo.ecommerce.data b";
+    let id = app.submit_export(query, json!({"format": "gzip"})).await;
+    tokio::time::timeout(Duration::from_secs(300), app.worker.try_run_next_job())
+        .await
+        .expect("the job ends within 300 s")
+        .unwrap();
+    let job = app.job(&id).await;
+    let error = job["error"][0].as_str().unwrap_or_default();
+    assert_eq!(job["status"], "FAILED", "{job:#}");
+    assert!(
+        error.contains("a value of the result is larger than 100 MiB as text, the most one CSV or JSON Lines value may take"),
+        "{error}"
+    );
+    assert_eq!(app.get("/healthz").await.0, 200);
+    assert_eq!(app.open_multipart_uploads().await, 0, "no upload left open");
+    let peak = peak_rss_mib();
+    println!("peak RSS of the test process: {peak} MiB (limit {budget_mb} + {margin_mb} MB)");
+    assert!(peak < budget_mb + margin_mb + 400, "peak RSS {peak} MiB");
+}
