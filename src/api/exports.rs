@@ -273,7 +273,7 @@ pub async fn progress(Found(job): Found) -> Json<Value> {
         (status = 206, description = "the range asked for", content_type = "application/octet-stream"),
         (status = 404, description = "no such export, or a result with no rows (no file)", body = crate::api::openapi::ErrorBody),
         (status = 409, description = "the export has not completed (330); the message says its status", body = crate::api::openapi::ErrorBody),
-        (status = 416, description = "a range past the end of the file"),
+        (status = 416, description = "a range past the end of the file (`Content-Range: bytes */<size>`); a `Range` that is malformed, asks for several ranges, or whose `If-Range` names another version of the file is ignored (200, the whole file)"),
         (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
     )
 )]
@@ -305,6 +305,9 @@ pub async fn download(
     }
     let dest = &job.spec.destination;
     let content_type = crate::job::part_content_type(dest.file_format, dest.format);
+    let mut request = request;
+    let modified = tokio::fs::metadata(&path).await.ok().and_then(|m| m.modified().ok());
+    super::exports_range::drop_unusable_range(request.headers_mut(), modified);
     let served = tower_http::services::ServeFile::new(&path).try_call(request).await.map_err(|e| {
         tracing::error!(export = %job.id, error = %e, "cannot read an export's file");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 500, "cannot read the export's file")

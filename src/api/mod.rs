@@ -9,6 +9,7 @@ mod export_temp;
 mod export_temp_request;
 mod exports;
 pub mod exports_files;
+mod exports_range;
 mod exports_request;
 mod idle;
 mod ksql;

@@ -174,6 +174,7 @@ async fn a_broken_download_resumes_with_a_range_and_past_the_end_is_416() {
     let range = |r: String| app.http.get(&url).header("range", r).send();
     let cut = whole.len() / 3;
     let head = range(format!("bytes=0-{}", cut - 1)).await.unwrap();
+    let modified = head.headers().get("last-modified").expect("Last-Modified").to_str().unwrap().to_string();
     assert_eq!(head.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(head.headers()["content-range"], format!("bytes 0-{}/{}", cut - 1, whole.len()).as_str());
     let mut joined = head.bytes().await.unwrap().to_vec();
@@ -183,6 +184,25 @@ async fn a_broken_download_resumes_with_a_range_and_past_the_end_is_416() {
     assert_eq!(joined, whole, "the two ranges make the whole file");
     let past = range(format!("bytes={}-", whole.len() + 10)).await.unwrap();
     assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(past.headers()["content-range"], format!("bytes */{}", whole.len()).as_str());
+    // A last byte past the end is the end.
+    let clamped = range("bytes=0-99999999999".into()).await.unwrap();
+    assert_eq!(clamped.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(clamped.bytes().await.unwrap(), whole);
+    // What a server cannot use it ignores (RFC 9110 §14.2): the whole file, 200.
+    for ignored in ["bytes=5-2", "bytes=0-1,5-9", "items=0-1", "bytes=0-99999999999999999999999"] {
+        let r = range(ignored.into()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{ignored}");
+        assert_eq!(r.bytes().await.unwrap(), whole, "{ignored}");
+    }
+    // A resumed download of another version of the file starts again from the first byte.
+    let if_range =
+        |date: &str| app.http.get(&url).header("range", "bytes=10-").header("if-range", date).send();
+    let another = if_range("Thu, 01 Jan 2026 00:00:00 GMT").await.unwrap();
+    assert_eq!(another.status(), StatusCode::OK);
+    let same = if_range(&modified).await.unwrap();
+    assert_eq!(same.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(same.bytes().await.unwrap(), whole[10..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
