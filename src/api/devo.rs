@@ -180,7 +180,7 @@ pub async fn job(
     params(("status" = Option<String>, Query, description = "CREATED, RUNNING, STOPPED, COMPLETED, FAILED or REMOVED"),
         ("name" = Option<String>, Query, description = "jobs whose name starts with this"),
         ("limit" = Option<u32>, Query, description = "at most this many (1 to 10000, default 1000)"),
-        ("type" = Option<String>, Query, description = "destination type (Devo's SDK sends `s3`)")),
+        ("type" = Option<String>, Query, description = "destination type: `s3` (what Devo's SDK sends), `file`, `azure`, `gcs` or `download` (async exports)")),
     responses(
         (status = 200, description = "the caller's jobs, newest first", body = serde_json::Value),
         (status = 400, description = "a bad `status` or `limit`", body = crate::api::openapi::ErrorBody),
@@ -202,12 +202,19 @@ pub async fn jobs(
         })?),
         None => None,
     };
-    if let Some(t) = q.get("type")
-        && !t.eq_ignore_ascii_case("s3")
-    {
-        return Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": []})));
-    }
-    let filter = JobFilter {
+    // A type Devo has and this server does not (`kafka`, …) holds no job: an empty list.
+    let of_type = match q.get("type") {
+        None => None,
+        Some(t) => match DestinationType::ALL
+            .into_iter()
+            .chain([DestinationType::Download])
+            .find(|d| d.name().eq_ignore_ascii_case(t.trim()))
+        {
+            Some(d) => Some(d),
+            None => return Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": []}))),
+        },
+    };
+    let mut filter = JobFilter {
         domain: Some(caller.domain),
         status,
         name_prefix: q.get("name").cloned(),
@@ -221,8 +228,19 @@ pub async fn jobs(
             })?),
         },
     };
+    // The store does not index destinations: of one type, the newest of every job are read
+    // and then as many as asked are kept.
+    let wanted = filter.limit.unwrap_or(1_000) as usize;
+    if of_type.is_some() {
+        filter.limit = Some(10_000);
+    }
     let jobs = state.store.list(&filter).await?;
-    let views: Vec<_> = jobs.iter().map(job_view).collect();
+    let views: Vec<_> = jobs
+        .iter()
+        .filter(|j| of_type.is_none_or(|t| j.spec.destination.kind == t))
+        .take(wanted)
+        .map(job_view)
+        .collect();
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": views})))
 }
 
@@ -230,7 +248,7 @@ pub async fn jobs(
 /// Devo's SDK before 7.0 asks for it (`get_jobs(job_type)` in devo-sdk 5.x).
 #[utoipa::path(
     get, path = "/search/jobs/{type}", tag = "jobs",
-    params(("type" = String, Path, description = "destination type (`s3`)"),
+    params(("type" = String, Path, description = "destination type: `s3`, `file`, `azure`, `gcs` or `download` (async exports)"),
         ("status" = Option<String>, Query, description = "as for `/search/jobs`"),
         ("name" = Option<String>, Query, description = "as for `/search/jobs`"),
         ("limit" = Option<u32>, Query, description = "as for `/search/jobs`")),
@@ -252,7 +270,7 @@ pub async fn jobs_of_type(
 /// `GET /search/jobs/{type}/{name}`: `get_jobs(job_type, name)` in devo-sdk 5.x.
 #[utoipa::path(
     get, path = "/search/jobs/{type}/{name}", tag = "jobs",
-    params(("type" = String, Path, description = "destination type (`s3`)"),
+    params(("type" = String, Path, description = "destination type: `s3`, `file`, `azure`, `gcs` or `download` (async exports)"),
         ("name" = String, Path, description = "jobs whose name starts with this"),
         ("status" = Option<String>, Query, description = "as for `/search/jobs`"),
         ("limit" = Option<u32>, Query, description = "as for `/search/jobs`")),

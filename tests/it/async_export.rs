@@ -212,6 +212,24 @@ async fn delete_removes_the_file_and_the_export() {
     let id = export(&app, &query, json!({"format": "CSV"})).await;
     app.worker.try_run_next_job().await.unwrap().unwrap();
     assert!(export_dir(&app).join(&id).is_dir());
+    // Listed among the caller's jobs of type download, and only there.
+    let listed = |t: &'static str| {
+        let app = &app;
+        async move {
+            let (status, list) = app.get(&format!("/search/jobs?type={t}")).await;
+            assert_eq!(status, 200, "{list}");
+            list["object"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("download").await, vec![id.clone()]);
+    assert!(listed("s3").await.is_empty());
+    assert_eq!(app.get("/search/jobs/download").await.1["object"][0]["id"], id.as_str());
+    assert!(listed("kafka").await.is_empty(), "a type Devo has and this server not");
     let r = app.http.delete(format!("{}/v1/queries/exports/{id}", app.api)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(!export_dir(&app).join(&id).exists(), "the file is gone from disk");
