@@ -216,6 +216,7 @@ impl DataFusionEngine {
         }
         let mut ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         super::guarded_functions::register(&ctx);
+        super::guarded_aggregates::register(&ctx);
         let pool = ctx.runtime_env().memory_pool.clone();
         datafusion::execution::FunctionRegistry::register_expr_planner(
             &mut ctx,

@@ -8,6 +8,7 @@ mod csv_schema;
 pub mod demo;
 mod demo_parquet;
 mod engine;
+mod guarded_aggregates;
 mod guarded_concat;
 mod guarded_functions;
 mod guarded_regexp;
