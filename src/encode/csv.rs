@@ -36,13 +36,17 @@ impl Encoder for CsvEncoder {
 /// Appends `value` as one CSV field, quoted only when it holds a comma, quote, CR or LF.
 pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
     if needs_quotes(value) {
+        // Copied between the quotes it holds, which are doubled: user agents and URLs hold
+        // commas, so this path is hot, and a push per byte took a quarter of a CSV stream's CPU.
+        out.reserve(value.len() + 2);
         out.push(b'"');
-        for &b in value {
-            if b == b'"' {
-                out.push(b'"');
-            }
-            out.push(b);
+        let mut copied = 0;
+        for quote in memchr::memchr_iter(b'"', value) {
+            out.extend_from_slice(&value[copied..=quote]);
+            out.push(b'"');
+            copied = quote + 1;
         }
+        out.extend_from_slice(&value[copied..]);
         out.push(b'"');
     } else {
         out.extend_from_slice(value);
@@ -50,7 +54,7 @@ pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
 }
 
 pub(super) fn needs_quotes(value: &[u8]) -> bool {
-    value.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    memchr::memchr3(b',', b'"', b'\n', value).is_some() || memchr::memchr(b'\r', value).is_some()
 }
 
 /// The header row (with its line end) for `schema`.
@@ -105,6 +109,39 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field};
 
     use super::*;
+
+    /// Every string of up to five characters from the ones that matter, quoted as RFC 4180 says
+    /// (a byte at a time, the plain way).
+    #[test]
+    fn fields_are_quoted_as_the_rfc_says() {
+        let reference = |v: &[u8]| {
+            if !v.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+                return v.to_vec();
+            }
+            let mut out = vec![b'"'];
+            for &b in v {
+                out.extend_from_slice(if b == b'"' { b"\"\"" } else { std::slice::from_ref(&b) });
+            }
+            out.push(b'"');
+            out
+        };
+        let alphabet = b"a,\"\n\r";
+        let mut values = vec![Vec::new()];
+        let mut last: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..5 {
+            last = last
+                .iter()
+                .flat_map(|v| alphabet.iter().map(move |c| [v.as_slice(), &[*c]].concat()))
+                .collect();
+            values.extend(last.iter().cloned());
+        }
+        assert!(values.len() > 3_000);
+        for v in &values {
+            let mut out = b"x".to_vec();
+            push_field(&mut out, v);
+            assert_eq!(out[1..], reference(v)[..], "{:?}", String::from_utf8_lossy(v));
+        }
+    }
 
     #[test]
     fn quotes_only_what_needs_it() {

@@ -63,7 +63,10 @@ impl Encoder for TsvEncoder {
 
 /// Appends `value` with ClickHouse's TSV escapes.
 pub fn push_escaped(out: &mut Vec<u8>, value: &[u8]) {
-    let clean = !value.iter().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r' | 0x08 | 0x0c | 0 | b'\''));
+    // Folded over every byte rather than stopping at the first: the compiler vectorises it.
+    let clean = !value
+        .iter()
+        .fold(false, |dirty, b| dirty | matches!(b, b'\\' | b'\t' | b'\n' | b'\r' | 0x08 | 0x0c | 0 | b'\''));
     if clean {
         out.extend_from_slice(value);
         return;
