@@ -212,6 +212,23 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<ExportTempRequest, RequestE
             "options.endpoint is an http:// URL: set options.allow_http to true to send over plain HTTP, or use https://",
         );
     }
+    if let Some(e) = endpoint.as_deref() {
+        let url = url::Url::parse(e).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if url.is_none() {
+            return bad(
+                BAD_OPTIONS,
+                "options.endpoint must be the store's URL, like https://s3.example.com or http://127.0.0.1:4566 \
+                 (or left out for the store's own)",
+            );
+        }
+    }
+    if kind == "file" && (!credentials.is_empty() || !options.is_empty()) {
+        return bad(
+            BAD_OPTIONS,
+            "storage_type File writes under the server's own directory ([destinations.file] root): leave \
+             credentials and options out",
+        );
+    }
     if kind != "s3" && (virtual_hosted.is_some() || region.is_some()) {
         return bad(
             BAD_OPTIONS,

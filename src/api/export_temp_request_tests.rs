@@ -85,6 +85,24 @@ fn every_refusal_names_what_to_fix_and_never_the_secret() {
         ),
         (s3(json!({"options": {"proxy": "x"}})), BAD_OPTIONS, "unknown field"),
         (
+            s3(json!({"options": {"endpoint": "https://", "allow_http": true}})),
+            BAD_OPTIONS,
+            "options.endpoint must be the store's URL",
+        ),
+        (s3(json!({"options": {"endpoint": "localhost:4566"}})), BAD_OPTIONS, "options.endpoint"),
+        (
+            json!({"query": "SELECT 1", "bucket": "b", "storage_type": "File",
+                   "credentials": {"access_key": "AKIAEXAMPLE", "secret_key": "very-secret-key-123"}}),
+            BAD_OPTIONS,
+            "leave credentials and options out",
+        ),
+        (
+            json!({"query": "SELECT 1", "bucket": "b", "storage_type": "File",
+                   "options": {"endpoint": "https://example.com"}}),
+            BAD_OPTIONS,
+            "leave credentials and options out",
+        ),
+        (
             s3(json!({"credentials": {"access_key": "AKIAEXAMPLE"}})),
             BAD_CREDENTIALS,
             "credentials.secret_key",

@@ -273,7 +273,12 @@ async fn every_bad_request_is_refused_with_what_to_fix_and_nothing_written() {
             "options.endpoint",
         ),
         (json!({"options": {"endpoint": env("FORWARDER_TEST_S3_ENDPOINT")}}), 350, "allow_http"),
-        (json!({"storage_type": "File"}), 351, "[destinations.file] root"),
+        (
+            json!({"storage_type": "File", "credentials": null, "options": null}),
+            351,
+            "[destinations.file] root",
+        ),
+        (json!({"storage_type": "File"}), 350, "leave credentials and options out"),
     ];
     for (extra, code, needle) in cases {
         let (status, answer) = export_temp(&app, &s3_body(&app, ALL, extra.clone())).await;
