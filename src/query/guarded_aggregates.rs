@@ -181,11 +181,13 @@ impl SlicedEmit {
         emit_to: EmitTo,
         mut emit: impl FnMut(&mut dyn GroupsAccumulator, EmitTo) -> Result<Vec<ArrayRef>>,
     ) -> Result<Vec<ArrayRef>> {
+        // `First(n)` emits n groups whatever this count says (a miscount must never drop a
+        // group), and `All` ends with `All` below.
         let wanted = match emit_to {
             EmitTo::All => self.groups,
-            EmitTo::First(n) => n.min(self.groups),
+            EmitTo::First(n) => n,
         };
-        self.groups -= wanted;
+        self.groups = self.groups.saturating_sub(wanted);
         let slice = wanted.div_ceil(SLICES).max(MIN_SLICE);
         if wanted <= slice {
             self.fits(0, wanted)?;
