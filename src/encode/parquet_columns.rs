@@ -4,7 +4,7 @@
 //! the caller's thread: an export to Parquet used 1.0–1.4 of the machine's two cores, with the
 //! encoder the bottleneck (DuckDB, encoding in parallel, wrote Parquet 1.1–1.4× faster). The
 //! columns of a row group are independent until the row group is closed, so each batch's
-//! columns are encoded on as many threads as there are cores ([`ParallelParquetWriter::write`]),
+//! columns are encoded on a thread per core, four at most ([`ParallelParquetWriter::write`]),
 //! and each column's last pages compressed in parallel too ([`ParallelParquetWriter::flush`]).
 //! Scoped threads, one per core and batch, rather than a pool: rayon's idle workers spin, and on
 //! two cores that took CPU from the query feeding the writer (an export from a CSV table, whose
@@ -124,8 +124,10 @@ fn in_parallel<T: Send, R: Send>(
     weight: impl Fn(&T) -> usize,
     work: impl Fn(T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    // At most four per writer: each part or stream has its own writer, and on a big machine
+    // running several jobs a thread per core for each would oversubscribe it many times over.
     static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
     let threads = cores.min(items.len());
     if threads <= 1 {
         return items.into_iter().map(work).collect();
