@@ -20,14 +20,35 @@ fn peak_rss_mib() -> u64 {
     kb / 1024
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queries_past_the_process_memory_limit_fail_their_job_and_the_server_stays_up() {
-    let (budget_mb, margin_mb) = (64, 128);
-    let app = spawn_app_with(2_000, |c| {
+/// A server over 2,000 demo rows (4M joined), with this query budget and margin.
+async fn app_with_memory(budget_mb: u64, margin_mb: u64) -> TestApp {
+    spawn_app_with(2_000, |c| {
         c.worker.query_memory_mb = budget_mb;
         c.worker.memory_margin_mb = margin_mb;
     })
-    .await;
+    .await
+}
+
+/// Runs `query` as the one job of `app`; returns the job's status and first error, and checks
+/// the server still answers.
+async fn run_job(app: &TestApp, query: &str) -> (String, String) {
+    let id = app.submit_export(query, json!({"format": "gzip"})).await;
+    tokio::time::timeout(Duration::from_secs(300), app.worker.try_run_next_job())
+        .await
+        .expect("the job ends within 300 s")
+        .unwrap();
+    let job = app.job(&id).await;
+    let (status, error) =
+        (job["status"].as_str().unwrap_or_default(), job["error"][0].as_str().unwrap_or_default());
+    println!("{status} {query:.80}: {error:.300}");
+    assert_eq!(app.get("/healthz").await.0, 200, "{query}: the server is still up");
+    (status.to_string(), error.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_past_the_process_memory_limit_fail_their_job_and_the_server_stays_up() {
+    let (budget_mb, margin_mb) = (64, 128);
+    let app = app_with_memory(budget_mb, margin_mb).await;
     let over_budget = "the query needs more memory than one query may use (worker.query_memory_mb)";
     let t = "demo.ecommerce.data";
     let distinct_repeats: Vec<String> =
@@ -42,22 +63,9 @@ async fn queries_past_the_process_memory_limit_fail_their_job_and_the_server_sta
         // The replacement between every two characters of every value: about 100 MB.
         format!("SELECT regexp_replace(userAgent, '', '{}', 'g') AS s FROM {t}", "y".repeat(500)),
     ];
-    let (from, to) = forwarder::query::demo::time_range(app.rows);
     for query in &queries {
-        let body = json!({"query": query, "from": from, "to": to,
-                          "destination": {"type": "s3", "params": app.params(json!({"format": "gzip"}))}});
-        let (status, answer) = app.submit(body).await;
-        assert_eq!(status, 200, "{answer}");
-        let id = answer["object"]["id"].as_str().unwrap().to_string();
-        tokio::time::timeout(Duration::from_secs(300), app.worker.try_run_next_job())
-            .await
-            .expect("the job ends within 300 s")
-            .unwrap();
-        let job = app.job(&id).await;
-        let error = job["error"][0].as_str().unwrap_or_default();
-        println!("{} {query:.80}: {error}", job["status"]);
-        assert!(job["status"] == "FAILED" && error.starts_with(over_budget), "{query}: {job:#}");
-        assert_eq!(app.get("/healthz").await.0, 200, "{query}: the server is still up");
+        let (status, error) = run_job(&app, query).await;
+        assert!(status == "FAILED" && error.starts_with(over_budget), "{query}: {status} {error}");
     }
     assert_eq!(app.open_multipart_uploads().await, 0, "no upload left open");
     // Loosely: the test process also holds the test's client, LocalStack's answers and a debug
@@ -75,11 +83,7 @@ async fn queries_past_the_process_memory_limit_fail_their_job_and_the_server_sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_built_in_one_step_stays_bounded_and_fails_its_job() {
     let (budget_mb, margin_mb) = (256, 256);
-    let app = spawn_app_with(2_000, |c| {
-        c.worker.query_memory_mb = budget_mb;
-        c.worker.memory_margin_mb = margin_mb;
-    })
-    .await;
+    let app = app_with_memory(budget_mb, margin_mb).await;
     let t = "demo.ecommerce.data";
     let cases = [
         (
@@ -94,17 +98,9 @@ async fn memory_built_in_one_step_stays_bounded_and_fails_its_job() {
         ),
     ];
     for (query, expected) in &cases {
-        let id = app.submit_export(query, json!({"format": "gzip"})).await;
-        tokio::time::timeout(Duration::from_secs(300), app.worker.try_run_next_job())
-            .await
-            .expect("the job ends within 300 s")
-            .unwrap();
-        let job = app.job(&id).await;
-        let error = job["error"][0].as_str().unwrap_or_default();
-        println!("{} {query:.80}: {error:.300}", job["status"]);
-        assert_eq!(job["status"], "FAILED", "{query}: {job:#}");
+        let (status, error) = run_job(&app, query).await;
+        assert_eq!(status, "FAILED", "{query}: {error}");
         assert!(error.contains(expected), "{query}: {error}");
-        assert_eq!(app.get("/healthz").await.0, 200);
     }
     assert_eq!(app.open_multipart_uploads().await, 0, "no upload left open");
     let peak = peak_rss_mib();
