@@ -157,8 +157,8 @@ fn run_jobs_apart(
 
 /// The certificate and key of `[tls]`, ready to accept connections (HTTP/2 and HTTP/1.1 by ALPN).
 async fn tls_acceptor(tls: &TlsConfig) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    // Several crypto back ends are linked (the AWS SDK brings its own): name the one to use.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // ring is the one crypto back end linked; named so that rustls never has to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config =
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await.with_context(
             || format!("loading the TLS certificate {} and key {}", tls.cert.display(), tls.key.display()),

@@ -12,6 +12,8 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
 };
@@ -24,6 +26,21 @@ use super::settings::{S3Defaults, UploadConfig};
 use super::{ObjectMeta, UploadError, UploadedPart, Uploader};
 use crate::job::{Destination, JobSecrets};
 use crate::secret::Secret;
+
+/// The builder of the S3 clients below; its type (a typestate) is not public, hence the macro.
+macro_rules! https_client_builder {
+    () => {
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring))
+    };
+}
+
+/// An HTTPS client for S3 calls to the worker's own endpoint (or AWS). On ring, the crypto
+/// back end everything else uses: the SDK's default client would build a second one (aws-lc,
+/// from C) for the same work. One per uploader, not one per process: a client's pooled
+/// connections belong to the runtime that opened them.
+pub fn https_client() -> SharedHttpClient {
+    https_client_builder!().build_https()
+}
 
 #[derive(Debug, Clone)]
 pub struct S3Uploader {
@@ -81,14 +98,13 @@ impl S3Uploader {
                     .operation_attempt_timeout(upload.attempt_timeout)
                     .build(),
             );
-        if dest.endpoint.is_some() {
+        loader = loader.http_client(if dest.endpoint.is_some() {
             // A request's own endpoint: every connection resolves through the endpoint rule.
-            use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-            let client = aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-                .build_with_resolver(super::endpoint::CheckedResolver::new(defaults.allowed()));
-            loader = loader.http_client(client);
-        }
+            https_client_builder!()
+                .build_with_resolver(super::endpoint::CheckedResolver::new(defaults.allowed()))
+        } else {
+            https_client()
+        });
         if let (Some(ak), Some(sk)) = (&secrets.access_key, &secrets.secret_key) {
             let token = secrets.session_token.as_ref().map(|t| t.expose().to_string());
             loader = loader.credentials_provider(Credentials::new(

@@ -64,6 +64,7 @@ pub fn s3_client() -> Client {
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(env("FORWARDER_TEST_S3_ENDPOINT"))
         .force_path_style(true)
+        .http_client(forwarder::upload::s3::https_client())
         .build();
     Client::from_conf(conf)
 }
