@@ -10,8 +10,13 @@ state=${FORWARDER_TEST_STATE:-${TMPDIR:-/tmp}/forwarder-test-services}
 mkdir -p "$state"
 had_pids=$(ls "$state"/*.pid 2>/dev/null || true)
 env_file=$(mktemp)
+# The tests' own temporary files (tables, parts, keys, stores) go under one directory per
+# run, removed when the run ends: tests that fail or are killed leave nothing behind in /tmp.
+find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'forwarder-test-run.*' -mmin +720 -exec rm -rf {} + 2>/dev/null || true
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/forwarder-test-run.XXXXXX")
 cleanup() {
   rm -f "$env_file"
+  rm -rf "$run_tmp"
   if [ -z "$had_pids" ] && [ -z "${FORWARDER_KEEP_SERVICES:-}" ]; then scripts/services.sh stop; fi
 }
 trap cleanup EXIT
@@ -40,6 +45,17 @@ export FORWARDER_TEST_DEPLOY_PYTHON=$deploy_venv/bin/python
 scripts/services.sh >"$env_file"
 # shellcheck disable=SC1090
 . "$env_file"
+# Each test makes a database of its own (forwarder_it_…); the ones earlier runs made go now,
+# so that a reused PostgreSQL does not grow by a run's worth of databases every time.
+pg_bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+if [ -n "$pg_bin" ]; then
+  "$pg_bin/psql" -X -w -q "$FORWARDER_TEST_POSTGRES_URL" -tAc \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'forwarder\_it\_%'" 2>/dev/null \
+    | while read -r db; do
+      "$pg_bin/psql" -X -w -q "$FORWARDER_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+fi
+export TMPDIR=$run_tmp
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"
 else
