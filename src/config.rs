@@ -201,6 +201,11 @@ pub struct WorkerConfig {
     /// zstd level (`format: zstd`), 1-19: 3 is zstd's own default; higher levels compress
     /// better and slower (20-22 need far more memory per thread, so they are not offered).
     pub zstd_level: i32,
+    /// A Parquet part's row group closes once its encoded size reaches this many MB (or at
+    /// 1,048,576 rows). The open row group's pages are held in memory until it closes, and
+    /// are uploaded then: smaller row groups hold less and upload sooner; larger ones suit
+    /// readers that scan whole files.
+    pub parquet_row_group_mb: u64,
     /// On shutdown, how long running jobs get to upload their open part and record where
     /// they stand. Past it, their in-flight uploads are aborted; either way the next start
     /// continues them from their last checkpoint.
@@ -249,6 +254,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_millis(500),
             compression_level: 6,
             zstd_level: 3,
+            parquet_row_group_mb: (crate::encode::parquet::ROW_GROUP_BYTES >> 20),
             shutdown_deadline: Duration::from_secs(30),
             query_memory_mb: 512,
             memory_margin_mb: 1024,
@@ -488,6 +494,9 @@ impl Config {
         }
         if !(1..=19).contains(&self.worker.zstd_level) {
             return bad("worker.zstd_level must be 1-19");
+        }
+        if !(1..=1024).contains(&self.worker.parquet_row_group_mb) {
+            return bad("worker.parquet_row_group_mb must be 1-1024");
         }
         if self.smtp.max_attempts == 0 {
             return bad("smtp.max_attempts must be at least 1");

@@ -14,7 +14,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::csv::{needs_quotes, push_field};
-use super::time::civil_from_days;
+use super::time::TimestampLayout;
 
 /// Timestamps as Devo shows them: `2026-01-01 00:00:00.000`.
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
@@ -127,34 +127,8 @@ where
     T: ArrowPrimitiveType<Native = i64>,
 {
     let a: &PrimitiveArray<T> = array.as_primitive::<T>();
-    Box::new(move |row, out| to_millis(a.value(row)).is_some_and(|ms| push_timestamp_ms(out, ms)))
-}
-
-/// `YYYY-MM-DD hh:mm:ss.mmm` for years 0 to 9999 (what `%Y` writes with four digits);
-/// `false`, having written nothing, for any other year.
-pub fn push_timestamp_ms(out: &mut Vec<u8>, ms: i64) -> bool {
-    let secs = ms.div_euclid(1000);
-    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    if !(0..=9999).contains(&year) {
-        return false;
-    }
-    let mut b = *b"0000-00-00 00:00:00.000";
-    let mut put = |at: usize, width: usize, mut v: i64| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3600);
-    put(14, 2, of_day / 60 % 60);
-    put(17, 2, of_day % 60);
-    put(20, 3, ms.rem_euclid(1000));
-    out.extend_from_slice(&b);
-    true
+    let layout = TimestampLayout::default();
+    Box::new(move |row, out| to_millis(a.value(row)).is_some_and(|ms| layout.push_ms(out, ms)))
 }
 
 #[cfg(test)]

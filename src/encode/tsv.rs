@@ -9,6 +9,7 @@
 //! fast paths for text and integers and Arrow's formatter for the rest.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, Schema, TimeUnit,
     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
@@ -18,7 +19,8 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::ArrayFormatter;
 
-use super::fields::{OPTIONS, push_timestamp_ms};
+use super::fields::OPTIONS;
+use super::time::TimestampLayout;
 use super::{EncodedRows, Encoder};
 
 pub struct TsvEncoder {
@@ -93,12 +95,13 @@ enum Values<'a> {
     Text(Box<dyn Fn(usize) -> &'a str + 'a>),
     Integer(WriteInteger<'a>),
     /// Milliseconds since the epoch, or `None` when the fast layout does not apply.
-    TimestampMs(Box<dyn Fn(usize) -> Option<i64> + 'a>),
+    TimestampMs(Box<dyn Fn(usize) -> Option<i64> + 'a>, TimestampLayout),
     Other,
 }
 
 struct Column<'a> {
-    array: &'a ArrayRef,
+    /// The array's own null bits (`Array::is_null` through `dyn Array` costs a call a field).
+    nulls: Option<NullBuffer>,
     values: Values<'a>,
     general: ArrayFormatter<'a>,
 }
@@ -139,11 +142,12 @@ impl<'a> Column<'a> {
             },
             _ => Values::Other,
         };
-        Ok(Self { array, values, general: ArrayFormatter::try_new(array.as_ref(), &OPTIONS)? })
+        let general = ArrayFormatter::try_new(array.as_ref(), &OPTIONS)?;
+        Ok(Self { nulls: array.nulls().cloned(), values, general })
     }
 
     fn write(&mut self, row: usize, out: &mut Vec<u8>, scratch: &mut String) -> Result<(), ArrowError> {
-        if self.array.is_null(row) {
+        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
             out.extend_from_slice(b"\\N");
             return Ok(());
         }
@@ -156,8 +160,8 @@ impl<'a> Column<'a> {
                 write(row, out);
                 return Ok(());
             }
-            Values::TimestampMs(ms) => {
-                if ms(row).is_some_and(|ms| push_timestamp_ms(out, ms)) {
+            Values::TimestampMs(ms, layout) => {
+                if ms(row).is_some_and(|ms| layout.push_ms(out, ms)) {
                     return Ok(());
                 }
             }
@@ -186,7 +190,7 @@ where
     T: ArrowPrimitiveType<Native = i64>,
 {
     let a: &PrimitiveArray<T> = array.as_primitive::<T>();
-    Values::TimestampMs(Box::new(move |row| to_millis(a.value(row))))
+    Values::TimestampMs(Box::new(move |row| to_millis(a.value(row))), TimestampLayout::default())
 }
 
 /// Reads one TSV field back (the inverse of [`push_escaped`]); `None` for `\N`. For tests and

@@ -393,7 +393,7 @@ impl Worker {
             entry_name: String::new(),
             chunk_size: (self.upload.part_size_mib as usize) << 20,
             header: dest.download.as_ref().is_none_or(|d| d.include_header),
-            row_group_bytes: crate::encode::parquet::ROW_GROUP_BYTES,
+            row_group_bytes: self.worker.parquet_row_group_mb << 20,
         };
         let policy = RotationPolicy {
             max_bytes: dest.retention_bytes,
