@@ -182,9 +182,6 @@ fn write_body(
 /// Where batches become body bytes: a row format through a compressor, or Parquet.
 enum Sink {
     Rows { encoder: Box<dyn Encoder>, compressor: Box<dyn Compressor>, rows: EncodedRows },
-    /// Uncompressed rows: each batch's bytes become body chunks as they are, not copied into
-    /// a buffer first (a copy of every byte the stream sends).
-    PlainRows { encoder: Box<dyn Encoder>, rows: EncodedRows, writer: BodyWriter },
     Parquet(Box<ParquetStream<BodyWriter>>),
 }
 
@@ -196,11 +193,6 @@ impl Sink {
             StreamFormat::JsonEachRow => Box::new(crate::encode::jsonl::JsonlEncoder::new(schema)),
             StreamFormat::TabSeparatedWithNames => Box::new(crate::encode::tsv::TsvEncoder::new(schema)),
         };
-        if plan.compression.is_none_or(|c| c == Compression::Plain) {
-            let mut writer = writer;
-            writer.write_all(encoder.header())?;
-            return Ok(Sink::PlainRows { encoder, rows: EncodedRows::default(), writer });
-        }
         let options = compress::Options {
             // ClickHouse's default for HTTP (http_zlib_compression_level): fast, for a live stream.
             deflate_level: 3,
@@ -225,15 +217,6 @@ impl Sink {
                 }
                 compressor.write(&rows.bytes)?;
             }
-            Sink::PlainRows { encoder, rows, writer } => {
-                rows.clear();
-                if let Err(e) = encoder.rows(batch, rows) {
-                    return Ok(Err(format!("encoding a row failed: {}", crate::encode::error_text(&e))));
-                }
-                // The next batch is about this size: room for it at once, not by doubling.
-                let room = rows.bytes.len() + rows.bytes.len() / 8;
-                writer.send_whole(std::mem::replace(&mut rows.bytes, Vec::with_capacity(room)))?;
-            }
             Sink::Parquet(parquet) => parquet.write(batch)?,
         }
         Ok(Ok(()))
@@ -243,14 +226,13 @@ impl Sink {
     fn settle(&mut self) -> io::Result<()> {
         match self {
             Sink::Rows { compressor, .. } => compressor.settle(),
-            Sink::PlainRows { .. } | Sink::Parquet(_) => Ok(()),
+            Sink::Parquet(_) => Ok(()),
         }
     }
 
     fn finish(self) -> io::Result<()> {
         match self {
             Sink::Rows { compressor, .. } => compressor.finish(),
-            Sink::PlainRows { .. } => Ok(()),
             Sink::Parquet(parquet) => parquet.finish(),
         }
     }
@@ -263,7 +245,6 @@ impl Sink {
                 compressor.write(frame)?;
                 compressor.finish()
             }
-            Sink::PlainRows { .. } => writer.write_all(frame),
             Sink::Parquet(parquet) => {
                 drop(parquet);
                 writer.write_all(frame)
@@ -294,20 +275,6 @@ impl BodyWriter {
         }
         let chunk = Bytes::from(std::mem::replace(buf, Vec::with_capacity(CHUNK)));
         tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client is gone"))
-    }
-
-    /// Sends `bytes` as they are, after what is buffered, in chunks of about [`CHUNK`]
-    /// bytes (slices of one buffer, not copies).
-    fn send_whole(&self, bytes: Vec<u8>) -> io::Result<()> {
-        self.flush_chunk()?;
-        let mut bytes = Bytes::from(bytes);
-        let tx = self.state.lock().unwrap_or_else(|p| p.into_inner()).1.clone();
-        while !bytes.is_empty() {
-            let chunk = bytes.split_to(bytes.len().min(CHUNK));
-            tx.blocking_send(chunk)
-                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client is gone"))?;
-        }
-        Ok(())
     }
 }
 
