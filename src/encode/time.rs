@@ -124,8 +124,12 @@ mod tests {
     fn devo_timestamps_match_chrono_whether_the_day_is_remembered_or_not() {
         let layout = TimestampLayout::default();
         // Each twice in a row (the second from the remembered day), then the next day.
-        for ms in [0i64, 999, 1_767_261_599_999, 1_767_261_600_000, -1, 951_782_400_123, 253_402_300_799_999] {
-            let want = chrono::DateTime::from_timestamp_millis(ms).unwrap().format("%Y-%m-%d %H:%M:%S%.3f").to_string();
+        for ms in [0i64, 999, 1_767_261_599_999, 1_767_261_600_000, -1, 951_782_400_123, 253_402_300_799_999]
+        {
+            let want = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%d %H:%M:%S%.3f")
+                .to_string();
             for _ in 0..2 {
                 let mut out = Vec::new();
                 assert!(layout.push_ms(&mut out, ms));
