@@ -203,21 +203,18 @@ pub async fn jobs(
         None => None,
     };
     // A type Devo has and this server does not (`kafka`, …) holds no job: an empty list.
-    let of_type = match q.get("type") {
+    let destination = match q.get("type") {
         None => None,
-        Some(t) => match DestinationType::ALL
-            .into_iter()
-            .chain([DestinationType::Download])
-            .find(|d| d.name().eq_ignore_ascii_case(t.trim()))
-        {
+        Some(t) => match DestinationType::of_job(t) {
             Some(d) => Some(d),
             None => return Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": []}))),
         },
     };
-    let mut filter = JobFilter {
+    let filter = JobFilter {
         domain: Some(caller.domain),
         status,
         name_prefix: q.get("name").cloned(),
+        destination,
         limit: match q.get("limit") {
             None => None,
             Some(l) => Some(l.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
@@ -228,19 +225,8 @@ pub async fn jobs(
             })?),
         },
     };
-    // The store does not index destinations: of one type, the newest of every job are read
-    // and then as many as asked are kept.
-    let wanted = filter.limit.unwrap_or(1_000) as usize;
-    if of_type.is_some() {
-        filter.limit = Some(10_000);
-    }
     let jobs = state.store.list(&filter).await?;
-    let views: Vec<_> = jobs
-        .iter()
-        .filter(|j| of_type.is_none_or(|t| j.spec.destination.kind == t))
-        .take(wanted)
-        .map(job_view)
-        .collect();
+    let views: Vec<_> = jobs.iter().map(job_view).collect();
     Ok(Json(json!({"status": 0, "timestamp": now_ms(), "object": views})))
 }
 

@@ -83,6 +83,12 @@ impl DestinationType {
         }
     }
 
+    /// Any type a job may have, `download` included (listing filters by it).
+    pub fn of_job(text: &str) -> Option<Self> {
+        Self::parse(text)
+            .or_else(|| Self::Download.name().eq_ignore_ascii_case(text.trim()).then_some(Self::Download))
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(text.trim()))
     }

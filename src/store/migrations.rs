@@ -33,6 +33,7 @@ macro_rules! all_migrations {
             (5, "crashes and turns", "0005_crashes_and_turns.sql"),
             (6, "manifests", "0006_manifests.sql"),
             (7, "registered queries", "0007_registered_queries.sql"),
+            (8, "destination type", "0008_destination_type.sql"),
         )
     };
 }

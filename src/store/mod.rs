@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::job::{Command, Job, JobStatus, PartRecord, Progress};
+use crate::job::{Command, DestinationType, Job, JobStatus, PartRecord, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +42,8 @@ pub struct JobFilter {
     pub domain: Option<String>,
     pub status: Option<JobStatus>,
     pub name_prefix: Option<String>,
+    /// Jobs writing to this type of destination only.
+    pub destination: Option<DestinationType>,
     pub limit: Option<u32>,
 }
 

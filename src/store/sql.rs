@@ -72,8 +72,9 @@ impl JobStore for $store {
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
         let spec = serde_json::to_string(&job.spec).map_err(|e| corrupt(&job.id.to_string(), e))?;
         sqlx::query(
-            "INSERT INTO jobs (id, domain, owner, friendly_name, status, spec, sealed_secrets, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO jobs (id, domain, owner, friendly_name, status, spec, sealed_secrets, created_at, updated_at,
+                               destination_type)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(job.id.to_string())
         .bind(&job.domain)
@@ -84,6 +85,7 @@ impl JobStore for $store {
         .bind(&job.sealed_secrets)
         .bind(job.created_at_ms)
         .bind(job.updated_at_ms)
+        .bind(job.spec.destination.kind.name())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -107,12 +109,14 @@ impl JobStore for $store {
             "SELECT * FROM jobs
              WHERE (CAST($1 AS TEXT) IS NULL OR domain = $1) AND (CAST($2 AS TEXT) IS NULL OR status = $2)
                AND (CAST($3 AS TEXT) IS NULL OR substr(friendly_name, 1, length($3)) = $3)
+               AND (CAST($5 AS TEXT) IS NULL OR destination_type = $5)
              ORDER BY created_at DESC LIMIT $4",
         )
         .bind(filter.domain.as_deref())
         .bind(filter.status.map(|s| s.as_str()))
         .bind(filter.name_prefix.as_deref())
         .bind(filter.limit.unwrap_or(1000) as i64)
+        .bind(filter.destination.map(crate::job::DestinationType::name))
         .fetch_all(&self.pool)
         .await?;
         self.with_parts_all(&rows).await

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forwarder::job::{
-    Command, Destination, Format, Job, JobSpec, JobStatus, PartRecord, Progress, ResumePoint, now_ms,
+    Command, Destination, DestinationType, Format, Job, JobSpec, JobStatus, PartRecord, Progress,
+    ResumePoint, now_ms,
 };
 use forwarder::store::{
     CredentialKind, CredentialStore, JobFilter, JobStore, Lease, Outcome, PostgresStore, SqliteStore,
@@ -209,6 +210,31 @@ async fn conformance(store: Arc<dyn JobStore>) {
     );
     assert!(store.claim_next("w5", lease, Some(1)).await.unwrap().is_none());
     assert_eq!(store.claim_next("w5", lease, Some(2)).await.unwrap().map(|c| c.job.id), Some(c2.id));
+
+    // By destination type, filtered by the store itself: the one file job is found under the
+    // newer s3 jobs however few are asked for.
+    // Stopped, so that no worker would claim them.
+    let typed_job = |kind| {
+        let mut j = job("typed");
+        j.status = JobStatus::Stopped;
+        j.spec.destination.kind = kind;
+        j
+    };
+    let to_files = typed_job(DestinationType::File);
+    store.insert(&to_files).await.unwrap();
+    for _ in 0..3 {
+        store.insert(&typed_job(DestinationType::S3)).await.unwrap();
+    }
+    let typed = |destination, limit| JobFilter {
+        domain: Some("typed".into()),
+        destination: Some(destination),
+        limit: Some(limit),
+        ..Default::default()
+    };
+    let files = store.list(&typed(DestinationType::File, 1)).await.unwrap();
+    assert_eq!(files.iter().map(|j| j.id).collect::<Vec<_>>(), vec![to_files.id]);
+    assert_eq!(store.list(&typed(DestinationType::S3, 10)).await.unwrap().len(), 3);
+    assert!(store.list(&typed(DestinationType::Azure, 10)).await.unwrap().is_empty());
 }
 
 /// Domains take turns: the domain whose last job start is the oldest goes first (one that
