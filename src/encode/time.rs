@@ -46,12 +46,9 @@ impl TimestampLayout {
         let date = match self.last_day.get() {
             Some((day, date)) if day == days => date,
             _ => {
+                let Some(ymd) = date(days) else { return false };
                 let mut date = *b"0000-00-00 ";
-                let mut day = Vec::with_capacity(10);
-                if !push_date(&mut day, days) {
-                    return false;
-                }
-                date[..10].copy_from_slice(&day);
+                date[..10].copy_from_slice(&ymd);
                 self.last_day.set(Some((days, date)));
                 date
             }
@@ -76,18 +73,22 @@ fn put(b: &mut [u8], at: usize, width: usize, mut v: i64) {
     }
 }
 
-/// `YYYY-MM-DD` for years 0 to 9999; `false`, having written nothing, for any other.
-pub fn push_date(out: &mut Vec<u8>, days: i64) -> bool {
+/// `YYYY-MM-DD` for years 0 to 9999; `None` for any other.
+fn date(days: i64) -> Option<[u8; 10]> {
     let (year, month, day) = civil_from_days(days);
     if !(0..=9999).contains(&year) {
-        return false;
+        return None;
     }
     let mut b = *b"0000-00-00";
     put(&mut b, 0, 4, year);
     put(&mut b, 5, 2, month);
     put(&mut b, 8, 2, day);
-    out.extend_from_slice(&b);
-    true
+    Some(b)
+}
+
+/// `YYYY-MM-DD` for years 0 to 9999; `false`, having written nothing, for any other.
+pub fn push_date(out: &mut Vec<u8>, days: i64) -> bool {
+    date(days).map(|b| out.extend_from_slice(&b)).is_some()
 }
 
 /// `YYYY-MM-DDThh:mm:ss.fffZ` (ISO-8601, UTC) for `secs` since the epoch and `fraction` of
