@@ -232,6 +232,11 @@ pub struct WorkerConfig {
     /// as this many queries over consecutive slices of its window, so that a resumed run
     /// re-reads at most one slice (0 or 1: one query over the whole window).
     pub time_slices: u32,
+    /// No time slice covers less than this many MB of its table's files (0: slices by time
+    /// only): every slice re-reads the row groups it shares with the next and opens the table
+    /// again, which a small table's export pays for out of all proportion to what slicing
+    /// saves it (re-reading a few hundred MB after a crash takes seconds).
+    pub min_slice_mb: u64,
 }
 
 impl WorkerConfig {
@@ -262,6 +267,7 @@ impl Default for WorkerConfig {
             max_queued_per_domain: 10_000,
             max_crashed_runs: 3,
             time_slices: 64,
+            min_slice_mb: 1024,
         }
     }
 }

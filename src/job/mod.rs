@@ -82,6 +82,11 @@ pub struct PartRecord {
 pub struct ResumePoint {
     pub from_ms: Option<i64>,
     pub skip: u64,
+    /// The length of the time slices the run that wrote it ran in ([`crate::query::slices`]),
+    /// so that a resumed run continues on the same grid: `Some(0)` for one query over the
+    /// whole window, `None` for a checkpoint written before the length was kept.
+    #[serde(default)]
+    pub slice_ms: Option<i64>,
 }
 
 /// Part file name: `apiv2_<jobid>_<index>.<ext>`, the index zero-padded to three digits

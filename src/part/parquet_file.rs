@@ -21,6 +21,11 @@ use crate::encode::parquet_columns::ParallelParquetWriter;
 /// What a part's footer takes at most beyond the data written: the schema, and per column
 /// and row group its metadata, statistics and page index (min/max values are truncated to
 /// 64 bytes). Counted so that a part's size is known before it ends.
+/// How near its limit a part's size is judged on encoded bytes only (see
+/// [`ParquetPart::stored_bound`]): well above what the column encoders may have queued (a few
+/// batches, a few hundred KB of encoded Parquet each).
+const EXACT_WITHIN: u64 = 8 << 20;
+
 fn footer_allowance(columns: usize, row_groups: usize) -> u64 {
     (4096 + 512 * columns * (row_groups + 1)) as u64
 }
@@ -110,8 +115,19 @@ impl ParquetPart {
 
     /// About the stored size if the part ended now: the row groups written, the open one's
     /// estimated encoded size (its finished pages compressed, the current page not yet) and
-    /// room for the footer. Cheap.
-    pub fn stored_bound(&self) -> u64 {
+    /// room for the footer. Cheap while the part is far from `limit`; within
+    /// [`EXACT_WITHIN`] of it, it first waits for the queued batches to be encoded, so that the
+    /// last rows of a part are placed on what the encoders hold rather than an extrapolation.
+    pub fn stored_bound(&mut self, limit: u64) -> io::Result<u64> {
+        let estimate = self.estimate();
+        if estimate.saturating_add(EXACT_WITHIN) < limit {
+            return Ok(estimate);
+        }
+        self.writer.wait_encoded().map_err(parquet_error)?;
+        Ok(self.estimate())
+    }
+
+    fn estimate(&self) -> u64 {
         self.writer.bytes_written() as u64 + self.writer.in_progress_size() as u64 + self.footer()
     }
 

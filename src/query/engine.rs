@@ -153,6 +153,9 @@ pub struct QueryShape {
     /// A bounded job may run it in time slices ([`super::slices`]): row-wise over one table
     /// with a time column, read from a source that prunes by time.
     pub sliceable: bool,
+    /// The size of the files of the table a sliceable query reads (`None`: not sliceable, or
+    /// the listing failed).
+    pub source_bytes: Option<u64>,
 }
 
 pub struct DataFusionEngine {
@@ -467,15 +470,22 @@ impl DataFusionEngine {
             .tables
             .iter()
             .filter(|t| resolved(&ctx, &t.name).is_some_and(|r| named.contains(&r)));
-        let sliceable = match (tables.next(), tables.next()) {
-            (Some(t), None) => {
-                t.time_column.is_some()
+        let sliced_table = match (tables.next(), tables.next()) {
+            (Some(t), None)
+                if t.time_column.is_some()
                     && t.format.prunes_by_time()
-                    && super::slices::row_wise_over_one_scan(df.logical_plan())
+                    && super::slices::row_wise_over_one_scan(df.logical_plan()) =>
+            {
+                Some(t)
             }
-            _ => false,
+            _ => None,
         };
-        Ok(QueryShape { windowed, windowed_tables, sliceable })
+        // Unknown if the listing fails: the run will say why, with the table's name.
+        let source_bytes = match sliced_table {
+            Some(t) => super::table_source::files_size(&ctx, t).await.ok(),
+            None => None,
+        };
+        Ok(QueryShape { windowed, windowed_tables, sliceable: sliced_table.is_some(), source_bytes })
     }
 }
 

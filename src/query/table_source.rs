@@ -5,6 +5,7 @@
 
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
@@ -88,6 +89,24 @@ pub(super) async fn open(ctx: &SessionContext, table: &TableEntry) -> Result<Dat
             table.name, files.location
         ))
     })
+}
+
+/// The size of the table's files, all of them (what reading the whole table fetches): how
+/// finely a job over it is worth slicing ([`super::slices::slice_count`]). One listing, no
+/// file read.
+pub(super) async fn files_size(ctx: &SessionContext, table: &TableEntry) -> Result<u64, DataFusionError> {
+    use futures::StreamExt as _;
+
+    let files = TableFiles::of(table);
+    let url = ListingTableUrl::parse(&files.location)?;
+    let store = ctx.runtime_env().object_store(url.object_store())?;
+    let state = ctx.state();
+    let mut listed = url.list_all_files(&state, store.as_ref(), &files.extension).await?;
+    let mut total = 0u64;
+    while let Some(meta) = listed.next().await {
+        total = total.saturating_add(meta?.size);
+    }
+    Ok(total)
 }
 
 /// What to check when a directory or prefix holds no file the table reads.

@@ -34,6 +34,7 @@ macro_rules! all_migrations {
             (6, "manifests", "0006_manifests.sql"),
             (7, "registered queries", "0007_registered_queries.sql"),
             (8, "destination type", "0008_destination_type.sql"),
+            (9, "slice length", "0009_slice_length.sql"),
         )
     };
 }

@@ -65,6 +65,7 @@ where
         resume: ResumePoint {
             from_ms: row.try_get("resume_from")?,
             skip: row.try_get::<i64, _>("resume_skip")? as u64,
+            slice_ms: row.try_get("resume_slice_ms")?,
         },
         sha256: row.try_get("sha256")?,
     })

@@ -248,8 +248,8 @@ impl JobStore for $store {
             return Err(StoreError::LeaseLost(id));
         }
         sqlx::query(
-            "INSERT INTO parts (job_id, idx, key, url, bytes, rows, rows_before, completed_at, resume_from, resume_skip, sha256)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO parts (job_id, idx, key, url, bytes, rows, rows_before, completed_at, resume_from, resume_skip, sha256, resume_slice_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&id_s)
         .bind(i64::from(part.index))
@@ -262,6 +262,7 @@ impl JobStore for $store {
         .bind(part.resume.from_ms)
         .bind(part.resume.skip as i64)
         .bind(&part.sha256)
+        .bind(part.resume.slice_ms)
         .execute(&mut *tx)
         .await?;
         // Progress: the crashes before it do not count against the job any more, so that a

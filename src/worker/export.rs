@@ -14,7 +14,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::parts::{PartEvent, PartWriter};
-use crate::job::{Command, PartRecord, Progress, now_ms};
+use crate::job::{Command, PartRecord, Progress, ResumePoint, now_ms};
 use crate::metrics::Metrics;
 use crate::store::{JobStore, StoreError};
 use crate::upload::{ObjectMeta, ObjectUpload, UploadError, Uploader};
@@ -73,6 +73,9 @@ pub struct Export {
     save_every: Option<(u64, Duration)>,
     /// Async exports: more rows than this fail the job (`export.max_rows`).
     max_rows: Option<u64>,
+    /// The length of the time slices this run's queries cover (0: one query over the window),
+    /// kept with every checkpoint so that a resumed run continues on the same grid.
+    pub slice_ms: i64,
 }
 
 impl Export {
@@ -100,6 +103,7 @@ impl Export {
             uploads: BTreeMap::new(),
             save_every: None,
             max_rows: None,
+            slice_ms: 0,
         }
     }
 
@@ -266,7 +270,7 @@ impl Export {
                         rows: part.rows,
                         rows_before,
                         completed_at_ms: now_ms(),
-                        resume,
+                        resume: ResumePoint { slice_ms: Some(self.slice_ms), ..resume },
                         sha256: part.sha256,
                     };
                     let snapshot = {

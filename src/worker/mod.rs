@@ -369,6 +369,30 @@ impl Worker {
         }
     }
 
+    /// The slice length of a bounded job's run (`None`: one query over the window). A resumed
+    /// run keeps the grid its checkpoint was written on; a first run decides it from
+    /// `worker.time_slices`, the query's shape and the size of its table.
+    async fn slice_length(&self, job: &Job, from: i64, to: i64) -> Option<i64> {
+        let kept = job.parts.last().map(|p| p.resume.slice_ms);
+        if let Some(Some(length)) = kept {
+            return (length > 0).then_some(length);
+        }
+        if self.worker.time_slices <= 1 {
+            return None;
+        }
+        let shape = self.engine.check(&job.spec.query).await.ok().filter(|s| s.sliceable)?;
+        let count = match kept {
+            // Written before the length was kept: that run sliced by time only.
+            Some(None) => self.worker.time_slices,
+            _ => slices::slice_count(
+                self.worker.time_slices,
+                shape.source_bytes,
+                self.worker.min_slice_mb << 20,
+            ),
+        };
+        slices::slice_length(from, to, count)
+    }
+
     async fn export(
         &self,
         job: &Job,
@@ -404,8 +428,10 @@ impl Worker {
         // from the window and row the last uploaded part ended at.
         let next_index = job.parts.last().map_or(1, |p| p.index + 1);
         let rows_done = job.parts.last().map_or(0, |p| p.rows_before + p.rows);
-        let resume =
-            job.parts.last().map_or(ResumePoint { from_ms: job.spec.from_ms, skip: 0 }, |p| p.resume);
+        let resume = job
+            .parts
+            .last()
+            .map_or(ResumePoint { from_ms: job.spec.from_ms, skip: 0, slice_ms: None }, |p| p.resume);
         let start = Start { next_index, rows_total: rows_done, resume };
         {
             // Rows generated but not uploaded by an earlier run are generated again.
@@ -438,15 +464,10 @@ impl Worker {
         let mut schema = None;
         // A bounded job over a source that prunes by time runs slice by slice (query::slices).
         let slicing = match (job.spec.from_ms, job.spec.to_ms) {
-            (Some(from), Some(to)) if self.worker.time_slices > 1 => {
-                match self.engine.check(&job.spec.query).await {
-                    Ok(shape) if shape.sliceable => slices::slice_length(from, to, self.worker.time_slices)
-                        .map(|length| (from, to, length)),
-                    _ => None,
-                }
-            }
+            (Some(from), Some(to)) => self.slice_length(job, from, to).await.map(|length| (from, to, length)),
             _ => None,
         };
+        export.slice_ms = slicing.map_or(0, |(_, _, length)| length);
         // What this run's queries fetched from the tables' storage: with Parquet's pruning, a
         // short window of a long table reads little of it.
         let mut source_bytes = 0u64;

@@ -117,7 +117,7 @@ impl PartWriter {
 
     /// Where a run resumed after everything written so far would continue.
     pub fn resume_point(&self) -> ResumePoint {
-        ResumePoint { from_ms: self.window_from_ms, skip: self.rows_total - self.window_base }
+        ResumePoint { from_ms: self.window_from_ms, skip: self.rows_total - self.window_base, slice_ms: None }
     }
 
     /// When the open part must be closed by time (`retention.time`), if one is open.
@@ -359,9 +359,9 @@ mod tests {
         let (mut w, batch) = writer(1 << 30);
         let mut events = Vec::new();
         w.write_batch(&batch, &mut events).unwrap();
-        assert_eq!(w.resume_point(), ResumePoint { from_ms: None, skip: 2000 });
+        assert_eq!(w.resume_point(), ResumePoint { from_ms: None, skip: 2000, slice_ms: None });
         w.start_window(Some(5_000));
-        assert_eq!(w.resume_point(), ResumePoint { from_ms: Some(5_000), skip: 0 });
+        assert_eq!(w.resume_point(), ResumePoint { from_ms: Some(5_000), skip: 0, slice_ms: None });
         w.write_batch(&batch.slice(0, 10), &mut events).unwrap();
         w.close(&mut events).unwrap();
         let Some(PartEvent::Closed { resume, rows_before, part, .. }) = events.last() else {
@@ -369,7 +369,7 @@ mod tests {
         };
         assert_eq!(
             (*resume, *rows_before, part.rows),
-            (ResumePoint { from_ms: Some(5_000), skip: 10 }, 0, 2010)
+            (ResumePoint { from_ms: Some(5_000), skip: 10, slice_ms: None }, 0, 2010)
         );
     }
 }

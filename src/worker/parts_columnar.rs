@@ -39,7 +39,7 @@ impl PartWriter {
             let mut take = match self.policy.max_bytes {
                 None => rows - start,
                 Some(max) => {
-                    let room = max.saturating_sub(file.stored_bound()) as f64 * 0.75;
+                    let room = max.saturating_sub(file.stored_bound(max)?) as f64 * 0.75;
                     let per_row = file.stored_bytes_per_row().unwrap_or(arrow_per_row).max(1.0);
                     ((room / per_row) as usize).clamp(1, rows - start)
                 }
@@ -82,7 +82,7 @@ fn has_its_row_groups(max_row_groups: Option<u32>, file: &ParquetPart) -> bool {
 /// on the real size with the open row group written out.
 fn is_full(max_bytes: Option<u64>, file: &mut ParquetPart) -> std::io::Result<bool> {
     Ok(match max_bytes {
-        Some(max) => file.stored_bound() >= max && file.settled_size()? >= max,
+        Some(max) => file.stored_bound(max)? >= max && file.settled_size()? >= max,
         None => false,
     })
 }

@@ -62,7 +62,8 @@ fn job(domain: &str) -> Job {
 }
 
 fn part(index: u32, rows_before: u64) -> PartRecord {
-    let resume = ResumePoint { from_ms: Some(1_000 + index as i64), skip: rows_before + 5 };
+    let resume =
+        ResumePoint { from_ms: Some(1_000 + index as i64), skip: rows_before + 5, slice_ms: Some(3_600_000) };
     PartRecord {
         index,
         key: format!("k{index}"),
@@ -139,7 +140,10 @@ async fn conformance(store: Arc<dyn JobStore>) {
     );
     let again = store.claim_next("w3", lease, None).await.unwrap().unwrap().job;
     assert_eq!((again.id, again.parts.len()), (a.id, 1));
-    assert_eq!(again.parts[0].resume, ResumePoint { from_ms: Some(1_001), skip: 5 });
+    assert_eq!(
+        again.parts[0].resume,
+        ResumePoint { from_ms: Some(1_001), skip: 5, slice_ms: Some(3_600_000) }
+    );
 
     // Shutdown: the worker gives the job back; it is runnable again, its parts kept.
     store.release(a.id, "w3", &progress).await.unwrap();

@@ -101,7 +101,15 @@ fn entry(name: &str, location: &str, format: &str, extra: &str) -> String {
 /// A server whose catalog is `catalog`, reading `s3://` tables from LocalStack and `az://`
 /// tables from Azurite.
 async fn app_with_catalog(catalog: std::path::PathBuf) -> TestApp {
+    app_with_catalog_and(catalog, |_| {}).await
+}
+
+async fn app_with_catalog_and(
+    catalog: std::path::PathBuf,
+    tweak: impl FnOnce(&mut forwarder::config::Config),
+) -> TestApp {
     spawn_app_with(10, |c| {
+        tweak(c);
         c.catalog = Some(catalog);
         c.tables.azure = forwarder::query::AzureTables {
             account: Some(AZURITE_ACCOUNT.into()),
@@ -317,9 +325,18 @@ async fn one_hour_of_a_year_of_parquet_reads_about_that_hour() {
     assert!(year_read >= 0.9 * total as f64, "read {year_read} of {total} bytes");
 }
 
+/// The checkpoint of the last part of the app's newest job.
+async fn last_resume(app: &TestApp) -> forwarder::job::ResumePoint {
+    let (_, jobs) = app.get("/search/jobs").await;
+    let id: uuid::Uuid = jobs["object"][0]["id"].as_str().unwrap().parse().unwrap();
+    app.store.get(None, id).await.unwrap().unwrap().parts.last().unwrap().resume
+}
+
 /// A bounded row-wise job over a Parquet table runs in time slices: every row exactly once,
 /// and the checkpoint of its part names the slice its last row came from (not the job's
 /// start), with only that slice's rows to skip, so a resumed run would re-read one slice.
+/// The checkpoint keeps the slice length, for a resumed run to continue on the same grid; and
+/// a table smaller than `worker.min_slice_mb` (the default, 1 GB) is one query, not sliced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_year_of_parquet_is_exported_in_slices_and_checkpointed_by_slice() {
     let year_start = START - 365 * 24 * HOUR;
@@ -335,23 +352,32 @@ async fn a_year_of_parquet_is_exported_in_slices_and_checkpointed_by_slice() {
     let catalog = dir.join("catalog.toml");
     std::fs::write(&catalog, entry("logs.year", &dir.join("year").display().to_string(), "parquet", ""))
         .unwrap();
-    let app = app_with_catalog(catalog).await;
+    let query = "SELECT id, eventdate, text FROM logs.year";
 
-    let got = exported_ids(&app, "SELECT id, eventdate, text FROM logs.year", year_start, START).await;
+    let small = app_with_catalog(catalog.clone()).await;
+    let got = exported_ids(&small, query, year_start, START).await;
+    assert_eq!(got, (0..rows).collect::<Vec<_>>(), "every row exactly once in one query");
+    let resume = last_resume(&small).await;
+    assert_eq!(
+        (resume.from_ms, resume.slice_ms),
+        (Some(year_start), Some(0)),
+        "a table of a few MB is not sliced (worker.min_slice_mb): {resume:?}"
+    );
+
+    let app = app_with_catalog_and(catalog, |c| c.worker.min_slice_mb = 0).await;
+    let got = exported_ids(&app, query, year_start, START).await;
     assert_eq!(got, (0..rows).collect::<Vec<_>>(), "every row exactly once over the slices");
-    let (_, jobs) = app.get("/search/jobs").await;
-    let id: uuid::Uuid = jobs["object"][0]["id"].as_str().unwrap().parse().unwrap();
-    let job = app.store.get(None, id).await.unwrap().unwrap();
-    let last = job.parts.last().unwrap();
+    let resume = last_resume(&app).await;
     let slice = forwarder::query::slices::slice_length(year_start, START, 64).unwrap();
-    let resume_from = last.resume.from_ms.unwrap();
-    assert!(resume_from > year_start, "the checkpoint names a slice, not the job's start: {:?}", last.resume);
-    assert_eq!((resume_from - year_start) % slice, 0, "a slice start: {:?}", last.resume);
+    assert_eq!(resume.slice_ms, Some(slice), "the checkpoint keeps the slice length");
+    let resume_from = resume.from_ms.unwrap();
+    assert!(resume_from > year_start, "the checkpoint names a slice, not the job's start: {:?}", resume);
+    assert_eq!((resume_from - year_start) % slice, 0, "a slice start: {:?}", resume);
     let rows_per_slice = slice / step + 1;
     assert!(
-        last.resume.skip > 0 && last.resume.skip as i64 <= rows_per_slice,
+        resume.skip > 0 && resume.skip as i64 <= rows_per_slice,
         "a resumed run would skip at most one slice's rows ({rows_per_slice}): {:?}",
-        last.resume
+        resume
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
