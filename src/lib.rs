@@ -18,8 +18,9 @@
 //! health, metrics) takes requests that [`job`] parses into a job (the model and its status
 //! machine, pure); [`store`] keeps jobs (SQLite or PostgreSQL); [`worker`] claims a job and runs it through the pipeline, then
 //! [`notify`] sends the email. [`config`] reads the configuration, [`app`] builds everything
-//! from it, and [`metrics`], [`telemetry`] and [`secret`] serve them all. The CLI's own
-//! commands are [`jobs_cli`], [`auth_cli`] and [`demo`].
+//! from it, and [`metrics`], [`telemetry`] and [`secret`] serve them all. The CLI is [`cli`]
+//! (`main.rs` only calls it), its own commands [`jobs_cli`], [`export_cli`], [`auth_cli`] and
+//! [`demo`].
 //!
 //! Dependencies point down the pipeline and from the outer modules inwards: no top-level
 //! module uses one that uses it back (a module's settings live in it, `config` gathers them).
@@ -27,6 +28,7 @@
 pub mod api;
 pub mod app;
 pub mod auth_cli;
+pub mod cli;
 pub mod cli_http;
 pub mod compress;
 pub mod config;
