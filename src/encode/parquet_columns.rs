@@ -52,6 +52,12 @@ pub struct ParallelParquetWriter<W: Write + Send> {
     workers: Vec<ColumnWorker>,
     /// Rows handed to the workers in the open row group, `None` when no row group is open.
     open_rows: Option<usize>,
+    /// Arrow's size of the batches handed to the workers in the open row group: the estimate
+    /// of a worker that has encoded nothing yet and has no earlier row group to go by (above
+    /// the encoded size, so a first row group errs towards closing early).
+    open_arrow_bytes: usize,
+    /// Leaf columns in all (for each worker's share of `open_arrow_bytes`).
+    leaves: usize,
 }
 
 /// A thread holding the writers of some leaf columns (`columns`, in file order) for the open
@@ -156,7 +162,7 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
         // then taken apart into the file and the factory of column writers.
         let (file, factory) =
             ArrowWriter::try_new(out, schema.clone(), Some(props))?.into_serialized_writer()?;
-        Ok(Self { file, factory, schema, workers: Vec::new(), open_rows: None })
+        Ok(Self { file, factory, schema, workers: Vec::new(), open_rows: None, open_arrow_bytes: 0, leaves: 0 })
     }
 
     /// Hands every row of `batch` to the column workers (the open row group's, a new one if
@@ -179,6 +185,7 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
                 .map(Some)
                 .collect();
             if self.workers.is_empty() {
+                self.leaves = writers.len();
                 self.workers = spawn_workers(writers.len())?;
             }
             for worker in &self.workers {
@@ -193,6 +200,7 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             worker.send(Task::Write(mine, rows))?;
         }
         *self.open_rows.get_or_insert(0) += rows;
+        self.open_arrow_bytes += batch.get_array_memory_size();
         Ok(())
     }
 
@@ -202,6 +210,7 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
         if self.open_rows.take().is_none() {
             return Ok(());
         }
+        self.open_arrow_bytes = 0;
         let mut replies = Vec::with_capacity(self.workers.len());
         for worker in &self.workers {
             let (reply, answer) = sync_channel(1);
@@ -253,7 +262,8 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
     /// The open row group's estimated encoded size (as `ArrowWriter::in_progress_size`): what
     /// each worker's columns have encoded, scaled up to the rows handed to them but still
     /// queued (a worker that has encoded none yet counts at its last row group's bytes per
-    /// row). Cheap and without waiting; [`Self::flush`] makes the size exact.
+    /// row, or in the first row group at Arrow's size of what it was handed). Cheap and without
+    /// waiting; [`Self::wait_encoded`] and [`Self::flush`] make it exact.
     pub fn in_progress_size(&self) -> usize {
         let Some(rows) = self.open_rows else { return 0 };
         self.workers
@@ -261,7 +271,9 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             .map(|w| {
                 let done = w.progress.rows.load(Ordering::Acquire);
                 let bytes = w.progress.bytes.load(Ordering::Relaxed);
-                if done == 0 {
+                if done == 0 && w.last_bytes_per_row == 0.0 {
+                    self.open_arrow_bytes / self.leaves.max(1) * w.columns.len()
+                } else if done == 0 {
                     (w.last_bytes_per_row * rows as f64) as usize
                 } else {
                     (bytes as u128 * rows as u128 / done as u128) as usize
