@@ -162,7 +162,15 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
         // then taken apart into the file and the factory of column writers.
         let (file, factory) =
             ArrowWriter::try_new(out, schema.clone(), Some(props))?.into_serialized_writer()?;
-        Ok(Self { file, factory, schema, workers: Vec::new(), open_rows: None, open_arrow_bytes: 0, leaves: 0 })
+        Ok(Self {
+            file,
+            factory,
+            schema,
+            workers: Vec::new(),
+            open_rows: None,
+            open_arrow_bytes: 0,
+            leaves: 0,
+        })
     }
 
     /// Hands every row of `batch` to the column workers (the open row group's, a new one if
