@@ -381,3 +381,85 @@ async fn a_year_of_parquet_is_exported_in_slices_and_checkpointed_by_slice() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A job over a Parquet table cut into time slices, taken over mid-job by a machine whose own
+/// settings would not slice it (`worker.min_slice_mb` at its default, the table far smaller):
+/// the new machine continues on the grid its checkpoint names (kept with every part). The
+/// table's files are read latest month first, so a run that resumed on another grid (one query
+/// from the slice's start, skipping the rows sent of it) would skip and send the wrong rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sliced_job_taken_over_continues_on_the_grid_of_its_checkpoint() {
+    let year_start = START - 365 * 24 * HOUR;
+    let step = 10 * 60_000_i64;
+    let rows = 365 * 24 * 6_i64;
+    let per_month = rows / 12;
+    let dir = std::env::temp_dir().join(format!("forwarder-it-grid-{}", uuid::Uuid::new_v4()));
+    for month in 0..12 {
+        let end = if month == 11 { rows } else { (month + 1) * per_month };
+        let bytes = parquet(&batch(month * per_month..end, year_start, step), 2000);
+        // File names sort in reverse month order: the latest rows are read first.
+        write(&dir.join(format!("year/{:02}.parquet", 11 - month)), &bytes);
+    }
+    let catalog = dir.join("catalog.toml");
+    std::fs::write(&catalog, entry("logs.year", &dir.join("year").display().to_string(), "parquet", ""))
+        .unwrap();
+    let key_file = dir.join("server.key");
+    let url = fresh_postgres_database().await;
+    let shared = move |c: &mut forwarder::config::Config| {
+        c.store.url = Some(forwarder::secret::Secret::new(url.clone()));
+        c.store.key_file = Some(key_file.clone());
+        c.worker.lease = std::time::Duration::from_secs(1);
+        c.catalog = Some(catalog.clone());
+    };
+    let a = spawn_app_with(10, {
+        let shared = shared.clone();
+        move |c| {
+            shared(c);
+            c.worker.min_slice_mb = 0;
+        }
+    })
+    .await;
+    let destination =
+        json!({"type": "s3", "params": a.params(json!({"format": "plain", "retention.size": 0.05}))});
+    let query = "SELECT id, eventdate, text FROM logs.year";
+    let (status, body) =
+        a.submit(json!({"query": query, "from": year_start, "to": START, "destination": destination})).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["object"]["id"].as_str().unwrap().to_string();
+    let worker = a.worker.clone();
+    let run = tokio::spawn(async move { worker.try_run_next_job().await });
+    a.wait_for_parts(&id, 3).await;
+    // Machine A dies mid-job.
+    run.abort();
+    let _ = run.await;
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    let left = a.store.get(None, uuid).await.unwrap().unwrap();
+    let kept = left.parts.last().unwrap().resume;
+    let slice = forwarder::query::slices::slice_length(year_start, START, 64).unwrap();
+    assert_eq!(kept.slice_ms, Some(slice), "A ran in slices and said so: {kept:?}");
+
+    let b = a.peer(shared).await;
+    let mut taken = None;
+    for _ in 0..100 {
+        taken = b.worker.try_run_next_job().await.unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(taken.map(|j| j.to_string()), Some(id.clone()), "B takes the job over");
+    let job = b.job(&id).await;
+    assert_eq!(job["status"], "COMPLETED", "{job:#}");
+    let mut ids = Vec::new();
+    for part in job["extra"]["parts"].as_array().unwrap() {
+        let (bytes, _) = b.object(part["key"].as_str().unwrap()).await;
+        let mut records = parse_csv(&bytes);
+        assert_eq!(records.remove(0)[0], "id", "every part starts with the header");
+        ids.extend(records.iter().map(|r| r[0].parse::<i64>().unwrap()));
+    }
+    ids.sort_unstable();
+    let repeated = ids.windows(2).filter(|w| w[0] == w[1]).count();
+    ids.dedup();
+    assert_eq!((ids.len() as i64, repeated), (rows, 0), "every row exactly once, over both machines");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
