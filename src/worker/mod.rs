@@ -387,7 +387,7 @@ impl Worker {
             _ => slices::slice_count(
                 self.worker.time_slices,
                 shape.source_bytes,
-                self.worker.min_slice_mb << 20,
+                self.worker.min_slice_mb.saturating_mul(1 << 20),
             ),
         };
         slices::slice_length(from, to, count)
