@@ -133,13 +133,19 @@ async fn exported_ids(app: &TestApp, query: &str, from: i64, to: i64) -> Vec<i64
     assert_eq!(status, 200, "{query}: {body}");
     let id = body["object"]["id"].as_str().unwrap().to_string();
     app.worker.try_run_next_job().await.unwrap().unwrap();
-    let job = app.job(&id).await;
-    assert_eq!(job["status"], "COMPLETED", "{query}: {job:#}");
+    part_ids(app, &id).await
+}
+
+/// The `id`s (first column) of every part of the completed job `id`, sorted; every part is a
+/// plain CSV file that starts with the header.
+async fn part_ids(app: &TestApp, id: &str) -> Vec<i64> {
+    let job = app.job(id).await;
+    assert_eq!(job["status"], "COMPLETED", "{job:#}");
     let mut ids = Vec::new();
     for part in job["extra"]["parts"].as_array().unwrap() {
         let (bytes, _) = app.object(part["key"].as_str().unwrap()).await;
         let mut records = parse_csv(&bytes);
-        assert_eq!(records.remove(0)[0], "id", "{query}: every part starts with the header");
+        assert_eq!(records.remove(0)[0], "id", "every part starts with the header");
         ids.extend(records.iter().map(|r| r[0].parse::<i64>().unwrap()));
     }
     ids.sort_unstable();
@@ -448,16 +454,7 @@ async fn a_sliced_job_taken_over_continues_on_the_grid_of_its_checkpoint() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(taken.map(|j| j.to_string()), Some(id.clone()), "B takes the job over");
-    let job = b.job(&id).await;
-    assert_eq!(job["status"], "COMPLETED", "{job:#}");
-    let mut ids = Vec::new();
-    for part in job["extra"]["parts"].as_array().unwrap() {
-        let (bytes, _) = b.object(part["key"].as_str().unwrap()).await;
-        let mut records = parse_csv(&bytes);
-        assert_eq!(records.remove(0)[0], "id", "every part starts with the header");
-        ids.extend(records.iter().map(|r| r[0].parse::<i64>().unwrap()));
-    }
-    ids.sort_unstable();
+    let mut ids = part_ids(&b, &id).await;
     let repeated = ids.windows(2).filter(|w| w[0] == w[1]).count();
     ids.dedup();
     assert_eq!((ids.len() as i64, repeated), (rows, 0), "every row exactly once, over both machines");
