@@ -140,6 +140,10 @@ pub trait QueryEngine: Send + Sync + 'static {
 
     /// Checks that `query` plans (tables and columns exist, it is a SELECT) without running it.
     async fn check(&self, query: &str) -> Result<QueryShape, QueryError>;
+
+    /// As [`Self::check`], with [`QueryShape::source_bytes`] filled in for a sliceable query
+    /// (the table's files listed): for a worker deciding how to slice a job, not for a request.
+    async fn check_for_slicing(&self, query: &str) -> Result<QueryShape, QueryError>;
 }
 
 /// What planning learnt about a query.
@@ -153,8 +157,8 @@ pub struct QueryShape {
     /// A bounded job may run it in time slices ([`super::slices`]): row-wise over one table
     /// with a time column, read from a source that prunes by time.
     pub sliceable: bool,
-    /// The size of the files of the table a sliceable query reads (`None`: not sliceable, or
-    /// the listing failed).
+    /// The size of the files of the table a sliceable query reads (`None`: not sliceable, the
+    /// listing failed, or not asked for: only [`QueryEngine::check_for_slicing`] lists them).
     pub source_bytes: Option<u64>,
 }
 
@@ -454,7 +458,7 @@ impl DataFusionEngine {
         Ok(QueryRun { stream, time_column, bytes_read })
     }
 
-    async fn check_here(&self, query: &str) -> Result<QueryShape, QueryError> {
+    async fn check_here(&self, query: &str, list_source: bool) -> Result<QueryShape, QueryError> {
         let statement = super::parse::only_one_select(query)?;
         let (ctx, windowed, _) = self.context(QueryWindow::default(), &statement).await?;
         let named = named_tables(&ctx, &statement);
@@ -482,8 +486,8 @@ impl DataFusionEngine {
         };
         // Unknown if the listing fails: the run will say why, with the table's name.
         let source_bytes = match sliced_table {
-            Some(t) => super::table_source::files_size(&ctx, t).await.ok(),
-            None => None,
+            Some(t) if list_source => super::table_source::files_size(&ctx, t).await.ok(),
+            _ => None,
         };
         Ok(QueryShape { windowed, windowed_tables, sliceable: sliced_table.is_some(), source_bytes })
     }
@@ -503,7 +507,11 @@ impl QueryEngine for DataFusionEngine {
     }
 
     async fn check(&self, query: &str) -> Result<QueryShape, QueryError> {
-        planned_on_big_stack(self.check_here(query)).await
+        planned_on_big_stack(self.check_here(query, false)).await
+    }
+
+    async fn check_for_slicing(&self, query: &str) -> Result<QueryShape, QueryError> {
+        planned_on_big_stack(self.check_here(query, true)).await
     }
 }
 
@@ -528,6 +536,28 @@ mod tests {
                 other => panic!("{query}: {other:?}"),
             }
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Only a worker deciding how to slice a job lists the table's files: a request's check
+    /// does not pay for a listing it does not use.
+    #[tokio::test]
+    async fn only_the_check_for_slicing_lists_the_files() {
+        let dir = std::env::temp_dir().join(format!("forwarder-engine-{}", uuid::Uuid::new_v4()));
+        let engine = DataFusionEngine::new(
+            Catalog::load(&crate::query::demo::create_parquet(&dir, 1_000).await.unwrap()).unwrap(),
+        );
+        let query = "SELECT uri, statusCode FROM demo.ecommerce.data WHERE statusCode >= 200";
+        let checked = engine.check(query).await.unwrap();
+        assert!(checked.sliceable && checked.source_bytes.is_none(), "{checked:?}");
+        let for_slicing = engine.check_for_slicing(query).await.unwrap();
+        let size: u64 = std::fs::read_dir(dir.join("parquet"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(for_slicing.source_bytes, Some(size), "the Parquet files' size: {for_slicing:?}");
+        let aggregate = engine.check_for_slicing("SELECT count(*) FROM demo.ecommerce.data").await.unwrap();
+        assert_eq!((aggregate.sliceable, aggregate.source_bytes), (false, None));
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -380,7 +380,7 @@ impl Worker {
         if self.worker.time_slices <= 1 {
             return None;
         }
-        let shape = self.engine.check(&job.spec.query).await.ok().filter(|s| s.sliceable)?;
+        let shape = self.engine.check_for_slicing(&job.spec.query).await.ok().filter(|s| s.sliceable)?;
         let count = match kept {
             // Written before the length was kept: that run sliced by time only.
             Some(None) => self.worker.time_slices,
