@@ -61,7 +61,7 @@ if [ -n "$pg_bin" ]; then
 fi
 export TMPDIR=$run_tmp
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@"
 else
-  cargo test --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@"
 fi

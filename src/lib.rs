@@ -7,7 +7,7 @@
 //!
 //! | stage | module | what it holds |
 //! |---|---|---|
-//! | source | [`query`] | the catalog of tables and the DataFusion engine that streams record batches |
+//! | source | [`query`] | the catalog of tables and the DataFusion engine that streams record batches; SQL text to plan is the `forwarder-sql` crate (`crates/`), built apart for build time |
 //! | encoder | [`encode`] | rows to bytes: CSV, JSON Lines (pure) |
 //! | compressor | [`compress`] | gzip, zstd, zip (+AES), none (pure) |
 //! | part | [`part`] | encoder + compressor into upload-sized chunks, and when a part ends (pure) |

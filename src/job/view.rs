@@ -97,12 +97,8 @@ pub fn job_view(job: &Job) -> JobView {
 /// `from a.b.c select …`), the name after the first `from`.
 pub fn table_of(query: &str) -> Option<String> {
     use datafusion::sql::sqlparser::{ast, dialect::GenericDialect, parser::Parser};
-    use std::ops::ControlFlow;
-    let dotted = |name: &ast::ObjectName| -> String {
-        let parts: Vec<String> =
-            name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect();
-        parts.join(".")
-    };
+
+    use forwarder_sql::{dotted, first_table};
     if let Ok(statements) = Parser::parse_sql(&GenericDialect {}, query) {
         let query = match statements.first() {
             Some(ast::Statement::Query(q)) => q,
@@ -117,15 +113,7 @@ pub fn table_of(query: &str) -> Option<String> {
         {
             return Some(dotted(name));
         }
-        let mut first = None;
-        let _ = ast::visit_relations(&statements, |name: &ast::ObjectName| {
-            if ctes.contains(&dotted(name)) {
-                return ControlFlow::Continue(());
-            }
-            first = Some(dotted(name));
-            ControlFlow::Break(())
-        });
-        return first;
+        return first_table(&statements, &ctes);
     }
     static FROM: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r#"(?i)\bfrom\s+([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)"#).expect("valid regex")

@@ -279,7 +279,7 @@ impl DataFusionEngine {
         let options =
             SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let planned = async {
-            let plan = ctx.state().statement_to_plan(statement).await?;
+            let plan = forwarder_sql::statement_to_plan(ctx.state(), statement).await?;
             options.verify_plan(&plan)?;
             ctx.execute_logical_plan(plan).await
         };

@@ -17,6 +17,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::engine::QueryError;
+use forwarder_sql::{self as sql_walk, Width};
 
 /// How deeply the SQL parser may recurse (parentheses, subqueries, nested calls); also the
 /// session's `datafusion.sql_parser.recursion_limit`.
@@ -115,30 +116,12 @@ pub const MAX_QUERY_BLOCKS: usize = 250;
 
 /// Refuses a query that names more tables or query blocks than the planner can take safely.
 fn not_too_wide(statement: &datafusion::sql::sqlparser::ast::Statement) -> Result<(), QueryError> {
-    use std::ops::ControlFlow;
-
-    use datafusion::sql::sqlparser::ast::{Query, TableFactor, Visit, Visitor};
-    #[derive(Default)]
-    struct Count {
-        tables: usize,
-        blocks: usize,
-    }
-    impl Visitor for Count {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, _: &TableFactor) -> ControlFlow<()> {
-            self.tables += 1;
-            if self.tables > MAX_TABLES { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        }
-        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-            self.blocks += 1;
-            if self.blocks > MAX_QUERY_BLOCKS { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        }
-    }
-    let mut count = Count::default();
-    if statement.visit(&mut count).is_continue() {
+    let most = Width { tables: MAX_TABLES, blocks: MAX_QUERY_BLOCKS };
+    let seen = sql_walk::width(statement, most);
+    if !seen.exceeds(most) {
         return Ok(());
     }
-    let what = if count.tables > MAX_TABLES {
+    let what = if seen.tables > MAX_TABLES {
         format!("it reads more than {MAX_TABLES} tables (named or derived, joined or in subqueries)")
     } else {
         format!("it holds more than {MAX_QUERY_BLOCKS} subqueries, CTEs and SELECT blocks")
