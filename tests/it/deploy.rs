@@ -140,13 +140,28 @@ fn image_is_built_in_stages_runs_as_a_user_and_is_labelled_with_its_version() {
         build.contains("BUILT_FROM_COMMIT=${REVISION} cargo build"),
         "the commit reaches `forwarder --version`"
     );
-    // The build context lets in what the build reads: the crate and the files COPY names.
+    // The build context lets in what the build reads: the crate, the workspace's other crates,
+    // Cargo's configuration and the files COPY names.
     let ignore = std::fs::read_to_string(deploy_dir().join("Dockerfile.dockerignore")).unwrap();
     let context_copies = all.iter().filter(|i| i.name == "COPY" && i.flags.is_empty());
     let sources = context_copies.map(|i| i.values[0].clone()).filter(|s| s != ".");
-    for needed in ["Cargo.toml", "Cargo.lock", "build.rs", "src/**", "migrations/**"]
+    let manifest = std::fs::read_to_string(deploy_dir().join("../Cargo.toml")).unwrap();
+    let members = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("members = "))
+        .expect("Cargo.toml names the workspace's members")
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|m| *m != ".")
+        .map(|m| format!("{m}/**"))
+        .collect::<Vec<_>>();
+    assert!(!members.is_empty(), "the workspace has crates besides the root");
+    let parents = members.iter().map(|m| format!("{}/**", m.split('/').next().unwrap())).collect::<Vec<_>>();
+    for needed in ["Cargo.toml", "Cargo.lock", "build.rs", ".cargo/config.toml", "src/**", "migrations/**"]
         .map(String::from)
         .into_iter()
+        .chain(parents)
         .chain(sources)
     {
         assert!(
