@@ -5,8 +5,8 @@
 //! opt-level 3. sqlparser's syntax-tree visitors (a thousand functions per visitor type, each
 //! behind a stack guard) and DataFusion's SQL planner (`SqlToRel`, reached through the async
 //! `SessionState::statement_to_plan`) were a fifth of the main crate's machine code and of
-//! the time its build takes, alone at the end of a cold build. Here they are compiled once,
-//! unoptimised like the planner itself (Cargo.toml's release profile): they run once per query.
+//! the time its build takes, alone at the end of a cold build. Here they are compiled once, at
+//! opt-level 1 like the planner itself (Cargo.toml's release profile): they run once per query.
 //! The main crate calls only the plain functions and the boxed future below.
 
 mod walk;
