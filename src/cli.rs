@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
 use crate::app::{App, raise_open_file_limit, shutdown_on_signals};
 use crate::auth_cli::{self, AuthCommand};
 use crate::config::Config;
@@ -9,8 +12,6 @@ use crate::demo::{DemoOptions, run as run_demo};
 use crate::export_cli::{self, ExportArgs};
 use crate::jobs_cli::{self, JobsArgs};
 use crate::query::demo;
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
 
 /// What `forwarder --version` prints after the name: the package version and the git commit
 /// it was built from (build.rs), e.g. `0.1.0 (217a019)`.

@@ -15,9 +15,9 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use forwarder_sql::Width;
 
 use super::engine::QueryError;
-use forwarder_sql::{self as sql_walk, Width};
 
 /// How deeply the SQL parser may recurse (parentheses, subqueries, nested calls); also the
 /// session's `datafusion.sql_parser.recursion_limit`.
@@ -117,7 +117,7 @@ pub const MAX_QUERY_BLOCKS: usize = 250;
 /// Refuses a query that names more tables or query blocks than the planner can take safely.
 fn not_too_wide(statement: &datafusion::sql::sqlparser::ast::Statement) -> Result<(), QueryError> {
     let most = Width { tables: MAX_TABLES, blocks: MAX_QUERY_BLOCKS };
-    let seen = sql_walk::width(statement, most);
+    let seen = forwarder_sql::width(statement, most);
     if !seen.exceeds(most) {
         return Ok(());
     }
