@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::demo::{DemoOptions, run as run_demo};
 use crate::export_cli::{self, ExportArgs};
 use crate::jobs_cli::{self, JobsArgs};
-use crate::query::demo;
+use crate::query::{demo, demo_parquet};
 
 /// What `forwarder --version` prints after the name: the package version and the git commit
 /// it was built from (build.rs), e.g. `0.1.0 (217a019)`.
@@ -133,8 +133,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             run_demo(DemoOptions { dir, rows, format, part_mb, keep }).await
         }
         Command::GenDemo { dir, rows, parquet } => {
-            let catalog =
-                if parquet { demo::create_parquet(&dir, rows).await? } else { demo::create(&dir, rows)? };
+            let catalog = if parquet {
+                demo_parquet::create_parquet(&dir, rows).await?
+            } else {
+                demo::create(&dir, rows)?
+            };
             println!("{}", catalog.display());
             Ok(())
         }

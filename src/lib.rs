@@ -1,5 +1,6 @@
-//! Forwarder: runs a query and forwards its result, as compressed CSV or JSON Lines part
-//! files, to an S3 bucket. The API is wire-compatible with Devo's Query API v2.
+//! Forwarder: runs a query and forwards its result, as compressed CSV, JSON Lines or Parquet
+//! part files, to S3, GCS, Azure or a directory, or streams it straight to the caller. The API
+//! is wire-compatible with Devo's Query API v2.
 //!
 //! # Layout
 //!
@@ -8,10 +9,10 @@
 //! | stage | module | what it holds |
 //! |---|---|---|
 //! | source | [`query`] | the catalog of tables and the DataFusion engine that streams record batches; SQL text to plan is the `forwarder-sql` crate (`crates/`), built apart for build time |
-//! | encoder | [`encode`] | rows to bytes: CSV, JSON Lines (pure) |
+//! | encoder | [`encode`] | rows to bytes: CSV, TSV, JSON Lines, Parquet (pure) |
 //! | compressor | [`compress`] | gzip, zstd, zip (+AES), none (pure) |
 //! | part | [`part`] | encoder + compressor into upload-sized chunks, and when a part ends (pure) |
-//! | sink | [`upload`] | S3 multipart uploads, with its `[s3]` and `[upload]` settings |
+//! | sink | [`upload`] | multipart uploads to S3 (aws-sdk-s3), GCS and Azure (`object_store`) and a directory, with their `[s3]`, `[upload]` and `[destinations]` settings |
 //!
 //! Around it: [`api`] (the HTTP API: Devo's paths, streams, ksqlDB's `/query`, async exports with
 //! download, the one-call export, `/openapi.json`,
@@ -23,7 +24,8 @@
 //! [`demo`].
 //!
 //! Dependencies point down the pipeline and from the outer modules inwards: no top-level
-//! module uses one that uses it back (a module's settings live in it, `config` gathers them).
+//! module uses one that uses it back, and no file uses a sibling that uses it back (a module's
+//! settings live in it, `config` gathers them). `tests/it/layout.rs` checks both.
 
 pub mod api;
 pub mod app;

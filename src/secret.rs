@@ -188,7 +188,6 @@ mod tests {
         use figment::providers::{Format as _, Toml};
         #[derive(Debug, serde::Deserialize)]
         struct T {
-            #[allow(dead_code)]
             p: Secret,
         }
         for toml in ["p = 987654321", "p = 0x1F", "p = 1.50", "p = true", "p = [1, 2]"] {

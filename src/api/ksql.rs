@@ -10,15 +10,16 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
-use datafusion::error::DataFusionError;
 use futures::StreamExt;
 use serde_json::json;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::idle::{Activity, busy_until};
 use super::ksql_body::{self, Live, Opened, PushPlan};
+pub use super::ksql_error::error_response;
+use super::ksql_error::{KsqlError, failure, refused};
 use super::ksql_request::{self, Refused, Start};
 use super::stream::query_runtime;
 use super::stream_registry::{MAX_STREAMS_PER_DOMAIN, Refusal};
@@ -26,114 +27,12 @@ use super::{ApiError, AppState, Caller};
 use crate::job::now_ms;
 use crate::query::{CONTINUOUS_LAG, QueryError, QueryWindow};
 
-/// ksqlDB's error codes.
-pub const BAD_REQUEST: u32 = 40000;
-pub const BAD_STATEMENT: u32 = 40001;
-pub const SERVER_ERROR: u32 = 50000;
-
 /// ksqlDB's versioned content type, which its clients send and expect.
 const KSQL_V1: &str = "application/vnd.ksql.v1+json";
 
 /// The paths that take HTTP Basic, as ksqlDB's clients authenticate.
 pub fn takes_basic_auth(path: &str) -> bool {
     matches!(path, "/query" | "/close-query")
-}
-
-/// An error as ksqlDB writes it.
-#[derive(Debug)]
-pub struct KsqlError {
-    http: StatusCode,
-    code: u32,
-    message: String,
-    /// The statement, for a `statement_error`.
-    statement: Option<String>,
-    retry_after: Option<u64>,
-}
-
-impl KsqlError {
-    fn bad_body(message: impl Into<String>) -> Self {
-        Self {
-            http: StatusCode::BAD_REQUEST,
-            code: BAD_REQUEST,
-            message: message.into(),
-            statement: None,
-            retry_after: None,
-        }
-    }
-    fn statement(message: impl Into<String>, ksql: &str) -> Self {
-        Self { code: BAD_STATEMENT, statement: Some(ksql.to_string()), ..Self::bad_body(message) }
-    }
-    fn server(message: impl Into<String>) -> Self {
-        Self { http: StatusCode::INTERNAL_SERVER_ERROR, code: SERVER_ERROR, ..Self::bad_body(message) }
-    }
-
-    /// The element that ends a body after a failure: `{"errorMessage":{…}}`.
-    pub fn body(&self) -> serde_json::Value {
-        let mut body = json!({
-            "@type": if self.statement.is_some() { "statement_error" } else { "generic_error" },
-            "error_code": self.code,
-            "message": self.message,
-            "stackTrace": [],
-        });
-        if let Some(statement) = &self.statement {
-            body["statementText"] = json!(statement);
-            body["entities"] = json!([]);
-        }
-        body
-    }
-}
-
-impl From<ApiError> for KsqlError {
-    fn from(e: ApiError) -> Self {
-        Self {
-            http: e.http,
-            code: u32::from(e.http.as_u16()) * 100,
-            message: e.msg,
-            statement: None,
-            retry_after: e.retry_after,
-        }
-    }
-}
-
-impl IntoResponse for KsqlError {
-    fn into_response(self) -> Response {
-        let mut response = (self.http, Json(self.body())).into_response();
-        let headers = response.headers_mut();
-        if let Some(seconds) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, seconds.into());
-        }
-        if self.http == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"forwarder\""));
-        }
-        if matches!(self.http, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
-            // The rest of the body is never read: the connection cannot carry another request.
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
-    }
-}
-
-/// A refusal of the shared middleware (authentication, body size), in ksqlDB's shape.
-pub fn error_response(e: ApiError) -> Response {
-    KsqlError::from(e).into_response()
-}
-
-/// A query failure, by whose it is to fix: reading a table is the server's; the query's own
-/// arithmetic, casts and memory are the caller's.
-pub fn failure(e: &DataFusionError) -> KsqlError {
-    let message = super::stream_body::failure_text(e);
-    match e.find_root() {
-        DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => KsqlError::server(message),
-        _ => KsqlError::bad_body(message),
-    }
-}
-
-/// A query refused before it ran.
-pub fn refused(e: QueryError, ksql: &str) -> KsqlError {
-    match e {
-        QueryError::Execution(msg) => KsqlError::server(format!("query failed: {msg}")),
-        other => KsqlError::statement(other.to_string(), ksql),
-    }
 }
 
 /// `POST /query` with `{"ksql": "SELECT …;", "streamsProperties": {…}}`.

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::idle::{Activity, busy_until};
-use super::ksql::{KsqlError, failure, refused};
+use super::ksql_error::{KsqlError, failure, refused};
 use super::ksql_request::schema_text;
 use super::stream_registry::Registered;
 use crate::encode::jsonl::JsonlEncoder;

@@ -14,6 +14,7 @@ mod exports_request;
 mod idle;
 mod ksql;
 mod ksql_body;
+mod ksql_error;
 mod ksql_request;
 mod openapi;
 mod serve;

@@ -64,6 +64,8 @@ fn the_bound_holds_before_and_after_settling_and_at_the_end() {
                 let mut back = Vec::new();
                 ::zstd::stream::read::Decoder::new(&stored[..]).unwrap().read_to_end(&mut back).unwrap();
                 assert!(back == input, "one zstd frame holding every byte");
+                let frame = ::zstd::zstd_safe::find_frame_compressed_size(&stored).unwrap();
+                assert_eq!(frame, stored.len(), "one zstd frame, the whole output");
                 assert!(
                     stored.len() * 4 < input.len(),
                     "zstd compresses ({} of {})",

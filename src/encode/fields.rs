@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use super::csv::{needs_quotes, push_field};
+use super::csv_quote::{needs_quotes, push_field};
 use super::time::TimestampLayout;
 
 /// Timestamps as Devo shows them: `2026-01-01 00:00:00.000`.

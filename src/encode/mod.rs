@@ -11,6 +11,7 @@
 
 mod capped;
 pub mod csv;
+pub mod csv_quote;
 mod fields;
 pub mod jsonl;
 pub mod parquet;

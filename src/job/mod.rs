@@ -4,6 +4,7 @@
 
 mod limits;
 mod param_chars;
+mod refusal;
 mod request;
 mod request_dest;
 mod request_shape;

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::request::{RequestError, codes};
+use super::refusal::{RequestError, codes};
 
 /// Sent in a header as they are: visible ASCII, no spaces.
 const HEADER_PARAMS: &[&str] = &[

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::request::{RequestError, codes, shown};
+use super::refusal::{RequestError, codes, shown};
 use super::spec::{DestinationType, JobSecrets};
 use crate::secret::Secret;
 

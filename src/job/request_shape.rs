@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::request::{RequestError, as_bool, codes::*, err, shown};
+use super::refusal::{RequestError, codes::*, err, shown};
 use super::spec::{Encoding, Format, ParquetCompression};
 use crate::secret::Secret;
 
@@ -97,4 +97,17 @@ pub(super) fn parse_shape(params: &Map<String, Value>) -> Result<Shape, RequestE
         Some(v) => as_bool(v).map_or_else(|| err(BAD_MANIFEST, "manifest must be true or false"), Ok)?,
     };
     Ok(Shape { format, file_format, parquet_compression, manifest, file_password })
+}
+
+pub(super) fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_u64().filter(|n| *n <= 1).map(|n| n == 1),
+        _ => None,
+    }
 }

@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
-use super::table_source::TableFiles;
+use super::table_files::TableFiles;
 
 /// The schema of the table's CSV files (one file, or the `.csv` — or `.csv.gz`, `.csv.zst` —
 /// files of a directory or prefix, decompressed), from their first `max_records` records;

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::catalog::{Catalog, TableEntry, TableFormat};
-pub use super::demo_parquet::create_parquet;
-use crate::encode::csv::push_field;
+use crate::encode::csv_quote::push_field;
 
 pub const TABLE: &str = "demo.ecommerce.data";
 pub const TIME_COLUMN: &str = "eventdate";

@@ -24,7 +24,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 
-use super::guarded_functions::{reserve_output, sum_rows};
+use super::guarded_output::{reserve_output, sum_rows};
 
 /// Plans `text || text` as a guarded [`StringConcat`]; everything else as DataFusion does.
 #[derive(Debug)]

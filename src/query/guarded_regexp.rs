@@ -14,7 +14,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 
-use super::guarded_functions::sum_rows;
+use super::guarded_output::sum_rows;
 
 /// An upper bound, in bytes, of `regexp_replace(s, pattern, replacement[, flags])` over one batch.
 pub(super) fn replace_bound(args: &ScalarFunctionArgs) -> u128 {

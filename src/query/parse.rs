@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use forwarder_sql::Width;
 
-use super::engine::QueryError;
+use super::error::QueryError;
 
 /// How deeply the SQL parser may recurse (parentheses, subqueries, nested calls); also the
 /// session's `datafusion.sql_parser.recursion_limit`.

@@ -4,13 +4,13 @@
 //! bounds prune whole files and row groups (and, with filter pushdown, the rows within).
 
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
 use super::catalog::{TableCompression, TableEntry, TableFormat};
-use super::engine::{QueryError, error_text};
+use super::error::{QueryError, error_text};
+use super::table_files::TableFiles;
 
 /// How many records of a CSV table its column types are inferred from.
 const CSV_INFER_RECORDS: usize = 10_000;
@@ -20,54 +20,6 @@ const CSV_INFER_RECORDS: usize = 10_000;
 /// hour or a day of logs each) would fetch half of each file that way, whatever a window
 /// prunes. A footer longer than this costs one more request.
 const PARQUET_FOOTER_HINT: usize = 16 * 1024;
-
-/// Where a table's files are, as DataFusion lists them.
-pub(super) struct TableFiles {
-    pub location: String,
-    pub compression: TableCompression,
-    /// The ending of the files read in a directory (`.csv.gz`); empty for one file, read
-    /// whatever its name (`events.ndjson`, `export.txt`).
-    pub extension: String,
-}
-
-impl TableFiles {
-    pub fn of(table: &TableEntry) -> Self {
-        let location = table.location.to_string_lossy().to_string();
-        // An `s3://` location is one object only when its last segment has an extension
-        // (`s3://b/logs` is a prefix, and without `/` DataFusion would read every object
-        // under it).
-        let one_file = if location.contains("://") {
-            location.rsplit('/').next().is_some_and(|last| last.contains('.'))
-        } else {
-            table.location.is_file()
-        };
-        let compression = match (table.format, table.compression) {
-            (TableFormat::Parquet, _) => TableCompression::None,
-            (_, Some(c)) => c,
-            (_, None) if one_file => TableCompression::of_file_name(&location),
-            (_, None) => TableCompression::None,
-        };
-        let extension = if one_file {
-            String::new()
-        } else {
-            let suffix = match compression {
-                TableCompression::None => "",
-                TableCompression::Gzip => ".gz",
-                TableCompression::Zstd => ".zst",
-            };
-            format!(".{}{suffix}", table.format.as_str())
-        };
-        Self { location, compression, extension }
-    }
-
-    pub fn compression_type(&self) -> FileCompressionType {
-        match self.compression {
-            TableCompression::None => FileCompressionType::UNCOMPRESSED,
-            TableCompression::Gzip => FileCompressionType::GZIP,
-            TableCompression::Zstd => FileCompressionType::ZSTD,
-        }
-    }
-}
 
 /// The table's rows, unfiltered. An error names the table and says what could not be read.
 pub(super) async fn open(ctx: &SessionContext, table: &TableEntry) -> Result<DataFrame, QueryError> {

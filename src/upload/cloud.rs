@@ -11,7 +11,7 @@ use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use super::endpoint::{Allowed, GuardedResolve, check_endpoint};
 use super::objects::ObjectStoreUploader;
-use crate::config::UploadConfig;
+use super::settings::UploadConfig;
 use crate::job::{Destination, JobSecrets};
 use crate::secret::Secret;
 

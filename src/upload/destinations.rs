@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::local::LocalUploader;
+use super::settings::UploadConfig;
 use super::{Metered, S3Defaults, S3Uploader, Uploader};
-use crate::config::UploadConfig;
 use crate::job::{Destination, DestinationType, JobSecrets};
 use crate::metrics::Metrics;
 

@@ -106,6 +106,10 @@ impl Uploader for Metered {
         self.inner.url(key)
     }
 
+    fn manifest_url(&self, key: &str) -> String {
+        self.inner.manifest_url(key)
+    }
+
     fn store(&self) -> &'static str {
         self.inner.store()
     }

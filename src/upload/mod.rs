@@ -131,6 +131,11 @@ pub trait Uploader: Send + Sync + 'static {
     async fn delete_object(&self, key: &str) -> Result<(), UploadError>;
     /// The URL of an object, as listed in the job's `extra.paths`, in the store's own form.
     fn url(&self, key: &str) -> String;
+    /// The URL a manifest names an object by: what the store's own loaders read (`s3://bucket/key`
+    /// for S3, the form Redshift's `COPY … MANIFEST` takes); elsewhere the store's URL.
+    fn manifest_url(&self, key: &str) -> String {
+        self.url(key)
+    }
     /// The store's name in errors: `S3`, `Azure`, `GCS` or `File`.
     fn store(&self) -> &'static str {
         "S3"

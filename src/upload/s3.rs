@@ -381,6 +381,11 @@ impl Uploader for S3Uploader {
     fn url(&self, key: &str) -> String {
         object_url(&self.url_base, key)
     }
+
+    fn manifest_url(&self, key: &str) -> String {
+        // Raw, not percent-encoded: an `s3://` URL names the key itself.
+        format!("s3://{}/{key}", self.bucket)
+    }
 }
 
 /// Everything in a key but unreserved characters and `/` is percent-encoded in its URL, as S3

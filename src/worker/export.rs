@@ -79,8 +79,10 @@ pub struct Export {
 }
 
 impl Export {
-    // The export's whole context, built in one place (Worker::export).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the export's whole context, built in one place (Worker::export): a struct of them would only be taken apart here"
+    )]
     pub fn new(
         job_id: Uuid,
         worker_id: String,

@@ -22,20 +22,27 @@ pub fn manifest_key(prefix: &str, job_id: &Uuid) -> String {
     format!("{prefix}apiv2_{job_id}_manifest.json")
 }
 
-/// The manifest's body. `schema` is `None` when no run of the job got as far as the query's
-/// schema (an empty result resumed after its last part): the entries still say it all.
-pub fn manifest(job_id: &Uuid, schema: Option<&Schema>, parts: &[PartRecord]) -> Value {
+/// The manifest's body, naming each part by `url_of` its key. `schema` is `None` when no run of
+/// the job got as far as the query's schema (an empty result resumed after its last part): the
+/// entries still say it all.
+pub fn manifest(
+    job_id: &Uuid,
+    schema: Option<&Schema>,
+    parts: &[PartRecord],
+    url_of: impl Fn(&str) -> String,
+) -> Value {
     let entries: Vec<Value> = parts
         .iter()
         .map(|p| {
             json!({
-                "url": p.url,
+                "url": url_of(&p.key),
                 "mandatory": true,
                 "meta": {"content_length": p.bytes, "record_count": p.rows},
             })
         })
         .collect();
-    let checksums: Vec<Value> = parts.iter().map(|p| json!({"url": p.url, "sha256": p.sha256})).collect();
+    let checksums: Vec<Value> =
+        parts.iter().map(|p| json!({"url": url_of(&p.key), "sha256": p.sha256})).collect();
     let schema = schema.map(|s| {
         s.fields()
             .iter()
@@ -62,7 +69,8 @@ pub async fn write_manifest(
     parts: &[PartRecord],
 ) -> Result<String, UploadError> {
     let key = manifest_key(prefix, job_id);
-    let body = serde_json::to_vec_pretty(&manifest(job_id, schema, parts)).expect("JSON values serialize");
+    let body = serde_json::to_vec_pretty(&manifest(job_id, schema, parts, |k| uploader.manifest_url(k)))
+        .expect("JSON values serialize");
     let meta = ObjectMeta { key: key.clone(), content_type: "application/json" };
     uploader.put_object(&meta, Bytes::from(body)).await?;
     Ok(uploader.url(&key))
@@ -112,7 +120,7 @@ mod tests {
             Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
             Field::new("v", DataType::Utf8, true),
         ]);
-        let m = manifest(&id, Some(&schema), &[part(1, 10), part(2, 5)]);
+        let m = manifest(&id, Some(&schema), &[part(1, 10), part(2, 5)], |k| format!("s3://b/{k}"));
         assert_eq!(
             m["entries"][1],
             json!({"url": format!("s3://b/p/apiv2_{id}_002.parquet"), "mandatory": true,
@@ -123,7 +131,7 @@ mod tests {
         assert_eq!(m["schema"][0], json!({"name": "ts", "type": "Timestamp(ms)", "nullable": false}));
         assert_eq!(m["checksums"][0]["sha256"], format!("{:064}", 1));
         assert_eq!(manifest_key("p/", &id), format!("p/apiv2_{id}_manifest.json"));
-        let empty = manifest(&id, None, &[]);
+        let empty = manifest(&id, None, &[], |k| k.to_string());
         assert_eq!((empty["entries"].as_array().unwrap().len(), &empty["total_rows"]), (0, &json!(0)));
     }
 }

@@ -85,6 +85,17 @@ pub async fn spawn_app_with(rows: u64, tweak: impl FnOnce(&mut Config)) -> TestA
     start_app(dir, catalog, rows, bucket, tweak).await
 }
 
+/// As [`spawn_app`], with the demo table as Parquet (`forwarder gen-demo --parquet`): the
+/// source that time slices cut (`worker.min_slice_mb`).
+pub async fn spawn_app_on_parquet(rows: u64) -> TestApp {
+    let dir = std::env::temp_dir().join(format!("forwarder-it-{}", uuid::Uuid::new_v4()));
+    let catalog = forwarder::query::demo_parquet::create_parquet(&dir.join("demo"), rows).await.unwrap();
+    let s3 = s3_client();
+    let bucket = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    start_app(dir, catalog, rows, bucket, |_| {}).await
+}
+
 fn test_config(dir: &std::path::Path, catalog: &std::path::Path) -> Config {
     let mut config =
         Config { data_dir: dir.join("data"), catalog: Some(catalog.to_path_buf()), ..Config::default() };

@@ -65,13 +65,19 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         (
             "azure key and SAS both",
             good(
-                json!({"destination": {"type": "azure", "params": {"azure.account": "acct1", "azure.container": "c1", "azure.accesskey": "a2V5", "azure.sastoken": "sv=1"}}}),
+                json!({"destination": {"type": "azure", "params": {"azure.account": "acct1", "azure.container": "c01", "azure.accesskey": "a2V5", "azure.sastoken": "sv=1"}}}),
+            ),
+        ),
+        (
+            "gcs endpoint at the metadata service",
+            good(
+                json!({"destination": {"type": "gcs", "params": {"gcs.bucket": "b01", "gcs.credentials": "{\"type\": \"service_account\"}", "gcs.endpoint": "http://169.254.169.254"}}}),
             ),
         ),
         (
             "azure endpoint on a private network",
             good(
-                json!({"destination": {"type": "azure", "params": {"azure.account": "acct1", "azure.container": "c1", "azure.accesskey": "a2V5", "azure.endpoint": "http://10.0.0.1:10000"}}}),
+                json!({"destination": {"type": "azure", "params": {"azure.account": "acct1", "azure.container": "c01", "azure.accesskey": "a2V5", "azure.endpoint": "http://10.0.0.1:10000"}}}),
             ),
         ),
         ("unknown format", good(json!({"param:format": "rar"}))),
@@ -124,6 +130,19 @@ async fn malformed_requests_get_a_clear_4xx_and_queue_nothing() {
         assert!(status.is_client_error(), "{what}: {status} {answer}");
         let msg = answer["msg"].as_str().unwrap_or_else(|| panic!("{what}: no msg: {answer}"));
         assert!(msg.len() > 10 && answer["status"].as_u64().is_some(), "{what}: {answer}");
+        // Where a case could be refused for an earlier reason than the one it is about, the
+        // message shows it was the right one.
+        let says = match what {
+            "azure key and SAS both" => "exactly one of azure.accesskey",
+            "azure endpoint on a private network" => {
+                "azure.endpoint 10.0.0.1 resolves to 10.0.0.1, an internal address"
+            }
+            "gcs endpoint at the metadata service" => {
+                "gcs.endpoint 169.254.169.254 resolves to 169.254.169.254, an internal"
+            }
+            _ => "",
+        };
+        assert!(msg.contains(says), "{what}: {msg}");
         println!("{what:<32} {status} {}", &msg[..msg.len().min(110)]);
     }
     // An oversized body is not read to its end, so its connection closes, and says so.

@@ -19,6 +19,7 @@ mod faults;
 mod formats;
 mod hostile;
 mod ksql;
+mod layout;
 mod lifecycle;
 mod openapi;
 mod parquet;

@@ -254,6 +254,36 @@ async fn delete_stops_a_long_query_and_the_server_stays_up() {
     assert_eq!(r.text().await.unwrap(), "x\n1\n");
 }
 
+/// A client that goes away mid-stream leaves no query running: its `query_id` is free again
+/// (the registry lets an id go only when its stream has ended) well before the query could
+/// have finished, and the server goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_ends_its_query() {
+    let app = spawn_app(3_000).await;
+    // Nine million rows: minutes of streaming, far longer than this test waits.
+    let long = "SELECT a.uri, b.statusCode FROM demo.ecommerce.data a CROSS JOIN demo.ecommerce.data b";
+    let mut r = post(&app, long, "?query_id=leaving", None).await;
+    assert_eq!(r.status(), 200);
+    assert!(!r.chunk().await.unwrap().unwrap().is_empty());
+    let still = post(&app, "SELECT 1 AS x", "?query_id=leaving", None).await;
+    assert_eq!(still.status(), 409, "the id is taken while the first stream runs");
+    drop(r);
+
+    let left = std::time::Instant::now();
+    loop {
+        let r = post(&app, "SELECT 1 AS x", "?query_id=leaving", None).await;
+        if r.status() == 200 {
+            assert_eq!(r.text().await.unwrap(), "x\n1\n");
+            break;
+        }
+        assert_eq!(r.status(), 409);
+        assert!(left.elapsed() < Duration::from_secs(30), "the query outlived its client by 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("the query ended {:?} after its client left", left.elapsed());
+    assert_eq!(reqwest::get(format!("{}/healthz", app.api)).await.unwrap().status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_4xx_that_says_what_to_fix() {
     let app = spawn_app(100).await;
