@@ -150,7 +150,7 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
 
 /// Collects every log line of the process.
 #[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+pub struct LogBuffer(pub Arc<Mutex<Vec<u8>>>);
 
 impl Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -108,10 +108,18 @@ async fn a_file_destination_never_follows_a_symlink_out_of_its_root() {
 }
 
 /// A wrong Azure account key fails the job with a message that says what to check, and the
-/// key appears in no response, error, email or database file.
+/// key appears in no response, error, email, log line (at trace level) or database file; nor
+/// does a shared access signature's `sig`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_azure_key_fails_the_job_readably_and_stays_secret() {
     use base64::Engine as _;
+    let logs = crate::auth::LogBuffer::default();
+    let sink = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(forwarder::telemetry::filter("trace"))
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .init();
     let backend = Backend::azure().await;
     let app = spawn_app(2_000).await;
     let wrong =
@@ -130,14 +138,39 @@ async fn a_wrong_azure_key_fails_the_job_readably_and_stays_secret() {
     let error = job["error"].to_string();
     assert!(error.contains("Azure") && error.contains("azure.accesskey"), "{error}");
     let email = email_about(&id, "FAILED").await;
+
+    // A shared access signature that Azurite does not accept: its `sig` stays as secret.
+    let sig = format!("SASSIG{}", uuid::Uuid::new_v4().simple());
+    let mut with_sas = destination.clone();
+    let params = with_sas["params"].as_object_mut().unwrap();
+    params.remove("azure.accesskey");
+    params.insert("azure.sastoken".into(), json!(format!("sv=2022-11-02&ss=b&srt=co&sp=rwdlac&sig={sig}")));
+    let (status, body) =
+        app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": with_sas})).await;
+    assert_eq!(status, 200, "{body}");
+    let sas_id = body["object"]["id"].as_str().unwrap().to_string();
+    app.worker.try_run_next_job().await.unwrap();
+    let sas_job = app.job(&sas_id).await;
+    assert_eq!(sas_job["status"], "FAILED", "{sas_job:#}");
+
     let (_, listed) = app.get("/search/jobs").await;
-    for text in [job.to_string(), email, listed.to_string()] {
-        assert!(!text.contains(&wrong), "the key leaked: {text}");
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    assert!(logs.contains(&id) && logs.contains(&sas_id), "the log was captured");
+    for text in [job.to_string(), sas_job.to_string(), email, listed.to_string(), logs] {
+        for secret in [&wrong, &sig] {
+            assert!(!text.contains(secret.as_str()), "a secret leaked: {text}");
+        }
     }
     for entry in std::fs::read_dir(app.dir.join("data")).unwrap().flatten() {
         if entry.path().is_file() {
             let bytes = std::fs::read(entry.path()).unwrap();
-            assert!(!bytes.windows(wrong.len()).any(|w| w == wrong.as_bytes()), "{}", entry.path().display());
+            for secret in [&wrong, &sig] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{}",
+                    entry.path().display()
+                );
+            }
         }
     }
     assert!(backend.keys().await.is_empty());

@@ -83,6 +83,29 @@ async fn a_mid_stream_error_leaves_exactly_the_clean_prefix_and_exits_1() {
     assert_eq!(files_in(&dir), ["result.tsv"]);
 }
 
+/// A query the server refuses before its first byte, and a token it does not know: exit 1 with
+/// the server's own words (what to fix), and no file, not even an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_query_or_token_exits_1_with_the_servers_message_and_leaves_no_file() {
+    let app = spawn_app(100).await;
+    let dir = out_dir();
+    let path = dir.join("result.csv");
+    let out = run(&app, &["--query", "SELECT nope FROM demo.ecommerce.data", "-o", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nope") && stderr.contains("400"), "the server's message and status: {stderr}");
+
+    let out = export(&app, &["--query", "SELECT 1", "-o", path.to_str().unwrap()])
+        .env("FORWARDER_TOKEN", "not-a-token")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(!stderr.contains("not-a-token"), "the token is not shown: {stderr}");
+    assert_eq!(files_in(&dir), Vec::<String>::new(), "no file, no .part file");
+}
+
 async fn wait_for_bytes(path: &Path, child: &mut Child) {
     for _ in 0..600 {
         if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
