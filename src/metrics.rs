@@ -59,6 +59,9 @@ pub struct Metrics {
     pub ksql_queries: Family<KindLabel, Gauge>,
     /// Bytes of the record batches those queries hold while writing them out (one each at most).
     pub ksql_batch_bytes: Gauge,
+    /// Requests holding a running query on this server (`/v1/stream`, `/query`, export-temp),
+    /// set at each scrape from the streams' registry.
+    streams_running: Gauge,
     /// Encoding holds the registry; scrapes take turns.
     scrape: Mutex<()>,
 }
@@ -88,6 +91,7 @@ impl Default for Metrics {
         let smtp_errors = Counter::default();
         let ksql_queries = Family::<KindLabel, Gauge>::default();
         let ksql_batch_bytes = Gauge::default();
+        let streams_running = Gauge::default();
         registry.register("jobs", "Jobs in the job store, by status", jobs.clone());
         registry.register("jobs_ended", "Job runs this process ended, by final status", jobs_ended.clone());
         registry.register("rows_exported", "Rows inside uploaded part files", rows_exported.clone());
@@ -138,6 +142,11 @@ impl Default for Metrics {
             "Bytes of record batches the running /query queries hold (at most one batch each)",
             ksql_batch_bytes.clone(),
         );
+        registry.register(
+            "streams_running",
+            "Requests running a query on this server now (/v1/stream, /query, export-temp); a client that leaves ends its own",
+            streams_running.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -154,15 +163,17 @@ impl Default for Metrics {
             smtp_errors,
             ksql_queries,
             ksql_batch_bytes,
+            streams_running,
             scrape: Mutex::new(()),
         }
     }
 }
 
 impl Metrics {
-    /// The text exposition, with the job counts given.
-    pub fn render(&self, job_counts: &[(JobStatus, u64)]) -> String {
+    /// The text exposition, with the job counts and the running streams given.
+    pub fn render(&self, job_counts: &[(JobStatus, u64)], streams_running: usize) -> String {
         let _turn = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.streams_running.set(i64::try_from(streams_running).unwrap_or(i64::MAX));
         for kind in ["pull", "push"] {
             // Shown at 0 before the first query, so that a dashboard has a series to draw.
             let _ = self.ksql_queries.get_or_create(&KindLabel { kind });
@@ -217,8 +228,9 @@ mod tests {
         m.source_bytes_read.inc_by(7);
         m.job_ended(JobStatus::Completed);
         m.s3_call::<(), ()>("UploadPart", Instant::now(), &Err(()));
-        let text = m.render(&[(JobStatus::Running, 2)]);
+        let text = m.render(&[(JobStatus::Running, 2)], 3);
         assert!(text.contains("forwarder_rows_exported_total 42"), "{text}");
+        assert!(text.contains("forwarder_streams_running 3"), "{text}");
         assert!(text.contains("forwarder_source_bytes_read_total 7"), "{text}");
         assert!(text.contains(r#"forwarder_jobs{status="RUNNING"} 2"#), "{text}");
         assert!(text.contains(r#"forwarder_jobs{status="FAILED"} 0"#), "{text}");

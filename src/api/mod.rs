@@ -128,7 +128,7 @@ pub fn router_and_document(state: AppState) -> (Router, utoipa::openapi::OpenApi
 )]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = state.store.count_by_status().await?;
-    let body = state.metrics.render(&counts);
+    let body = state.metrics.render(&counts, state.streams.len());
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body))
 }
 

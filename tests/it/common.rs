@@ -173,6 +173,16 @@ impl TestApp {
         panic!("job {id} did not upload {parts} parts in 15 s");
     }
 
+    /// The value of the `/metrics` line that starts with `line_start` (a gauge's name and labels).
+    pub async fn gauge(&self, line_start: &str) -> i64 {
+        let text = self.http.get(format!("{}/metrics", self.api)).send().await.unwrap().text().await.unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("{line_start}: {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
     pub async fn metrics(&self) -> prometheus_parse::Scrape {
         let text = self.http.get(format!("{}/metrics", self.api)).send().await.unwrap().text().await.unwrap();
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()

@@ -62,20 +62,13 @@ impl Reader {
     }
 }
 
-async fn gauge(app: &TestApp, line_start: &str) -> i64 {
-    let text = app.http.get(format!("{}/metrics", app.api)).send().await.unwrap().text().await.unwrap();
-    let line =
-        text.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("{line_start}: {text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 const PUSH_RUNNING: &str = "forwarder_ksql_queries_running{kind=\"push\"} ";
 const HELD: &str = "forwarder_ksql_batch_bytes_held ";
 
 /// Waits until no push query runs and no batch is held.
 async fn until_released(app: &TestApp) {
     for _ in 0..100 {
-        if gauge(app, PUSH_RUNNING).await == 0 && gauge(app, HELD).await == 0 {
+        if app.gauge(PUSH_RUNNING).await == 0 && app.gauge(HELD).await == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -136,7 +129,7 @@ fn demo_uris(first: u64, count: u64, start_ms: i64) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_query_streams_rows_that_land_after_it_started_until_the_client_leaves() {
     let app = spawn_app(2_000).await;
-    assert_eq!(gauge(&app, PUSH_RUNNING).await, 0);
+    assert_eq!(app.gauge(PUSH_RUNNING).await, 0);
     let r =
         post(&app, json!({"ksql": "SELECT uri, statusCode FROM demo.ecommerce.data EMIT CHANGES;"})).await;
     assert_eq!(r.status(), 200);
@@ -144,7 +137,7 @@ async fn a_push_query_streams_rows_that_land_after_it_started_until_the_client_l
     let header = reader.next().await.unwrap();
     assert!(header["header"]["queryId"].as_str().unwrap().starts_with("transient_"), "{header}");
     assert_eq!(header["header"]["schema"], "`URI` STRING, `STATUSCODE` BIGINT");
-    assert_eq!(gauge(&app, PUSH_RUNNING).await, 1);
+    assert_eq!(app.gauge(PUSH_RUNNING).await, 1);
 
     // 300 rows land in the table after the query started (moved in whole, as a writer would).
     let now = forwarder::job::now_ms();
@@ -163,7 +156,7 @@ async fn a_push_query_streams_rows_that_land_after_it_started_until_the_client_l
     tokio::time::timeout(Duration::from_secs(30), read).await.expect("the new rows arrive");
     // Only the new rows (the query started at the latest, as ksqlDB's do), each once, in order.
     assert_eq!(uris, demo_uris(2_000, 300, now));
-    assert_eq!(gauge(&app, PUSH_RUNNING).await, 1, "it keeps running for more rows");
+    assert_eq!(app.gauge(PUSH_RUNNING).await, 1, "it keeps running for more rows");
 
     // The client leaves: the query ends and what it held is released.
     drop(reader);

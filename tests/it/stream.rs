@@ -267,6 +267,8 @@ async fn a_client_that_goes_away_ends_its_query() {
     assert!(!r.chunk().await.unwrap().unwrap().is_empty());
     let still = post(&app, "SELECT 1 AS x", "?query_id=leaving", None).await;
     assert_eq!(still.status(), 409, "the id is taken while the first stream runs");
+    const RUNNING: &str = "forwarder_streams_running ";
+    assert_eq!(app.gauge(RUNNING).await, 1, "/metrics counts the stream");
     drop(r);
 
     let left = std::time::Instant::now();
@@ -281,6 +283,7 @@ async fn a_client_that_goes_away_ends_its_query() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!("the query ended {:?} after its client left", left.elapsed());
+    assert_eq!(app.gauge(RUNNING).await, 0, "and /metrics shows it gone");
     assert_eq!(reqwest::get(format!("{}/healthz", app.api)).await.unwrap().status(), 200);
 }
 
