@@ -345,7 +345,9 @@ fn is_secret_setting(key: &figment::value::UncasedStr) -> bool {
 
 fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
     let key = key.as_str().to_ascii_lowercase();
-    !matches!(key.as_str(), "config" | "server" | "token" | "log" | "keep_services")
+    // `FORWARDER_CA` is the CLI's `--ca`: a shell that exports it for `forwarder jobs` must not
+    // stop the server it also starts (unknown settings are refused).
+    !matches!(key.as_str(), "config" | "server" | "token" | "log" | "keep_services" | "ca")
         && !key.starts_with("test_")
 }
 
@@ -599,7 +601,8 @@ mod tests {
     #[test]
     fn cli_and_test_variables_are_not_configuration() {
         use figment::value::UncasedStr;
-        for other in ["TOKEN", "SERVER", "CONFIG", "LOG", "KEEP_SERVICES", "TEST_MAILDIR", "test_s3_endpoint"]
+        for other in
+            ["TOKEN", "SERVER", "CONFIG", "LOG", "KEEP_SERVICES", "CA", "TEST_MAILDIR", "test_s3_endpoint"]
         {
             assert!(!is_config_variable(UncasedStr::new(other)), "{other}");
         }

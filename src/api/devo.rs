@@ -20,14 +20,14 @@ use crate::upload::endpoint::check_endpoint;
     request_body(content = serde_json::Value, content_type = "application/json",
         description = "Devo's query request: `query`, `from`, `to` (epoch seconds or ms, or ISO-8601; no `to`: a continuous job), \
                        `mode.type`, `destination` {`type`: s3 | gcs | azure | file, `params`}, `notify` (see the README's table of params)",
-        example = json!({"query": "from demo.ecommerce.data select *", "from": 1767225600, "to": 1767312000,
+        example = json!({"query": "SELECT * FROM demo.ecommerce.data WHERE statusCode >= 500", "from": 1767225600, "to": 1767312000,
                           "mode": {"type": "csv"},
                           "destination": {"type": "s3", "params": {"aws.bucket": "my-bucket", "aws.region": "eu-west-1",
                                           "aws.accesskey": "AKIA…", "aws.secretkey": "…", "format": "gzip"}}})),
     responses(
         (status = 200, description = "queued: `{\"status\": 0, \"timestamp\", \"object\": {\"id\": \"<job id>\"}}`", body = serde_json::Value),
         (status = 400, description = "a param to fix (Devo's code: 101 query, 2xx destination params)", body = crate::api::openapi::ErrorBody),
-        (status = 413, description = "the body is over `limits.max_body_bytes`", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "the body is over 1 MiB", body = crate::api::openapi::ErrorBody),
         (status = 429, description = "the domain's queued jobs are at `worker.max_queued_per_domain`", body = crate::api::openapi::ErrorBody),
         (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody),
         (status = 503, description = "the job store does not answer", body = crate::api::openapi::ErrorBody),

@@ -63,7 +63,7 @@ pub(super) fn query_runtime() -> &'static tokio::runtime::Handle {
             ends the body with ClickHouse's exception frame, tagged with the `X-ClickHouse-Exception-Tag` header's value",
             content_type = "application/octet-stream",
             headers(("X-Forwarder-Query-Id" = String, description = "the query's id"),
-                    ("X-ClickHouse-Exception-Tag" = String, description = "16 random bytes announcing the tag of a mid-stream error frame"))),
+                    ("X-ClickHouse-Exception-Tag" = String, description = "16 random lowercase letters and digits: the tag of a mid-stream error frame"))),
         (status = 400, description = "a query or parameter to fix", body = crate::api::openapi::ErrorBody),
         (status = 409, description = "the caller already runs a query with that `query_id`", body = crate::api::openapi::ErrorBody),
         (status = 429, description = "the domain already runs its most streams on this server", body = crate::api::openapi::ErrorBody),
