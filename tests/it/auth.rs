@@ -150,7 +150,7 @@ async fn signed_keys_and_tokens_each_see_only_their_domain() {
 
 /// Collects every log line of the process.
 #[derive(Clone, Default)]
-pub struct LogBuffer(pub Arc<Mutex<Vec<u8>>>);
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
 
 impl Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -162,17 +162,28 @@ impl Write for LogBuffer {
     }
 }
 
+impl LogBuffer {
+    /// Every log line of this test's process from now on (nextest runs one test per process),
+    /// with the server's own filter at its most verbose: RUST_LOG=trace.
+    pub fn capture() -> Self {
+        let logs = Self::default();
+        let sink = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(forwarder::telemetry::filter("trace"))
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .init();
+        logs
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_column() {
-    // Every log line of this test's process (nextest runs one per process), with the server's
-    // own filter at its most verbose: RUST_LOG=trace.
-    let logs = LogBuffer::default();
-    let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(forwarder::telemetry::filter("trace"))
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .init();
+    let logs = LogBuffer::capture();
 
     // Emails go through an SMTP server that requires AUTH, with a password of our own.
     let smtp_user = format!("forwarder-{}", uuid::Uuid::new_v4().simple());
@@ -263,7 +274,7 @@ async fn secrets_appear_in_no_response_log_line_error_email_metric_or_database_c
             database.extend(std::fs::read(entry.path()).unwrap());
         }
     }
-    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    let logs = logs.text();
     assert!(logs.contains(&ids[0]) && logs.contains("NoSuchBucket"), "the log was captured");
     // Every line a job's run writes names the job.
     for event in ["job started", "part uploaded", "job ended", "notification email sent"] {

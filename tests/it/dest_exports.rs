@@ -113,13 +113,7 @@ async fn a_file_destination_never_follows_a_symlink_out_of_its_root() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_azure_key_fails_the_job_readably_and_stays_secret() {
     use base64::Engine as _;
-    let logs = crate::auth::LogBuffer::default();
-    let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(forwarder::telemetry::filter("trace"))
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .init();
+    let logs = crate::auth::LogBuffer::capture();
     let backend = Backend::azure().await;
     let app = spawn_app(2_000).await;
     let wrong =
@@ -154,7 +148,7 @@ async fn a_wrong_azure_key_fails_the_job_readably_and_stays_secret() {
     assert_eq!(sas_job["status"], "FAILED", "{sas_job:#}");
 
     let (_, listed) = app.get("/search/jobs").await;
-    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    let logs = logs.text();
     assert!(logs.contains(&id) && logs.contains(&sas_id), "the log was captured");
     for text in [job.to_string(), sas_job.to_string(), email, listed.to_string(), logs] {
         for secret in [&wrong, &sig] {
