@@ -336,9 +336,10 @@ async fn a_sliced_export_killed_mid_slice_re_reads_one_slice_and_loses_nothing()
         .await;
     }
     job_until(&app, &id, Duration::from_secs(60), "the job completes", |j| j["status"] != "RUNNING").await;
+    // The worker sends the email after recording COMPLETED: it stays up until it has.
+    check_completed_export(&app, &id, "csv.gz", Some(500_000), None).await;
     worker.kill().unwrap();
     worker.wait().unwrap();
-    check_completed_export(&app, &id, "csv.gz", Some(500_000), None).await;
 
     let (from, to) = forwarder::query::demo::time_range(rows);
     let slice = forwarder::query::slices::slice_length(from, to, 64).unwrap();
