@@ -121,14 +121,7 @@ async fn a_wrong_azure_key_fails_the_job_readably_and_stays_secret() {
     let mut destination =
         backend.destination(json!({"format": "gzip", "notification.email": "ops@example.com"}));
     destination["params"]["azure.accesskey"] = json!(wrong);
-    let (from, to) = forwarder::query::demo::time_range(app.rows);
-    let (status, body) =
-        app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": destination})).await;
-    assert_eq!(status, 200, "{body}");
-    let id = body["object"]["id"].as_str().unwrap().to_string();
-    app.worker.try_run_next_job().await.unwrap();
-    let job = app.job(&id).await;
-    assert_eq!(job["status"], "FAILED", "{job:#}");
+    let (id, job) = run_failing(&app, &destination).await;
     let error = job["error"].to_string();
     assert!(error.contains("Azure") && error.contains("azure.accesskey"), "{error}");
     let email = email_about(&id, "FAILED").await;
@@ -139,13 +132,7 @@ async fn a_wrong_azure_key_fails_the_job_readably_and_stays_secret() {
     let params = with_sas["params"].as_object_mut().unwrap();
     params.remove("azure.accesskey");
     params.insert("azure.sastoken".into(), json!(format!("sv=2022-11-02&ss=b&srt=co&sp=rwdlac&sig={sig}")));
-    let (status, body) =
-        app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": with_sas})).await;
-    assert_eq!(status, 200, "{body}");
-    let sas_id = body["object"]["id"].as_str().unwrap().to_string();
-    app.worker.try_run_next_job().await.unwrap();
-    let sas_job = app.job(&sas_id).await;
-    assert_eq!(sas_job["status"], "FAILED", "{sas_job:#}");
+    let (sas_id, sas_job) = run_failing(&app, &with_sas).await;
 
     let (_, listed) = app.get("/search/jobs").await;
     let logs = logs.text();
@@ -168,4 +155,18 @@ async fn a_wrong_azure_key_fails_the_job_readably_and_stays_secret() {
         }
     }
     assert!(backend.keys().await.is_empty());
+}
+
+/// Submits an export of [`QUERY`] to `destination`, runs it, and returns its id and its status,
+/// which must be FAILED.
+async fn run_failing(app: &TestApp, destination: &serde_json::Value) -> (String, serde_json::Value) {
+    let (from, to) = forwarder::query::demo::time_range(app.rows);
+    let (status, body) =
+        app.submit(json!({"query": QUERY, "from": from, "to": to, "destination": destination})).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["object"]["id"].as_str().unwrap().to_string();
+    app.worker.try_run_next_job().await.unwrap();
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "FAILED", "{job:#}");
+    (id, job)
 }

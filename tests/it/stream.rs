@@ -20,6 +20,17 @@ async fn post(app: &TestApp, query: &str, params: &str, accept: Option<&str>) ->
     req.send().await.unwrap()
 }
 
+/// Nine million rows: minutes of streaming, far longer than a test waits.
+const NINE_MILLION_ROWS: &str =
+    "SELECT a.uri, b.statusCode FROM demo.ecommerce.data a CROSS JOIN demo.ecommerce.data b";
+
+/// Starts [`NINE_MILLION_ROWS`] streaming under `query_id`.
+async fn start_long(app: &TestApp, query_id: &str) -> reqwest::Response {
+    let r = post(app, NINE_MILLION_ROWS, &format!("?query_id={query_id}"), None).await;
+    assert_eq!(r.status(), 200);
+    r
+}
+
 fn header(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers().get(name).map(|v| v.to_str().unwrap().to_string())
 }
@@ -213,15 +224,12 @@ async fn a_failure_after_the_first_byte_ends_the_body_with_the_tagged_frame() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_stops_a_long_query_and_the_server_stays_up() {
     let app = spawn_app(3_000).await;
-    // Nine million rows: far longer than the test.
-    let long = "SELECT a.uri, b.statusCode FROM demo.ecommerce.data a CROSS JOIN demo.ecommerce.data b";
-    let mut r = post(&app, long, "?query_id=long-one", None).await;
-    assert_eq!(r.status(), 200);
+    let mut r = start_long(&app, "long-one").await;
     let tag = header(&r, "x-clickhouse-exception-tag").unwrap();
     let mut body = r.chunk().await.unwrap().unwrap().to_vec();
 
     // The id is taken while it runs (in this domain only).
-    let again = post(&app, long, "?query_id=long-one", None).await;
+    let again = post(&app, NINE_MILLION_ROWS, "?query_id=long-one", None).await;
     assert_eq!(again.status(), 409);
     let (_, acme_token) = auth_cli(&app, &["create-token", "--domain", "acme"]);
     let as_acme = reqwest::Client::new()
@@ -260,10 +268,7 @@ async fn delete_stops_a_long_query_and_the_server_stays_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_ends_its_query() {
     let app = spawn_app(3_000).await;
-    // Nine million rows: minutes of streaming, far longer than this test waits.
-    let long = "SELECT a.uri, b.statusCode FROM demo.ecommerce.data a CROSS JOIN demo.ecommerce.data b";
-    let mut r = post(&app, long, "?query_id=leaving", None).await;
-    assert_eq!(r.status(), 200);
+    let mut r = start_long(&app, "leaving").await;
     assert!(!r.chunk().await.unwrap().unwrap().is_empty());
     let still = post(&app, "SELECT 1 AS x", "?query_id=leaving", None).await;
     assert_eq!(still.status(), 409, "the id is taken while the first stream runs");
