@@ -64,21 +64,64 @@ impl EndReporter {
     /// how long the run took. Nothing is sent when the store no longer holds that status (an
     /// operator started the job again meanwhile: its next ending will be told). A final
     /// delivery failure is recorded in the job's `error` list; the job keeps its status.
+    /// Either way the store's due email is marked told; if this cannot even read the job, it
+    /// stays due, and a worker sends it when its hold runs out.
     pub async fn job_ended(&self, id: Uuid, ended_as: JobStatus, ran_for: Duration) {
+        if self.tell(id, ended_as, ran_for).await == Told::Yes
+            && let Err(e) = self.store.email_told(id, ended_as).await
+        {
+            tracing::error!(error = %e, "could not record that the email was sent; it may be sent again");
+        }
+    }
+
+    /// Sends the emails whose holder went away before sending them (its process ended between
+    /// recording the job's end and sending): up to `most`, each on a task of its own; how many.
+    pub async fn send_overdue(self: &Arc<Self>, worker: &str, most: usize) -> usize {
+        let mut claimed = 0;
+        while claimed < most {
+            let (id, ended_as) = match self.store.claim_due_email(worker).await {
+                Ok(Some(due)) => due,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for emails still due");
+                    break;
+                }
+            };
+            claimed += 1;
+            let span = tracing::info_span!("overdue_email", job = %id, ended_as = %ended_as);
+            let this = self.clone();
+            self.background.spawn(
+                async move {
+                    tracing::info!("sending the email whose sender went away before sending it");
+                    let ran_for = match this.store.get(None, id).await {
+                        Ok(Some(job)) => {
+                            ran_between(job.started_at_ms, job.finished_at_ms.or(Some(job.updated_at_ms)))
+                        }
+                        _ => Duration::ZERO,
+                    };
+                    this.job_ended(id, ended_as, ran_for).await;
+                }
+                .instrument(span),
+            );
+        }
+        claimed
+    }
+
+    async fn tell(&self, id: Uuid, ended_as: JobStatus, ran_for: Duration) -> Told {
         let job = match self.store.get(None, id).await {
             Ok(Some(job)) => job,
-            Ok(None) => return,
+            Ok(None) => return Told::Yes,
             Err(e) => {
                 tracing::error!(error = %e, "could not read the job back to email its recipients");
-                return;
+                return Told::No;
             }
         };
         if job.spec.destination.notification_emails.is_empty() || job.status == JobStatus::Removed {
-            return;
+            return Told::Yes;
         }
         if job.status != ended_as {
             tracing::debug!(ended_as = %ended_as, now = %job.status, "the job does not stand at that ending: no email");
-            return;
+            return Told::Yes;
         }
         let summary = JobSummary {
             job_id: id.to_string(),
@@ -104,5 +147,22 @@ impl EndReporter {
                 }
             }
         }
+        Told::Yes
+    }
+}
+
+/// Whether an ending is dealt with: told, given up on after the retries, or nothing to tell.
+#[derive(Debug, PartialEq, Eq)]
+enum Told {
+    Yes,
+    /// The job could not be read: its email stays due.
+    No,
+}
+
+/// How long a run took, from the store's times (epoch ms).
+fn ran_between(started_ms: Option<i64>, ended_ms: Option<i64>) -> Duration {
+    match (started_ms, ended_ms) {
+        (Some(start), Some(end)) if end > start => Duration::from_millis((end - start) as u64),
+        _ => Duration::ZERO,
     }
 }

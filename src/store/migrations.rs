@@ -35,6 +35,7 @@ macro_rules! all_migrations {
             (7, "registered queries", "0007_registered_queries.sql"),
             (8, "destination type", "0008_destination_type.sql"),
             (9, "slice length", "0009_slice_length.sql"),
+            (10, "emails due", "0010_emails_due.sql"),
         )
     };
 }

@@ -3,6 +3,7 @@
 //! at every completed part).
 
 mod credentials;
+mod emails_due;
 mod migrations;
 mod postgres;
 mod queries;
@@ -11,6 +12,7 @@ mod sql;
 mod sqlite;
 
 pub use credentials::token_lookup;
+pub use emails_due::{EMAIL_HOLD, EmailsDue};
 pub use postgres::PostgresStore;
 pub use queries::{QueryStore, RegisteredQuery};
 pub use sqlite::SqliteStore;
@@ -74,8 +76,9 @@ pub enum Outcome {
     Refused(String),
 }
 
+/// Every job store also keeps the emails its jobs' endings owe ([`EmailsDue`]).
 #[async_trait]
-pub trait JobStore: Send + Sync + 'static {
+pub trait JobStore: EmailsDue + Send + Sync + 'static {
     async fn insert(&self, job: &Job) -> Result<(), StoreError>;
     /// The job if it exists and (with `domain`) belongs to that domain.
     async fn get(&self, domain: Option<&str>, id: Uuid) -> Result<Option<Job>, StoreError>;
@@ -93,10 +96,12 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<Option<Claim>, StoreError>;
     /// How many jobs of `domain` wait to run (status `CREATED`).
     async fn queued_count(&self, domain: &str) -> Result<u64, StoreError>;
-    /// The workers holding a lease on a running job whose id starts with `prefix`.
+    /// The workers whose id starts with `prefix` holding a lease on a running job or an
+    /// email still due.
     async fn lease_owners(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Ends the leases `owners` hold now (they are known dead), so that their jobs are
-    /// claimed at once instead of when the leases run out; how many jobs that frees.
+    /// claimed at once instead of when the leases run out, and their emails due sent; how
+    /// many jobs that frees.
     async fn expire_leases(&self, owners: &[String]) -> Result<u64, StoreError>;
     /// Extends the lease and saves progress; says whether an operator asked for something.
     async fn heartbeat(
@@ -116,7 +121,9 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Records the URL of the manifest the run wrote after the job's last part.
     async fn record_manifest(&self, id: Uuid, worker: &str, url: &str) -> Result<(), StoreError>;
-    /// Ends the run: final status, progress and error (if any); releases the lease.
+    /// Ends the run: final status, progress and error (if any); releases the lease. The email
+    /// about a completed, failed or stopped ending is due from then on, held by `worker`
+    /// ([`EmailsDue`]).
     async fn finish(
         &self,
         id: Uuid,

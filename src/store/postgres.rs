@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use super::emails_due::{EMAIL_HOLD, ending_to_tell};
 use super::rows::{corrupt, job_from_row, part_from_row, unclean_runs_from_row};
 use super::{Claim, JobFilter, JobStore, Lease, Outcome, StoreError};
 use crate::job::{Command, Effect, Job, JobStatus, PartRecord, Progress, now_ms, plan};
@@ -47,3 +48,5 @@ super::sql::sql_job_store!(
     claim_lock: Some("SELECT pg_advisory_xact_lock(440005404524)"),
     append_error: "(errors::jsonb || jsonb_build_array(CAST($1 AS TEXT)))::text"
 );
+
+super::emails_due::sql_emails_due!(PostgresStore);

@@ -187,8 +187,11 @@ impl JobStore for $store {
 
     async fn lease_owners(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT lease_owner FROM jobs
-             WHERE status = 'RUNNING' AND lease_owner IS NOT NULL AND substr(lease_owner, 1, length($1)) = $1",
+            "SELECT lease_owner FROM jobs
+             WHERE status = 'RUNNING' AND lease_owner IS NOT NULL AND substr(lease_owner, 1, length($1)) = $1
+             UNION
+             SELECT email_owner FROM jobs
+             WHERE email_due IS NOT NULL AND email_owner IS NOT NULL AND substr(email_owner, 1, length($1)) = $1",
         )
         .bind(prefix)
         .fetch_all(&self.pool)
@@ -204,6 +207,11 @@ impl JobStore for $store {
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
+            // The emails it was to send are due now too.
+            sqlx::query("UPDATE jobs SET email_until = 0 WHERE email_due IS NOT NULL AND email_owner = $1")
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
         }
         Ok(freed)
     }
@@ -299,20 +307,27 @@ impl JobStore for $store {
             return Err(StoreError::LeaseLost(id));
         }
         let now = now_ms();
+        let email_until = Self::lease_clock(&mut tx).await? + EMAIL_HOLD.as_millis() as i64;
         // A removal asked for while the job ran wins over however its run ended: the caller
-        // was told the job is gone (an async export's file must not come back to life).
+        // was told the job is gone (an async export's file must not come back to life). The
+        // email about the ending is due in the same statement, held by this worker.
         sqlx::query(
             "UPDATE jobs SET status = CASE WHEN requested = 'REMOVE' THEN 'REMOVED' ELSE $1 END,
                     finished_at = CASE WHEN requested = 'REMOVE' THEN $3 ELSE $2 END,
                     updated_at = $3, lease_owner = NULL, lease_until = NULL,
                     requested = NULL, unclean_runs = 0,
-                    sealed_secrets = CASE WHEN $1 = 'REMOVED' OR requested = 'REMOVE' THEN NULL ELSE sealed_secrets END
+                    sealed_secrets = CASE WHEN $1 = 'REMOVED' OR requested = 'REMOVE' THEN NULL ELSE sealed_secrets END,
+                    email_due = CASE WHEN requested = 'REMOVE' THEN NULL ELSE CAST($5 AS TEXT) END,
+                    email_owner = $6, email_until = $7
              WHERE id = $4",
         )
         .bind(status.as_str())
         .bind(status.is_final().then_some(now))
         .bind(now)
         .bind(&id_s)
+        .bind(ending_to_tell(status))
+        .bind(worker)
+        .bind(email_until)
         .execute(&mut *tx)
         .await?;
         if let Some(message) = error {
@@ -333,14 +348,20 @@ impl JobStore for $store {
         if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
             return Err(StoreError::LeaseLost(id));
         }
+        let email_until = Self::lease_clock(&mut tx).await? + EMAIL_HOLD.as_millis() as i64;
         sqlx::query(
             "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, requested = NULL, updated_at = $1, unclean_runs = 0,
                     status = CASE requested WHEN 'STOP' THEN 'STOPPED' WHEN 'REMOVE' THEN 'REMOVED' ELSE 'CREATED' END,
-                    sealed_secrets = CASE requested WHEN 'REMOVE' THEN NULL ELSE sealed_secrets END
+                    sealed_secrets = CASE requested WHEN 'REMOVE' THEN NULL ELSE sealed_secrets END,
+                    email_due = CASE requested WHEN 'STOP' THEN 'STOPPED' ELSE email_due END,
+                    email_owner = CASE requested WHEN 'STOP' THEN $3 ELSE email_owner END,
+                    email_until = CASE requested WHEN 'STOP' THEN $4 ELSE email_until END
              WHERE id = $2",
         )
         .bind(now_ms())
         .bind(&id_s)
+        .bind(worker)
+        .bind(email_until)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -389,7 +410,10 @@ impl JobStore for $store {
                         sealed_secrets = CASE WHEN $1 = 'REMOVED' THEN NULL ELSE sealed_secrets END,
                         finished_at = CASE WHEN $1 = 'REMOVED' THEN COALESCE(finished_at, $3) ELSE finished_at END,
                         lease_owner = CASE WHEN $1 = 'RUNNING' THEN lease_owner END,
-                        lease_until = CASE WHEN $1 = 'RUNNING' THEN lease_until END
+                        lease_until = CASE WHEN $1 = 'RUNNING' THEN lease_until END,
+                        email_due = CASE WHEN $1 = 'STOPPED' THEN 'STOPPED' ELSE email_due END,
+                        email_owner = CASE WHEN $1 = 'STOPPED' THEN NULL ELSE email_owner END,
+                        email_until = CASE WHEN $1 = 'STOPPED' THEN $9 ELSE email_until END
                  WHERE id = $4 AND status = $5 AND requested IS NOT DISTINCT FROM $6
                    AND lease_owner IS NOT DISTINCT FROM $7 AND lease_until IS NOT DISTINCT FROM $8",
             )
@@ -401,6 +425,7 @@ impl JobStore for $store {
             .bind(&requested)
             .bind(&owner)
             .bind(lease_until)
+            .bind(now + EMAIL_HOLD.as_millis() as i64)
             .execute(&self.pool)
             .await?;
             if done.rows_affected() == 1 {

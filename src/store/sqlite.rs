@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::emails_due::{EMAIL_HOLD, ending_to_tell};
 use super::rows::{corrupt, job_from_row, part_from_row, unclean_runs_from_row};
 use super::{Claim, JobFilter, JobStore, Lease, Outcome, StoreError};
 use crate::job::{Command, Effect, Job, JobStatus, PartRecord, Progress, now_ms, plan};
@@ -52,3 +53,5 @@ super::sql::sql_job_store!(
     claim_lock: None,
     append_error: "json_insert(errors, '$[#]', $1)"
 );
+
+super::emails_due::sql_emails_due!(SqliteStore);

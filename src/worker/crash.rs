@@ -85,6 +85,16 @@ pub fn test_hooks(query: &str, secrets: &JobSecrets) {
     }
 }
 
+/// Test hook, inert unless `FORWARDER_TEST_ABORT_BEFORE_EMAIL` is set: a job whose query holds
+/// its value ends the process after its end is recorded and before its email is sent, so that
+/// the test of that window needs no well-timed kill.
+pub fn test_hook_before_email(query: &str) {
+    if std::env::var("FORWARDER_TEST_ABORT_BEFORE_EMAIL").is_ok_and(|m| !m.is_empty() && query.contains(&m)) {
+        eprintln!("FORWARDER_TEST_ABORT_BEFORE_EMAIL: aborting the process, as the test asked");
+        std::process::abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,6 +131,9 @@ impl Worker {
 
     async fn claim(&self) -> Result<Option<Claim>, StoreError> {
         self.take_back_dead_leases().await;
+        // Emails whose sender died after recording its job's end (a few per poll: sending
+        // must not hold up the claim; each is sent on a task of its own).
+        self.reporter.send_overdue(&self.id, 4).await;
         self.store.claim_next(&self.id, self.worker.lease, self.max_running_per_domain()).await
     }
 
@@ -273,6 +276,7 @@ impl Worker {
             Some(e) => tracing::warn!(%status, error = %e, "job ended"),
             None => tracing::info!(%status, rows = final_progress.events_sent, "job ended"),
         }
+        crash::test_hook_before_email(&job.spec.query);
         self.reporter.job_ended(job.id, status, started.elapsed()).await;
     }
 

@@ -25,6 +25,7 @@ mod openapi;
 mod parquet;
 mod scale_out;
 mod store;
+mod store_emails_due;
 mod stream;
 mod tables;
 mod version;

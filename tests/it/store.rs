@@ -13,7 +13,7 @@ use forwarder::store::{
 };
 use uuid::Uuid;
 
-fn job(domain: &str) -> Job {
+pub(crate) fn job(domain: &str) -> Job {
     let id = Uuid::new_v4();
     Job {
         id,
@@ -394,12 +394,12 @@ async fn credentials(store: Arc<dyn CredentialStore>) {
     assert!(store.first_use_of_signature("old", later).await.unwrap(), "an expired one is forgotten");
 }
 
-async fn sqlite() -> Arc<SqliteStore> {
+pub(crate) async fn sqlite() -> Arc<SqliteStore> {
     let path = std::env::temp_dir().join(format!("forwarder-store-{}.sqlite", Uuid::new_v4()));
     Arc::new(SqliteStore::open(&path).await.unwrap())
 }
 
-async fn postgres() -> Arc<PostgresStore> {
+pub(crate) async fn postgres() -> Arc<PostgresStore> {
     Arc::new(PostgresStore::connect(&crate::common::fresh_postgres_database().await).await.unwrap())
 }
 

@@ -169,6 +169,59 @@ async fn a_job_that_aborts_its_process_at_every_run_fails_after_three_and_stays_
     assert_eq!(sealed, None, "the credentials are deleted, not hidden");
 }
 
+/// Every email about `job_id` in the test SMTP server's Maildir.
+fn emails_about(job_id: &str) -> Vec<String> {
+    let dir = std::path::PathBuf::from(env("FORWARDER_TEST_MAILDIR")).join("new");
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .filter(|text| text.contains(job_id))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ending_whose_worker_died_before_its_email_is_told_by_the_next_start_once() {
+    let app = spawn_app(1_000).await;
+    let marker = marker();
+    let query = format!("SELECT * FROM demo.ecommerce.data WHERE uri <> '{marker}'");
+    let id =
+        app.submit_export(&query, json!({"format": "gzip", "notification.email": "ops@example.com"})).await;
+
+    // The worker records the job COMPLETED and dies before it sends the email.
+    let hook = [("FORWARDER_TEST_ABORT_BEFORE_EMAIL", marker.as_str())];
+    let mut worker = worker_process(&app, "60s", &hook);
+    let status = exit_of(&mut worker, Duration::from_secs(60)).await.unwrap_or_else(|| {
+        let _ = worker.kill();
+        panic!("the worker did not end after the job")
+    });
+    assert_eq!(status.signal(), Some(6), "aborted (SIGABRT): {status:?}");
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "COMPLETED", "{job:#}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(emails_about(&id).is_empty(), "no email was sent before the process ended");
+
+    // The next start on this machine finds the sender gone and sends it: once, with the
+    // job's rows and parts.
+    let mut worker = worker_process(&app, "60s", &[]);
+    let email = unfold_qp(&email_about(&id, "COMPLETED").await);
+    assert!(email.contains("1,000 rows"), "{email}");
+    for part in job["extra"]["paths"].as_array().unwrap() {
+        assert!(email.contains(part.as_str().unwrap()), "the email names {part}: {email}");
+    }
+    // A few of its polls later (every 200 ms), still one email.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(emails_about(&id).len(), 1, "told once");
+    assert!(worker.try_wait().unwrap().is_none(), "the worker is still up");
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let log = std::fs::read_to_string(app.dir.join("worker.log")).unwrap();
+    assert!(log.contains("sending the email whose sender went away before sending it"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_a_job_fails_that_job_with_its_message_and_the_worker_goes_on() {
     let marker = marker();
