@@ -271,7 +271,7 @@ pub async fn progress(Found(job): Found) -> Json<Value> {
         (status = 200, description = "the file, with `Content-Disposition: attachment; filename=…`, `Content-Length`, `Accept-Ranges: bytes`",
             content_type = "application/octet-stream"),
         (status = 206, description = "the range asked for", content_type = "application/octet-stream"),
-        (status = 404, description = "no such export, or a result with no rows (no file)", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "no such export in the caller's domain, or its file was removed", body = crate::api::openapi::ErrorBody),
         (status = 409, description = "the export has not completed (330); the message says its status", body = crate::api::openapi::ErrorBody),
         (status = 416, description = "a range past the end of the file (`Content-Range: bytes */<size>`); a `Range` that is malformed, asks for several ranges, or whose `If-Range` names another version of the file is ignored (200, the whole file)"),
         (status = 401, description = "no credential, or one the server does not know", body = crate::api::openapi::ErrorBody)
@@ -297,6 +297,7 @@ pub async fn download(
         ));
     }
     let Some(part) = job.parts.first() else {
+        // Every export completed since a result with no rows has a file too; one before had none.
         return Err(ApiError::not_found(&format!("a file of export {} (its result has no rows)", job.id)));
     };
     let path = state.config.export.dir(&state.config.data_dir).join(&part.key);

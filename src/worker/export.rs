@@ -73,6 +73,9 @@ pub struct Export {
     save_every: Option<(u64, Duration)>,
     /// Async exports: more rows than this fail the job (`export.max_rows`).
     max_rows: Option<u64>,
+    /// Async exports: the result is one file even when it has no rows (a header, or a
+    /// Parquet file's schema), so that a completed export always has a file to download.
+    one_file_even_if_empty: bool,
     /// The length of the time slices this run's queries cover (0: one query over the window),
     /// kept with every checkpoint so that a resumed run continues on the same grid.
     pub slice_ms: i64,
@@ -105,6 +108,7 @@ impl Export {
             uploads: BTreeMap::new(),
             save_every: None,
             max_rows: None,
+            one_file_even_if_empty: false,
             slice_ms: 0,
         }
     }
@@ -118,6 +122,11 @@ impl Export {
     /// Fails the export as soon as its result passes `rows` rows: its file is never completed.
     pub fn fail_past(&mut self, rows: u64) {
         self.max_rows = Some(rows);
+    }
+
+    /// Writes a file for a result with no rows too (see `one_file_even_if_empty`).
+    pub fn one_file_even_if_empty(&mut self) {
+        self.one_file_even_if_empty = true;
     }
 
     /// After `rows` more rows: fails past `max_rows`, saves the progress at a step.
@@ -229,6 +238,9 @@ impl Export {
         if only_expired {
             writer.close_if_expired(std::time::Instant::now(), &mut events)?;
         } else {
+            if self.one_file_even_if_empty {
+                writer.open_if_none_yet(&mut events)?;
+            }
             writer.close(&mut events)?;
         }
         self.apply(events).await?;

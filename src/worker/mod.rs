@@ -459,6 +459,7 @@ impl Worker {
         if let Some(download) = &dest.download {
             export.save_progress_every(download.chunk_rows, self.worker.lease);
             export.fail_past(download.max_rows);
+            export.one_file_even_if_empty();
         }
 
         let mut from_ms = resume.from_ms;

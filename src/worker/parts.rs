@@ -160,6 +160,16 @@ impl PartWriter {
         Ok(())
     }
 
+    /// Opens the job's first part if it has none, in this run or an earlier one: a result with
+    /// no rows then still closes into a file (its header, or a Parquet file with the schema
+    /// and no row group), for a destination that promises one.
+    pub fn open_if_none_yet(&mut self, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
+        if self.open.is_none() && self.next_index == 1 {
+            self.open_part(events)?;
+        }
+        Ok(())
+    }
+
     /// Closes the open part (if any).
     pub fn close(&mut self, events: &mut Vec<PartEvent>) -> std::io::Result<()> {
         if let Some(open) = self.open.take() {

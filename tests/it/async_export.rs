@@ -23,11 +23,16 @@ fn export_dir(app: &TestApp) -> std::path::PathBuf {
 
 /// Registers `QUERY` over the whole demo table; its executionId.
 async fn register(app: &TestApp) -> String {
+    register_query(app, QUERY).await
+}
+
+/// Registers `query` over the whole demo table; its executionId.
+async fn register_query(app: &TestApp, query: &str) -> String {
     let (from, to) = demo::time_range(app.rows);
     let r = app
         .http
         .post(format!("{}/v1/queries", app.api))
-        .json(&json!({"query": QUERY, "from": from, "to": to}));
+        .json(&json!({"query": query, "from": from, "to": to}));
     let r = r.send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     r.json::<Value>().await.unwrap()["executionId"].as_str().unwrap().to_string()
@@ -128,6 +133,38 @@ async fn json_lines_and_parquet_hold_exactly_the_querys_rows() {
     // pyarrow and DuckDB, as parquet.rs reads the parts of bucket exports.
     let (_, objects) = read_parquet("export.parquet", &bytes);
     assert_eq!(as_records(&header, &objects), rows, "pyarrow reads exactly the query's rows");
+}
+
+/// A client polls until COMPLETED and then downloads: a result with no rows is a file too, its
+/// header alone or a Parquet file of the query's columns and no rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_with_no_rows_downloads_as_a_file_with_its_columns() {
+    let app = spawn_app(1_000).await;
+    let query =
+        register_query(&app, "SELECT uri, statusCode FROM demo.ecommerce.data WHERE statusCode < 0").await;
+    let csv = export(&app, &query, json!({"format": "CSV", "includeHeader": true, "compress": true})).await;
+    let parquet = export(&app, &query, json!({"format": "PARQUET"})).await;
+    let jsonl = export(&app, &query, json!({"format": "JSON", "compress": false})).await;
+    for _ in 0..3 {
+        app.worker.try_run_next_job().await.unwrap().unwrap();
+    }
+    let done = progress(&app, &csv).await;
+    assert_eq!((done["status"].as_str(), done["totalRows"].as_u64()), (Some("COMPLETED"), Some(0)), "{done}");
+    let gzipped = download(&app, &csv, "application/gzip", "csv.gz").await;
+    assert_eq!(done["fileSize"].as_u64(), Some(gzipped.len() as u64), "{done}");
+    let header = vec!["uri".to_string(), "statusCode".to_string()];
+    assert_eq!(parse_csv(&gunzip(&gzipped)), vec![header], "the header alone");
+
+    let bytes = download(&app, &parquet, "application/vnd.apache.parquet", "parquet").await;
+    let (summary, rows) = read_parquet("empty.parquet", &bytes);
+    assert!(rows.is_empty(), "{rows:?}");
+    assert_eq!(
+        summary["types"],
+        json!({"uri": "string", "statusCode": "int64"}),
+        "pyarrow reads its columns: {summary}"
+    );
+    let lines = download(&app, &jsonl, "application/x-ndjson", "jsonl").await;
+    assert!(lines.is_empty(), "no line: {:?}", String::from_utf8_lossy(&lines));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
