@@ -69,6 +69,7 @@ impl App {
             metrics.clone(),
         ));
         let job_runnable = worker.queued_signal();
+        let streams = Arc::new(crate::api::StreamRegistry::new(config.server.max_streams_per_domain));
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -80,7 +81,7 @@ impl App {
             reporter,
             job_runnable,
             signatures: Arc::new(SignatureBindings::new(crate::api::MAX_SIGNATURES)),
-            streams: Arc::default(),
+            streams,
         };
         Ok(Self { state, worker })
     }

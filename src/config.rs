@@ -102,6 +102,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Connections open at once; past it, new ones are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Streamed queries (`/query`, `/v1/stream`) and export-temp runs one domain may have at
+    /// once on this server (0: no cap); past it, HTTP 429.
+    pub max_streams_per_domain: usize,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
+            max_streams_per_domain: 4,
         }
     }
 }

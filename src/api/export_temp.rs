@@ -2,7 +2,7 @@
 //! or JSON Lines files to a bucket, a container or the server's file root, and answers once
 //! the files are written. No job is queued: the export runs inside the request, on the query
 //! runtime the streams use, and counts against the domain's streams
-//! ([`super::stream_registry::MAX_STREAMS_PER_DOMAIN`]).
+//! (`server.max_streams_per_domain`).
 //!
 //! It ends with every file written or none: a failure, `[export_temp] request_timeout`, or a
 //! client that goes away stops it, and what it wrote is removed (the cleanup runs in its own
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::export_temp_request::{ExportTempRequest, codes, in_our_names, parse};
 use super::idle::{Activity, busy_until};
 use super::stream::query_runtime;
-use super::stream_registry::{MAX_STREAMS_PER_DOMAIN, Refusal};
+use super::stream_registry::Refusal;
 use super::{AppState, Caller};
 use crate::job::{DestinationType, Format, ResumePoint};
 use crate::part::{PartOptions, RotationPolicy};
@@ -93,11 +93,14 @@ pub async fn export(
     let id = uuid::Uuid::new_v4();
     let registered = match state.streams.register(&caller.domain, &format!("export-temp-{id}")) {
         Ok(registered) => registered,
-        Err(Refusal::IdTaken | Refusal::DomainBusy) => {
-            let msg = format!(
-                "this domain already runs {MAX_STREAMS_PER_DOMAIN} streams and exports on this server: wait for \
-                 one to end and send the request again"
-            );
+        Err(refusal) => {
+            let msg = match refusal {
+                Refusal::DomainBusy(most) => format!(
+                    "this domain already runs {most} streams and exports on this server \
+                     (server.max_streams_per_domain): wait for one to end and send the request again"
+                ),
+                Refusal::IdTaken => "a fresh export id was taken: send the request again".to_string(),
+            };
             let mut response = Failure::new(StatusCode::TOO_MANY_REQUESTS, codes::BUSY, msg).into_response();
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, 1.into());
             return response;

@@ -22,7 +22,7 @@ pub use super::ksql_error::error_response;
 use super::ksql_error::{KsqlError, failure, refused};
 use super::ksql_request::{self, Refused, Start};
 use super::stream::query_runtime;
-use super::stream_registry::{MAX_STREAMS_PER_DOMAIN, Refusal};
+use super::stream_registry::Refusal;
 use super::{ApiError, AppState, Caller};
 use crate::job::now_ms;
 use crate::query::{CONTINUOUS_LAG, QueryError, QueryWindow};
@@ -92,12 +92,12 @@ pub async fn query(
     );
     let registered = state.streams.register(&caller.domain, &query_id).map_err(|refusal| match refusal {
         Refusal::IdTaken => KsqlError::server("a fresh query id was taken; send the query again"),
-        Refusal::DomainBusy => KsqlError::from(ApiError::too_many(
+        Refusal::DomainBusy(most) => KsqlError::from(ApiError::too_many(
             429,
             format!(
-                "this domain already runs {MAX_STREAMS_PER_DOMAIN} streamed queries on this server (/query and \
-                 /v1/stream together): wait for one to end, or end one (close its connection, or POST \
-                 /close-query with its queryId)"
+                "this domain already runs {most} streamed queries on this server (/query and /v1/stream \
+                 together; server.max_streams_per_domain): wait for one to end, or end one (close its \
+                 connection, or POST /close-query with its queryId)"
             ),
             1,
         )),

@@ -22,7 +22,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::idle::{Activity, busy_until};
 use super::stream_body::{self, StreamPlan};
-use super::stream_registry::{MAX_STREAMS_PER_DOMAIN, Refusal};
+use super::stream_registry::Refusal;
 use super::stream_request::{StreamFormat, check_query_id, negotiate, query_text, split_format};
 use super::{ApiError, AppState, Caller, exception_frame};
 use crate::query::{QueryError, QueryWindow};
@@ -120,11 +120,11 @@ pub async fn start(
             "a stream with query_id {query_id} is already running: wait for it to end, stop it with DELETE \
              /v1/stream/{query_id}, or choose another query_id"
         )),
-        Refusal::DomainBusy => ApiError::too_many(
+        Refusal::DomainBusy(most) => ApiError::too_many(
             429,
             format!(
-                "this domain already runs {MAX_STREAMS_PER_DOMAIN} streams on this server: wait for one to end \
-                 or stop one with DELETE /v1/stream/{{query_id}}"
+                "this domain already runs {most} streams on this server (server.max_streams_per_domain): wait \
+                 for one to end or stop one with DELETE /v1/stream/{{query_id}}"
             ),
             1,
         ),

@@ -7,23 +7,21 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-/// Streams one domain may run at once on this server: each holds a query (its memory budget,
-/// a share of the query runtime's threads), so one tenant opening streams without end must
-/// not leave the others none.
-pub const MAX_STREAMS_PER_DOMAIN: usize = 4;
-
 /// Why a stream was not registered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The domain already runs a stream with this `query_id`.
     IdTaken,
-    /// The domain already runs [`MAX_STREAMS_PER_DOMAIN`] streams.
-    DomainBusy,
+    /// The domain already runs this many streams, the most it may (`server.max_streams_per_domain`).
+    DomainBusy(usize),
 }
 
-#[derive(Default)]
 pub struct StreamRegistry {
     running: Mutex<HashMap<(String, String), CancellationToken>>,
+    /// Streams one domain may run at once on this server (`None`: no cap). Each holds a query
+    /// (its memory budget, a share of the query runtime's threads), so one tenant opening
+    /// streams without end must not leave the others none.
+    max_per_domain: Option<usize>,
 }
 
 /// A running stream's place in the registry; leaving it (when the stream ends, however it
@@ -41,20 +39,27 @@ impl Drop for Registered {
 }
 
 impl StreamRegistry {
+    /// A registry letting each domain run `max_per_domain` streams at once (0: no cap).
+    pub fn new(max_per_domain: usize) -> Self {
+        Self { running: Mutex::default(), max_per_domain: (max_per_domain > 0).then_some(max_per_domain) }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), CancellationToken>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes `query_id` for a new stream of `domain`: refused while another of its streams
-    /// runs with that id, or while it already runs [`MAX_STREAMS_PER_DOMAIN`] streams.
+    /// runs with that id, or while it already runs as many streams as it may.
     pub fn register(self: &Arc<Self>, domain: &str, query_id: &str) -> Result<Registered, Refusal> {
         let key = (domain.to_string(), query_id.to_string());
         let mut running = self.lock();
         if running.contains_key(&key) {
             return Err(Refusal::IdTaken);
         }
-        if running.keys().filter(|(d, _)| d == domain).count() >= MAX_STREAMS_PER_DOMAIN {
-            return Err(Refusal::DomainBusy);
+        if let Some(max) = self.max_per_domain
+            && running.keys().filter(|(d, _)| d == domain).count() >= max
+        {
+            return Err(Refusal::DomainBusy(max));
         }
         let cancel = CancellationToken::new();
         running.insert(key.clone(), cancel.clone());
@@ -88,7 +93,7 @@ mod tests {
 
     #[test]
     fn ids_are_per_domain_and_freed_when_the_stream_ends() {
-        let registry = Arc::new(StreamRegistry::default());
+        let registry = Arc::new(StreamRegistry::new(4));
         let a = registry.register("acme", "q1").unwrap();
         assert_eq!(
             registry.register("acme", "q1").err(),
@@ -107,13 +112,14 @@ mod tests {
 
     #[test]
     fn one_domain_runs_a_bounded_number_of_streams() {
-        let registry = Arc::new(StreamRegistry::default());
-        let held: Vec<_> = (0..MAX_STREAMS_PER_DOMAIN)
-            .map(|i| registry.register("acme", &format!("q{i}")).unwrap())
-            .collect();
-        assert_eq!(registry.register("acme", "one-more").err(), Some(Refusal::DomainBusy));
+        let registry = Arc::new(StreamRegistry::new(3));
+        let held: Vec<_> = (0..3).map(|i| registry.register("acme", &format!("q{i}")).unwrap()).collect();
+        assert_eq!(registry.register("acme", "one-more").err(), Some(Refusal::DomainBusy(3)));
         assert!(registry.register("other", "q0").is_ok(), "another domain is not held back");
         drop(held);
         assert!(registry.register("acme", "one-more").is_ok(), "a stream that ends frees its place");
+        let uncapped = Arc::new(StreamRegistry::new(0));
+        let many: Vec<_> = (0..100).map(|i| uncapped.register("acme", &format!("q{i}")).unwrap()).collect();
+        assert_eq!(many.len(), 100, "0: no cap");
     }
 }

@@ -253,10 +253,10 @@ async fn basic_auth_takes_a_token_as_password_or_an_api_key_and_its_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_are_capped_and_closed_per_domain() {
-    let app = spawn_app(100).await;
+    let app = spawn_app_with(100, |c| c.server.max_streams_per_domain = 2).await;
     let push = json!({"ksql": "SELECT uri FROM demo.ecommerce.data EMIT CHANGES;"});
     let mut running = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..2 {
         let r = post(&app, push.clone()).await;
         assert_eq!(r.status(), 200);
         let mut reader = Reader { response: r, pending: Vec::new() };
@@ -267,6 +267,12 @@ async fn queries_are_capped_and_closed_per_domain() {
     assert_eq!(r.status(), 429);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error_code"], 42900, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("already runs 2 streamed queries")
+            && message.contains("server.max_streams_per_domain"),
+        "says the cap and the setting: {message}"
+    );
 
     // Another domain is not held back, and cannot close this domain's queries.
     let (_, acme) = auth_cli(&app, &["create-token", "--domain", "acme"]);
