@@ -510,8 +510,13 @@ impl Config {
         if !(1..=1024).contains(&self.worker.parquet_row_group_mb) {
             return bad("worker.parquet_row_group_mb must be 1-1024");
         }
-        if self.smtp.max_attempts == 0 {
-            return bad("smtp.max_attempts must be at least 1");
+        // Each attempt may take the SMTP timeout (30 s) and a backoff (up to 30 s with jitter):
+        // more attempts could outlast the hold a worker has on a job's email
+        // (store::EMAIL_HOLD, 10 minutes), and another worker would send it too.
+        if !(1..=8).contains(&self.smtp.max_attempts) {
+            return bad(
+                "smtp.max_attempts must be 1-8 (each attempt may take a minute, and a job's email is held by its sender for 10 minutes)",
+            );
         }
         if self.auth.tokens.iter().any(|t| t.token.expose().len() < 16 || t.domain.is_empty()) {
             return bad("auth.tokens: every token needs at least 16 characters and a domain");

@@ -14,6 +14,10 @@ use crate::job::JobStatus;
 use crate::metrics::Metrics;
 use crate::store::JobStore;
 
+/// Emails sent on tasks of their own at once, at most: a backlog of overdue emails and a slow
+/// SMTP server must not open a connection per email.
+const MAX_SENDING: usize = 8;
+
 pub struct EndReporter {
     store: Arc<dyn JobStore>,
     notifier: Arc<dyn Notifier>,
@@ -75,10 +79,11 @@ impl EndReporter {
     }
 
     /// Sends the emails whose holder went away before sending them (its process ended between
-    /// recording the job's end and sending): up to `most`, each on a task of its own; how many.
+    /// recording the job's end and sending): up to `most`, each on a task of its own, while
+    /// fewer than [`MAX_SENDING`] are being sent; how many.
     pub async fn send_overdue(self: &Arc<Self>, worker: &str, most: usize) -> usize {
         let mut claimed = 0;
-        while claimed < most {
+        while claimed < most && self.background.len() < MAX_SENDING {
             let (id, ended_as) = match self.store.claim_due_email(worker).await {
                 Ok(Some(due)) => due,
                 Ok(None) => break,

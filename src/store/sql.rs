@@ -21,6 +21,15 @@ impl $store {
         })
     }
 
+    /// [`Self::lease_clock`], outside a transaction.
+    async fn store_clock(&self) -> Result<i64, StoreError> {
+        let clock: Option<&'static str> = $clock;
+        Ok(match clock {
+            Some(query) => sqlx::query_scalar(query).fetch_one(&self.pool).await?,
+            None => now_ms(),
+        })
+    }
+
     async fn with_parts(&self, row: &$row) -> Result<Job, StoreError> {
         let mut job = job_from_row(row)?;
         let parts = sqlx::query("SELECT * FROM parts WHERE job_id = $1 ORDER BY idx")
@@ -425,7 +434,8 @@ impl JobStore for $store {
             .bind(&requested)
             .bind(&owner)
             .bind(lease_until)
-            .bind(now + EMAIL_HOLD.as_millis() as i64)
+            // Against the clock the claims of overdue emails read.
+            .bind(self.store_clock().await? + EMAIL_HOLD.as_millis() as i64)
             .execute(&self.pool)
             .await?;
             if done.rows_affected() == 1 {

@@ -190,6 +190,9 @@ impl Worker {
             self.deadline.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
         }
+        // The overdue emails it was sending run on this runtime: they end (or are given up on,
+        // and stay due for the next start) before the runtime does.
+        self.reporter.drain(self.worker.shutdown_deadline).await;
         tracing::info!(worker = %self.id, "worker stopped");
     }
 

@@ -66,12 +66,47 @@ async fn emails_due(store: Arc<dyn JobStore>) {
     assert_eq!(store.claim_due_email("w-6").await.unwrap(), None);
 }
 
+/// Workers claiming overdue emails at the same time each get different ones, and every one is
+/// claimed once.
+async fn concurrent_email_claims(store: Arc<dyn JobStore>) {
+    let sender = "mail-9-99999999";
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let j = job("e");
+        store.insert(&j).await.unwrap();
+        store.claim_next(sender, Duration::from_secs(60), None).await.unwrap().unwrap();
+        store.finish(j.id, sender, JobStatus::Failed, &Progress::default(), Some("x")).await.unwrap();
+        ids.push(j.id);
+    }
+    store.expire_leases(&[sender.to_string()]).await.unwrap();
+    let claimers = (0..4).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some((id, status)) = store.claim_due_email(&format!("w-{w}")).await.unwrap() {
+                assert_eq!(status, JobStatus::Failed);
+                got.push(id);
+            }
+            got
+        })
+    });
+    let mut claimed: Vec<_> = Vec::new();
+    for c in claimers.collect::<Vec<_>>() {
+        claimed.extend(c.await.unwrap());
+    }
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids, "each claimed once");
+}
+
 #[tokio::test]
 async fn sqlite_store_keeps_the_emails_due() {
     emails_due(sqlite().await).await;
+    concurrent_email_claims(sqlite().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_keeps_the_emails_due() {
     emails_due(postgres().await).await;
+    concurrent_email_claims(postgres().await).await;
 }

@@ -212,9 +212,24 @@ async fn an_ending_whose_worker_died_before_its_email_is_told_by_the_next_start_
     for part in job["extra"]["paths"].as_array().unwrap() {
         assert!(email.contains(part.as_str().unwrap()), "the email names {part}: {email}");
     }
-    // A few of its polls later (every 200 ms), still one email.
+    // And a job that ends as usual, sent at once by the worker that ran it.
+    let usual =
+        app.submit_export(QUERY, json!({"format": "gzip", "notification.email": "ops@example.com"})).await;
+    email_about(&usual, "COMPLETED").await;
+    // A few of its polls later (every 200 ms), still one email each, and none is still due:
+    // the next start (a third process) would send nothing again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(emails_about(&id).len(), 1, "told once");
+    assert_eq!(emails_about(&usual).len(), 1, "told once");
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.dir.join("data/jobs.sqlite").display()))
+        .await
+        .unwrap();
+    let due: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, email_due FROM jobs WHERE email_due IS NOT NULL")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(due.is_empty(), "every sent email is marked told: {due:?}");
     assert!(worker.try_wait().unwrap().is_none(), "the worker is still up");
     worker.kill().unwrap();
     worker.wait().unwrap();
