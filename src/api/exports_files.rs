@@ -14,36 +14,7 @@ use uuid::Uuid;
 
 use crate::job::{Command, DestinationType, JobStatus, now_ms};
 use crate::store::{JobStore, StoreError};
-
-/// Bytes under `dir` (the files of every export, finished or being written). A missing
-/// directory holds nothing.
-pub async fn used_bytes(dir: &Path) -> std::io::Result<u64> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut total = 0;
-        let mut pending = vec![dir];
-        while let Some(dir) = pending.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for entry in entries {
-                let entry = entry?;
-                // Not followed: a symlink's target is not the exports' to count.
-                let meta = entry.path().symlink_metadata()?;
-                if meta.is_dir() {
-                    pending.push(entry.path());
-                } else {
-                    total += meta.len();
-                }
-            }
-        }
-        Ok(total)
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
+pub use crate::upload::used_bytes;
 
 /// Removes the directory of export `id` (gone already counts as removed).
 pub async fn remove_export_dir(dir: &Path, id: Uuid) -> std::io::Result<()> {

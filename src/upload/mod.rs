@@ -8,6 +8,7 @@ mod attempts;
 mod clash;
 pub mod cloud;
 pub mod destinations;
+mod dir_usage;
 pub mod endpoint;
 mod fingerprint;
 mod handle;
@@ -20,6 +21,7 @@ mod scrub;
 mod settings;
 
 pub use destinations::{DestinationSettings, DestinationsConfig, FileDestinationConfig};
+pub use dir_usage::used_bytes;
 pub use handle::ObjectUpload;
 pub use metered::Metered;
 pub use s3::S3Uploader;

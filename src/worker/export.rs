@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -32,6 +33,27 @@ pub enum ExportError {
     /// The worker's shutdown deadline passed before the job reached a checkpoint.
     #[error("the worker shut down before the open part was uploaded")]
     ShutdownDeadline,
+    /// Async exports: the export files passed `export.disk_quota_mb` while this one was written.
+    #[error(
+        "the export files reached {:.1} MB while this export was written, past the {:.1} MB this server keeps \
+         (export.disk_quota_mb): download and DELETE finished exports, or wait for unfetched ones to expire \
+         (export.ttl), then ask for this one again",
+        *used as f64 / 1e6, *quota as f64 / 1e6
+    )]
+    OverQuota { used: u64, quota: u64 },
+}
+
+/// How often an async export measures the export directory against its quota: every this many
+/// bytes it writes (and before its first). Exports written at once can pass the quota by this
+/// much each before one of them sees it.
+const QUOTA_CHECK_EVERY: u64 = 4 << 20;
+
+/// Async exports: the directory their files share and the most those may take.
+struct DiskQuota {
+    dir: std::path::PathBuf,
+    bytes: u64,
+    /// Bytes written since the directory was last measured.
+    unmeasured: u64,
 }
 
 /// Record batches (8,192 rows each) the query may have ready ahead of the encoder.
@@ -76,6 +98,9 @@ pub struct Export {
     /// Async exports: the result is one file even when it has no rows (a header, or a
     /// Parquet file's schema), so that a completed export always has a file to download.
     one_file_even_if_empty: bool,
+    /// Async exports: `export.disk_quota_mb`, held while the file is written (the API only
+    /// checks it when an export is asked for, and exports asked for at once all pass that).
+    quota: Option<DiskQuota>,
     /// The length of the time slices this run's queries cover (0: one query over the window),
     /// kept with every checkpoint so that a resumed run continues on the same grid.
     pub slice_ms: i64,
@@ -109,6 +134,7 @@ impl Export {
             save_every: None,
             max_rows: None,
             one_file_even_if_empty: false,
+            quota: None,
             slice_ms: 0,
         }
     }
@@ -127,6 +153,27 @@ impl Export {
     /// Writes a file for a result with no rows too (see `one_file_even_if_empty`).
     pub fn one_file_even_if_empty(&mut self) {
         self.one_file_even_if_empty = true;
+    }
+
+    /// Fails the export once the files under `dir` take more than `bytes` (measured before
+    /// the first chunk it writes and every [`QUOTA_CHECK_EVERY`] bytes after).
+    pub fn hold_to_quota(&mut self, dir: std::path::PathBuf, bytes: u64) {
+        self.quota = Some(DiskQuota { dir, bytes, unmeasured: QUOTA_CHECK_EVERY });
+    }
+
+    /// Before `len` more bytes are written: past the quota, the export fails.
+    async fn writing(&mut self, len: usize) -> Result<(), ExportError> {
+        let Some(quota) = self.quota.as_mut() else { return Ok(()) };
+        quota.unmeasured += len as u64;
+        if quota.unmeasured < QUOTA_CHECK_EVERY {
+            return Ok(());
+        }
+        quota.unmeasured = 0;
+        let used = crate::upload::used_bytes(&quota.dir).await?;
+        if used > quota.bytes {
+            return Err(ExportError::OverQuota { used, quota: quota.bytes });
+        }
+        Ok(())
     }
 
     /// After `rows` more rows: fails past `max_rows`, saves the progress at a step.
@@ -256,11 +303,13 @@ impl Export {
                     self.uploads.insert(index, upload);
                 }
                 PartEvent::Chunk { index, data } => {
+                    self.writing(data.len()).await?;
                     if let Some(upload) = self.uploads.get_mut(&index) {
                         upload.put_chunk(data).await?;
                     }
                 }
                 PartEvent::Closed { index, part, rows_before, max_time_ms, resume } => {
+                    self.writing(part.chunks.iter().map(Bytes::len).sum()).await?;
                     // The upload stays in `uploads` until it is complete: if this is cut off
                     // (the shutdown deadline), `abort_all` still finds it.
                     let Some(upload) = self.uploads.get_mut(&index) else { continue };

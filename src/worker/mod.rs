@@ -61,6 +61,9 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     worker: WorkerConfig,
     upload: UploadConfig,
+    /// The async exports' directory and the most its files may take (`export.disk_quota_mb`;
+    /// `None`: no quota).
+    export_quota: Option<(std::path::PathBuf, u64)>,
     /// Cancelled when the worker begins to shut down: jobs checkpoint and give their lease back.
     draining: CancellationToken,
     /// Cancelled when the shutdown deadline passes: jobs abort their in-flight uploads.
@@ -95,6 +98,9 @@ impl Worker {
             metrics,
             worker: config.worker.clone(),
             upload: config.upload.clone(),
+            export_quota: (config.export.disk_quota_mb > 0).then(|| {
+                (config.export.dir(&config.data_dir), config.export.disk_quota_mb.saturating_mul(1_000_000))
+            }),
             draining: CancellationToken::new(),
             deadline: CancellationToken::new(),
             queued: Arc::new(Notify::new()),
@@ -463,6 +469,9 @@ impl Worker {
             export.save_progress_every(download.chunk_rows, self.worker.lease);
             export.fail_past(download.max_rows);
             export.one_file_even_if_empty();
+            if let Some((dir, bytes)) = &self.export_quota {
+                export.hold_to_quota(dir.clone(), *bytes);
+            }
         }
 
         let mut from_ms = resume.from_ms;

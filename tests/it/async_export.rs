@@ -314,6 +314,44 @@ async fn past_the_disk_quota_new_exports_get_507_with_a_message() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
 
+/// Exports asked for at once all pass the quota when they are queued: the worker holds them to
+/// it while they write, so a caller cannot fill the disk with a burst of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_asked_for_at_once_are_held_to_the_disk_quota_while_they_write() {
+    // About 3 MB of CSV per export, under a 5 MB quota.
+    let app = spawn_app_with(11_000, |c| c.export.disk_quota_mb = 5).await;
+    let query = register_query(&app, "SELECT * FROM demo.ecommerce.data").await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(export(&app, &query, json!({"format": "CSV", "compress": false})).await);
+    }
+    for _ in 0..4 {
+        app.worker.try_run_next_job().await.unwrap().unwrap();
+    }
+    let mut completed = 0;
+    for id in &ids {
+        let done = progress(&app, id).await;
+        match done["status"].as_str().unwrap() {
+            "COMPLETED" => completed += 1,
+            "FAILED" => {
+                let error = done["error"].as_str().unwrap_or_default();
+                assert!(
+                    error.contains("past the 5.0 MB this server keeps (export.disk_quota_mb)"),
+                    "says why and what to do: {done}"
+                );
+            }
+            other => panic!("{id}: {other}: {done}"),
+        }
+    }
+    // The first measures nothing, the second 3 MB; the third finds 6 MB, past the quota.
+    assert_eq!(completed, 2, "two fit before the quota was passed");
+    sweep(app.store.as_ref(), &export_dir(&app), Duration::from_secs(3600), forwarder::job::now_ms())
+        .await
+        .unwrap();
+    let used = forwarder::upload::used_bytes(&export_dir(&app)).await.unwrap();
+    assert!(used < 7_000_000, "the failed exports left no file: {used} bytes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_past_export_max_rows_fails_the_export_and_leaves_no_file() {
     let app = spawn_app_with(2_000, |c| c.export.max_rows = 100).await;
