@@ -200,10 +200,11 @@ const PURGE_AT_MOST_EVERY: Duration = Duration::from_millis(100);
 /// limit stop the query holding the most.
 fn check_once() {
     static LAST_PURGE: Mutex<Option<Instant>> = Mutex::new(None);
-    let running = running();
-    let Some(limit) = limit(&running) else { return };
+    // Measured and purged without holding the list of queries: a purge takes milliseconds,
+    // and a query asks `headroom` (which takes the list) before each large output it builds.
+    let Some(limit_now) = limit(&running()) else { return };
     let Some(allocated) = allocated() else { return };
-    if resident().is_some_and(|resident| resident > limit) {
+    if resident().is_some_and(|resident| resident > limit_now) {
         let mut last = LAST_PURGE.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|at| at.elapsed() >= PURGE_AT_MOST_EVERY) {
             *last = Some(Instant::now());
@@ -212,6 +213,8 @@ fn check_once() {
             }
         }
     }
+    let running = running();
+    let Some(limit) = limit(&running) else { return };
     if allocated <= limit {
         return;
     }

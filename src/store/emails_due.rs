@@ -47,7 +47,7 @@ macro_rules! sql_emails_due {
         impl $crate::store::emails_due::EmailsDue for $store {
             async fn claim_due_email(&self, worker: &str) -> Result<Option<(Uuid, JobStatus)>, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let now = Self::lease_clock(&mut tx).await?;
+                let now = Self::lease_clock(&mut *tx).await?;
                 let hold = $crate::store::emails_due::EMAIL_HOLD.as_millis() as i64;
                 // The outer condition again: of two workers racing for one row, the second
                 // finds it held (PostgreSQL re-reads the row it waited for).

@@ -11,21 +11,16 @@
 macro_rules! sql_job_store {
     ($store:ty, $db:ty, $row:ty, clock: $clock:expr, claim_lock: $claim_lock:expr, append_error: $append:literal) => {
 impl $store {
-    /// Now, in epoch ms, for lease times: the database's clock where several machines share
-    /// it (one worker's clock running ahead must not expire another's lease), else ours.
-    async fn lease_clock(tx: &mut sqlx::Transaction<'_, $db>) -> Result<i64, StoreError> {
+    /// Now, in epoch ms, for lease (and email hold) times: the database's clock where several
+    /// machines share it (one worker's clock running ahead must not expire another's lease),
+    /// else ours. `on`: a transaction's connection or the pool.
+    async fn lease_clock<'e, E>(on: E) -> Result<i64, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = $db>,
+    {
         let clock: Option<&'static str> = $clock;
         Ok(match clock {
-            Some(query) => sqlx::query_scalar(query).fetch_one(&mut **tx).await?,
-            None => now_ms(),
-        })
-    }
-
-    /// [`Self::lease_clock`], outside a transaction.
-    async fn store_clock(&self) -> Result<i64, StoreError> {
-        let clock: Option<&'static str> = $clock;
-        Ok(match clock {
-            Some(query) => sqlx::query_scalar(query).fetch_one(&self.pool).await?,
+            Some(query) => sqlx::query_scalar(query).fetch_one(on).await?,
             None => now_ms(),
         })
     }
@@ -138,7 +133,7 @@ impl JobStore for $store {
         max_running_per_domain: Option<u32>,
     ) -> Result<Option<Claim>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let now = Self::lease_clock(&mut tx).await?;
+        let now = Self::lease_clock(&mut *tx).await?;
         let lock: Option<&'static str> = $claim_lock;
         if let Some(lock) = lock {
             sqlx::query(lock).execute(&mut *tx).await?;
@@ -237,7 +232,7 @@ impl JobStore for $store {
         if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
             return Err(StoreError::LeaseLost(id));
         }
-        let now = Self::lease_clock(&mut tx).await?;
+        let now = Self::lease_clock(&mut *tx).await?;
         let requested: Option<String> = sqlx::query_scalar(
             "UPDATE jobs SET lease_until = $1 WHERE id = $2 RETURNING requested",
         )
@@ -316,7 +311,7 @@ impl JobStore for $store {
             return Err(StoreError::LeaseLost(id));
         }
         let now = now_ms();
-        let email_until = Self::lease_clock(&mut tx).await? + EMAIL_HOLD.as_millis() as i64;
+        let email_until = Self::lease_clock(&mut *tx).await? + EMAIL_HOLD.as_millis() as i64;
         // A removal asked for while the job ran wins over however its run ended: the caller
         // was told the job is gone (an async export's file must not come back to life). The
         // email about the ending is due in the same statement, held by this worker.
@@ -357,7 +352,7 @@ impl JobStore for $store {
         if save_progress(&mut tx, &id_s, worker, progress).await? == 0 {
             return Err(StoreError::LeaseLost(id));
         }
-        let email_until = Self::lease_clock(&mut tx).await? + EMAIL_HOLD.as_millis() as i64;
+        let email_until = Self::lease_clock(&mut *tx).await? + EMAIL_HOLD.as_millis() as i64;
         sqlx::query(
             "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, requested = NULL, updated_at = $1, unclean_runs = 0,
                     status = CASE requested WHEN 'STOP' THEN 'STOPPED' WHEN 'REMOVE' THEN 'REMOVED' ELSE 'CREATED' END,
@@ -435,7 +430,7 @@ impl JobStore for $store {
             .bind(&owner)
             .bind(lease_until)
             // Against the clock the claims of overdue emails read.
-            .bind(self.store_clock().await? + EMAIL_HOLD.as_millis() as i64)
+            .bind(Self::lease_clock(&self.pool).await? + EMAIL_HOLD.as_millis() as i64)
             .execute(&self.pool)
             .await?;
             if done.rows_affected() == 1 {
