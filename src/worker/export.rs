@@ -59,6 +59,18 @@ struct DiskQuota {
 /// Record batches (8,192 rows each) the query may have ready ahead of the encoder.
 const PREFETCH_BATCHES: usize = 2;
 
+/// How [`Export::close_part`] closes the open part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Only if it has been open for `retention.time`.
+    IfExpired,
+    /// Now (the run stops before the end of the result).
+    Now,
+    /// Now, at the end of the whole result: an async export's result with no rows still gets
+    /// its one file here (not when it is stopped).
+    Last,
+}
+
 /// Why a run ends before its query is exhausted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {
@@ -267,28 +279,29 @@ impl Export {
                     }
                 },
                 () = sleep => {
-                    writer = self.close_part(writer, true).await?;
+                    writer = self.close_part(writer, Close::IfExpired).await?;
                 }
                 _ = control.changed() => {}
             }
         }
     }
 
-    /// Closes the open part (only if `retention.time` passed, when `only_expired`) and
-    /// uploads what remains of it.
+    /// Closes the open part as `how` says and uploads what remains of it.
     pub async fn close_part(
         &mut self,
         mut writer: PartWriter,
-        only_expired: bool,
+        how: Close,
     ) -> Result<PartWriter, ExportError> {
         let mut events = Vec::new();
-        if only_expired {
-            writer.close_if_expired(std::time::Instant::now(), &mut events)?;
-        } else {
-            if self.one_file_even_if_empty {
-                writer.open_if_none_yet(&mut events)?;
+        match how {
+            Close::IfExpired => writer.close_if_expired(std::time::Instant::now(), &mut events)?,
+            Close::Now => writer.close(&mut events)?,
+            Close::Last => {
+                if self.one_file_even_if_empty {
+                    writer.open_if_none_yet(&mut events)?;
+                }
+                writer.close(&mut events)?;
             }
-            writer.close(&mut events)?;
         }
         self.apply(events).await?;
         Ok(writer)

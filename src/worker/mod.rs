@@ -9,7 +9,7 @@ mod export;
 mod manifest;
 mod parts;
 
-pub use export::{Ended, Export, ExportError, Interrupt};
+pub use export::{Close, Ended, Export, ExportError, Interrupt};
 pub use parts::{PartEvent, PartWriter, Start};
 
 use std::panic::AssertUnwindSafe;
@@ -501,7 +501,10 @@ impl Worker {
             if remaining == Some(0)
                 && let Some(w) = writer.take()
             {
-                break self.before_deadline(export.close_part(w, false)).await.map(|_| Ended::Exhausted);
+                break self
+                    .before_deadline(export.close_part(w, Close::Last))
+                    .await
+                    .map(|_| Ended::Exhausted);
             }
             let run = match self
                 .engine
@@ -542,7 +545,7 @@ impl Worker {
                     from_ms = to_ms;
                     skip = 0;
                     w.start_window(from_ms);
-                    match self.before_deadline(export.close_part(w, true)).await {
+                    match self.before_deadline(export.close_part(w, Close::IfExpired)).await {
                         Ok(w) => writer = Some(w),
                         Err(e) => break Err(e),
                     }
@@ -558,7 +561,8 @@ impl Worker {
                     break Err(ExportError::Store(StoreError::LeaseLost(job.id)));
                 }
                 Ok((w, ended)) => {
-                    break self.before_deadline(export.close_part(w, false)).await.map(|_| ended);
+                    let how = if ended == Ended::Exhausted { Close::Last } else { Close::Now };
+                    break self.before_deadline(export.close_part(w, how)).await.map(|_| ended);
                 }
                 Err(e) => break Err(e),
             }
