@@ -20,7 +20,7 @@
 //! it returns them to the system, so a query run just after one that filled the limit could
 //! take the RSS to twice the limit with its live bytes within it (back to back, an aggregation
 //! of a joined table and then an `array_agg` of it peaked at 0.9–1.0 GiB under a 512 MB limit,
-//! 500–580 MiB of it freed pages). So when the pages jemalloc holds pass the limit, the
+//! with jemalloc holding 410–635 MiB more than was live). So when the pages jemalloc holds pass the limit, the
 //! watchdog has it return its freed pages at once ([`purge_freed_pages`]). Only then, not all
 //! the time (a shorter decay): an export would fault in again pages it was about to reuse.
 
